@@ -1,0 +1,191 @@
+//! Checkpoints in DynamoDB with a fencing token, for readers running on ECS.
+//!
+//! One item per reader (`key`). Opening the store increments the item's `fence`
+//! counter and remembers the value; every later write is conditional on the item still
+//! carrying that value. When a second reader opens the same key, the first one's writes
+//! fail with [`CheckpointError::Fenced`]: two readers can never both advance a
+//! checkpoint, and a deposed one learns it on its next save and stops. Writes are also
+//! conditional on the position not going backwards (`ord`).
+
+use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType};
+use aws_sdk_dynamodb::Client;
+
+use crate::aws::{classify, describe, Retry};
+use crate::checkpoint::{now_ms, Checkpoint, CheckpointError, CheckpointStore};
+
+/// Name of the partition key attribute of the checkpoint table.
+pub const KEY_ATTR: &str = "key";
+
+pub struct DynamoCheckpointStore {
+    client: Client,
+    table: String,
+    key: String,
+    fence: u64,
+}
+
+impl DynamoCheckpointStore {
+    /// Takes ownership of `key` by bumping its fencing token.
+    pub async fn open(client: Client, table: &str, key: &str) -> Result<Self, CheckpointError> {
+        let out = client
+            .update_item()
+            .table_name(table)
+            .key(KEY_ATTR, AttributeValue::S(key.to_owned()))
+            .update_expression("ADD fence :one")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| remote(table, key, classify(&e), describe(&e)))?;
+        let fence = out
+            .attributes()
+            .and_then(|a| a.get("fence"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| remote(table, key, Retry::Permanent, "UpdateItem returned no fence".into()))?;
+        Ok(Self { client, table: table.to_owned(), key: key.to_owned(), fence })
+    }
+
+    pub fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    /// Creates the checkpoint table (on-demand) if it does not exist; for local set-ups and
+    /// tests. Production tables come from CloudFormation.
+    pub async fn ensure_table(client: &Client, table: &str) -> Result<(), CheckpointError> {
+        let res = client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(KEY_ATTR)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("attribute definition has all fields"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(KEY_ATTR)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .expect("key schema has all fields"),
+            )
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
+            Err(e) => Err(remote(table, "-", classify(&e), describe(&e))),
+        }
+    }
+
+    async fn write(&self, cp: &Checkpoint, force: bool) -> Result<(), CheckpointError> {
+        let json = serde_json::to_string(cp).expect("a checkpoint always serializes");
+        let condition = if force {
+            "fence = :fence"
+        } else {
+            "fence = :fence AND (attribute_not_exists(ord) OR ord <= :ord)"
+        };
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTR, AttributeValue::S(self.key.clone()))
+            .update_expression("SET checkpoint = :cp, ord = :ord, updated_at_ms = :now")
+            .condition_expression(condition)
+            .expression_attribute_values(":cp", AttributeValue::S(json))
+            .expression_attribute_values(":ord", AttributeValue::N(cp.order().to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms().to_string()))
+            .expression_attribute_values(":fence", AttributeValue::N(self.fence.to_string()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(self.explain_conflict(cp).await)
+            }
+            Err(e) => Err(remote(&self.table, &self.key, classify(&e), describe(&e))),
+        }
+    }
+
+    /// After a failed condition, reads the item to say whether we were fenced or went back.
+    async fn explain_conflict(&self, cp: &Checkpoint) -> CheckpointError {
+        let item = match self.get_item().await {
+            Ok(item) => item,
+            Err(e) => return e,
+        };
+        let current = item
+            .as_ref()
+            .and_then(|i| i.get("fence"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if current != self.fence {
+            return CheckpointError::Fenced { key: self.key.clone(), ours: self.fence, current };
+        }
+        let stored = item.as_ref().and_then(|i| parse_checkpoint(&self.table, i).transpose()).transpose();
+        match stored {
+            Ok(Some(stored)) => {
+                CheckpointError::Backwards { stored: stored.position, attempted: cp.position.clone() }
+            }
+            Ok(None) => remote(&self.table, &self.key, Retry::Transient, "conditional write failed".into()),
+            Err(e) => e,
+        }
+    }
+
+    async fn get_item(
+        &self,
+    ) -> Result<Option<std::collections::HashMap<String, AttributeValue>>, CheckpointError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY_ATTR, AttributeValue::S(self.key.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| remote(&self.table, &self.key, classify(&e), describe(&e)))?;
+        Ok(out.item)
+    }
+}
+
+fn parse_checkpoint(
+    table: &str,
+    item: &std::collections::HashMap<String, AttributeValue>,
+) -> Result<Option<Checkpoint>, CheckpointError> {
+    let Some(text) = item.get("checkpoint").and_then(|v| v.as_s().ok()) else {
+        return Ok(None);
+    };
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|source| CheckpointError::Corrupt { location: format!("dynamodb:{table}"), source })
+}
+
+fn remote(table: &str, key: &str, retry: Retry, message: String) -> CheckpointError {
+    CheckpointError::Remote {
+        location: format!("dynamodb:{table}/{key}"),
+        message,
+        retryable: retry == Retry::Transient,
+    }
+}
+
+impl CheckpointStore for DynamoCheckpointStore {
+    async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        match self.get_item().await? {
+            Some(item) => parse_checkpoint(&self.table, &item),
+            None => Ok(None),
+        }
+    }
+
+    async fn save(&self, cp: &Checkpoint) -> Result<(), CheckpointError> {
+        self.write(cp, false).await
+    }
+
+    async fn force_save(&self, cp: &Checkpoint) -> Result<(), CheckpointError> {
+        self.write(cp, true).await
+    }
+
+    fn describe(&self) -> String {
+        format!("dynamodb:{}/{} (fence {})", self.table, self.key, self.fence)
+    }
+}

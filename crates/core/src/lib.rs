@@ -1,0 +1,17 @@
+//! The shared vocabulary of sameday: the change event that flows from the reader to the
+//! worker, binlog positions, checkpoint stores, and the operational plumbing every daemon
+//! uses (AWS client set-up and retry classification, metrics, health, shutdown, logging).
+
+pub mod aws;
+pub mod checkpoint;
+pub mod checkpoint_dynamo;
+pub mod envelope;
+pub mod health;
+pub mod logging;
+pub mod metrics;
+pub mod position;
+pub mod secret;
+pub mod shutdown;
+
+pub use envelope::{ChangeEnvelope, Op};
+pub use position::{BinlogPosition, GtidSet, StartPosition};

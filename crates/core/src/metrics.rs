@@ -1,0 +1,38 @@
+//! Metric names (one place, `sameday_<component>_<name>_<unit>`) and the shared registry
+//! that `/metrics` serves in the Prometheus text format.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::{Metric, Registry};
+
+pub const READER_ROWS: &str = "sameday_reader_rows";
+pub const READER_BYTES: &str = "sameday_reader_bytes";
+pub const READER_TRANSACTIONS: &str = "sameday_reader_transactions";
+pub const READER_LAG_SECONDS: &str = "sameday_reader_lag_seconds";
+pub const READER_CHECKPOINT_AGE_SECONDS: &str = "sameday_reader_checkpoint_age_seconds";
+pub const READER_SCHEMA_CHANGES: &str = "sameday_reader_schema_changes";
+pub const READER_SKIPPED_ROWS: &str = "sameday_reader_skipped_rows";
+pub const READER_DEAD_LETTERS: &str = "sameday_reader_dead_letters";
+pub const KINESIS_BATCH_RECORDS: &str = "sameday_kinesis_batch_records";
+pub const KINESIS_FAILED_RECORDS: &str = "sameday_kinesis_failed_records";
+pub const KINESIS_RETRIES: &str = "sameday_kinesis_retries";
+pub const KINESIS_RECORDS: &str = "sameday_kinesis_records";
+
+/// A registry shared by every component of one process.
+#[derive(Clone, Default)]
+pub struct MetricsRegistry(Arc<Mutex<Registry>>);
+
+impl MetricsRegistry {
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        self.0.lock().expect("metrics registry poisoned").register(name, help, metric);
+    }
+
+    /// The registry in Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.0.lock().expect("metrics registry poisoned"))
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,9 @@
+//! The binlog reader: connects to MySQL/MariaDB as a replica (or reads binlog files from
+//! disk), decodes row events into change envelopes and publishes them to Kinesis,
+//! checkpointing the position only after Kinesis acknowledged every record before it.
+
+pub mod decoder;
+pub mod error;
+pub mod filter;
+pub(crate) mod schema;
+pub(crate) mod value;

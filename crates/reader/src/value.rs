@@ -1,0 +1,314 @@
+//! One column value of a row image, decoded from the binlog into the form it takes in the
+//! JSON envelope. `docs/envelope.md` is the user-facing version of this mapping.
+//!
+//! Lossless by construction: integers keep their full 64-bit range (JSON numbers printed
+//! exactly), DECIMAL stays a string, temporal types keep every fractional digit the
+//! column declares, text is converted from its column's character set, and anything
+//! binary is base64.
+
+use base64::Engine;
+use mysql_common::binlog::value::BinlogValue;
+use mysql_common::constants::ColumnType;
+use mysql_common::io::ParseBuf;
+use mysql_common::proto::MyDeserialize;
+use mysql_common::value::Value;
+
+use crate::schema::{ColumnInfo, TextKind};
+
+/// A decoded value, ready to be written as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Float(f32),
+    Double(f64),
+    /// A JSON string (text, DECIMAL, temporal, ENUM label).
+    Str(String),
+    /// Binary data, written as a base64 string.
+    Bytes(Vec<u8>),
+    /// Already-encoded JSON (JSON columns, SET label arrays, VECTOR arrays).
+    Json(String),
+}
+
+/// Decodes the value of `col` at the front of `buf`.
+pub(crate) fn decode_cell(col: &ColumnInfo, buf: &mut ParseBuf<'_>, partial: bool) -> std::io::Result<Cell> {
+    let ctx = (col.ty, &col.meta[..], col.unsigned, partial);
+    // The decoder ties the metadata's lifetime to the buffer's; decode from a re-borrowed
+    // view of the remaining bytes, then advance the caller's buffer by what it consumed.
+    let rest: &[u8] = buf.0;
+    let mut view = ParseBuf(rest);
+    let value = BinlogValue::deserialize(ctx, &mut view)?;
+    let consumed = rest.len() - view.0.len();
+    buf.0 = &buf.0[consumed..];
+    Ok(match value {
+        BinlogValue::Value(v) => convert(col, v),
+        BinlogValue::Jsonb(j) => match j.parse() {
+            Ok(dom) => Cell::Json(serde_json::Value::from(dom).to_string()),
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("JSON value: {e}"))),
+        },
+        BinlogValue::JsonDiff(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "partial JSON update (binlog_row_value_options=PARTIAL_JSON)",
+            ))
+        }
+    })
+}
+
+fn convert(col: &ColumnInfo, v: Value) -> Cell {
+    use ColumnType::*;
+    match (col.ty, v) {
+        (_, Value::NULL) => Cell::Null,
+        (MYSQL_TYPE_YEAR, Value::Bytes(b)) => {
+            // The decoder adds 1900 to the stored byte; YEAR's stored 0 means the year 0000.
+            let y: i64 = std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+            Cell::Int(if y == 1900 { 0 } else { y })
+        }
+        (MYSQL_TYPE_TIMESTAMP, Value::Int(secs)) => Cell::Str(format_timestamp(secs, 0, 0)),
+        (MYSQL_TYPE_TIMESTAMP2, Value::Bytes(b)) => {
+            let s = String::from_utf8_lossy(&b);
+            let (secs, usec) = match s.split_once('.') {
+                Some((a, b)) => (a.parse().unwrap_or(0), b.parse().unwrap_or(0)),
+                None => (s.parse().unwrap_or(0), 0),
+            };
+            Cell::Str(format_timestamp(secs, usec, fsp(col)))
+        }
+        (MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE, Value::Date(y, m, d, ..)) => Cell::Str(format!("{y:04}-{m:02}-{d:02}")),
+        (MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2, Value::Date(y, mo, d, h, mi, s, us)) => {
+            let mut out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
+            push_fraction(&mut out, us, fsp(col));
+            Cell::Str(out)
+        }
+        (MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2, Value::Time(neg, days, h, m, s, us)) => {
+            let hours = u64::from(days) * 24 + u64::from(h);
+            let mut out = format!("{}{hours:02}:{m:02}:{s:02}", if neg { "-" } else { "" });
+            push_fraction(&mut out, us, fsp(col));
+            Cell::Str(out)
+        }
+        (MYSQL_TYPE_BIT, Value::Bytes(b)) => Cell::UInt(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))),
+        (MYSQL_TYPE_ENUM, Value::Int(i)) => match &col.labels {
+            Some(labels) if i >= 1 => labels.0.get(i as usize - 1).map(|l| Cell::Str(l.clone())).unwrap_or(Cell::Int(i)),
+            // Index 0 is the empty string MySQL stores for an invalid ENUM value.
+            Some(_) => Cell::Str(String::new()),
+            None => Cell::Int(i),
+        },
+        (MYSQL_TYPE_SET, Value::Bytes(b)) => {
+            let bits = b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+            match &col.labels {
+                Some(labels) => {
+                    let chosen: Vec<&str> = labels
+                        .0
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i < 64 && bits & (1u64 << i) != 0)
+                        .map(|(_, l)| l.as_str())
+                        .collect();
+                    Cell::Json(serde_json::to_string(&chosen).expect("strings serialize"))
+                }
+                None => Cell::UInt(bits),
+            }
+        }
+        (MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL, Value::Bytes(b)) => {
+            Cell::Str(String::from_utf8(b).unwrap_or_default())
+        }
+        (MYSQL_TYPE_VECTOR, Value::Bytes(b)) => {
+            let floats: Vec<f32> =
+                b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            Cell::Json(serde_json::to_string(&floats).expect("floats serialize"))
+        }
+        (MYSQL_TYPE_GEOMETRY, Value::Bytes(b)) => Cell::Bytes(b),
+        (_, Value::Bytes(b)) => text(col.text, b),
+        (_, Value::Int(i)) => Cell::Int(i),
+        (_, Value::UInt(u)) => Cell::UInt(u),
+        (_, Value::Float(f)) => Cell::Float(f),
+        (_, Value::Double(d)) => Cell::Double(d),
+        (_, Value::Date(y, mo, d, h, mi, s, us)) => {
+            let mut out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
+            push_fraction(&mut out, us, 6);
+            Cell::Str(out)
+        }
+        (_, Value::Time(neg, days, h, m, s, us)) => {
+            let hours = u64::from(days) * 24 + u64::from(h);
+            let mut out = format!("{}{hours:02}:{m:02}:{s:02}", if neg { "-" } else { "" });
+            push_fraction(&mut out, us, 6);
+            Cell::Str(out)
+        }
+    }
+}
+
+fn text(kind: TextKind, b: Vec<u8>) -> Cell {
+    match kind {
+        TextKind::Binary => Cell::Bytes(b),
+        TextKind::Utf8 | TextKind::Unknown => match String::from_utf8(b) {
+            Ok(s) => Cell::Str(s),
+            Err(e) => Cell::Bytes(e.into_bytes()),
+        },
+        TextKind::Encoded(enc) => {
+            let (s, _, had_errors) = enc.decode(&b);
+            if had_errors {
+                Cell::Bytes(b)
+            } else {
+                Cell::Str(s.into_owned())
+            }
+        }
+    }
+}
+
+/// Fractional-second digits the column declares (DATETIME(6) -> 6).
+fn fsp(col: &ColumnInfo) -> u8 {
+    col.meta.first().copied().unwrap_or(0).min(6)
+}
+
+fn push_fraction(out: &mut String, micros: u32, digits: u8) {
+    if digits == 0 {
+        return;
+    }
+    let frac = format!("{micros:06}");
+    out.push('.');
+    out.push_str(&frac[..digits as usize]);
+}
+
+/// A TIMESTAMP as UTC ISO-8601 with `Z`; the zero timestamp stays MySQL's zero date.
+fn format_timestamp(secs: i64, micros: u32, digits: u8) -> String {
+    if secs == 0 && micros == 0 {
+        let mut out = "0000-00-00T00:00:00".to_owned();
+        push_fraction(&mut out, 0, digits);
+        out.push('Z');
+        return out;
+    }
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let mut out = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60);
+    push_fraction(&mut out, micros, digits);
+    out.push('Z');
+    out
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Writes `cell` as JSON into `out`.
+pub(crate) fn write_cell(out: &mut Vec<u8>, cell: &Cell) {
+    use std::io::Write;
+    match cell {
+        Cell::Null => out.extend_from_slice(b"null"),
+        Cell::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Cell::UInt(u) => {
+            let _ = write!(out, "{u}");
+        }
+        Cell::Float(f) => write_float(out, f64::from(*f), f.is_finite(), Some(*f)),
+        Cell::Double(d) => write_float(out, *d, d.is_finite(), None),
+        Cell::Str(s) => write_json_str(out, s),
+        Cell::Bytes(b) => {
+            out.push(b'"');
+            let start = out.len();
+            let len = base64::encoded_len(b.len(), true).unwrap_or(0);
+            out.resize(start + len, 0);
+            let written = base64::engine::general_purpose::STANDARD
+                .encode_slice(b, &mut out[start..])
+                .unwrap_or(0);
+            out.truncate(start + written);
+            out.push(b'"');
+        }
+        Cell::Json(raw) => out.extend_from_slice(raw.as_bytes()),
+    }
+}
+
+fn write_float(out: &mut Vec<u8>, d: f64, finite: bool, single: Option<f32>) {
+    if !finite {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    // serde_json prints the shortest representation that round-trips (ryu).
+    let _ = match single {
+        Some(f) => serde_json::to_writer(&mut *out, &f),
+        None => serde_json::to_writer(&mut *out, &d),
+    };
+}
+
+/// Appends `s` as a JSON string literal.
+pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                let _ = std::io::Write::write_fmt(out, format_args!("\\u{b:04x}"));
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_iso8601() {
+        assert_eq!(format_timestamp(1_700_000_000, 0, 0), "2023-11-14T22:13:20Z");
+        assert_eq!(format_timestamp(1_700_000_000, 120_000, 3), "2023-11-14T22:13:20.120Z");
+        assert_eq!(format_timestamp(951_782_400, 5, 6), "2000-02-29T00:00:00.000005Z");
+        assert_eq!(format_timestamp(0, 0, 0), "0000-00-00T00:00:00Z");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = Vec::new();
+        write_json_str(&mut out, "a\"b\\c\n\u{1}é");
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, "a\"b\\c\n\u{1}é");
+    }
+
+    #[test]
+    fn cells_write_valid_json() {
+        for cell in [
+            Cell::Null,
+            Cell::Int(i64::MIN),
+            Cell::UInt(u64::MAX),
+            Cell::Float(1.1),
+            Cell::Double(-2.5e300),
+            Cell::Bytes(vec![0, 255, 10]),
+            Cell::Json("[1,2]".into()),
+        ] {
+            let mut out = Vec::new();
+            write_cell(&mut out, &cell);
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap();
+        }
+        let mut out = Vec::new();
+        write_cell(&mut out, &Cell::UInt(u64::MAX));
+        assert_eq!(out, b"18446744073709551615");
+        let mut out = Vec::new();
+        write_cell(&mut out, &Cell::Float(1.1));
+        assert_eq!(out, b"1.1");
+    }
+}
