@@ -63,7 +63,10 @@ impl TableFilter {
             return hit;
         }
         let name = format!("{db}.{table}");
-        let hit = !SYSTEM_DBS.contains(&db)
+        // System schemas only when an include pattern names the schema literally.
+        let system_ok = !SYSTEM_DBS.contains(&db)
+            || self.include.iter().any(|p| p.split('.').next() == Some(db));
+        let hit = system_ok
             && (self.include.is_empty() || self.include.iter().any(|p| wildcard(p, &name)))
             && !self.exclude.iter().any(|p| wildcard(p, &name));
         self.cache.lock().expect("filter cache poisoned").insert(key, hit);
@@ -141,6 +144,8 @@ mod tests {
         assert!(!f.matches("app", "tmp_x"));
         assert!(!f.matches("other", "schedules"));
         assert!(!TableFilter::all().matches("mysql", "user"));
+        let sys = TableFilter::new(&FilterConfig { include: vec!["mysql.*".into()], ..Default::default() }).unwrap();
+        assert!(sys.matches("mysql", "foo"));
         assert!(f.column_excluded("app", "users", "password"));
         assert!(!f.column_excluded("app", "users", "email"));
     }

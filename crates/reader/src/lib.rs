@@ -6,4 +6,5 @@ pub mod decoder;
 pub mod error;
 pub mod filter;
 pub(crate) mod schema;
+pub mod source;
 pub(crate) mod value;
