@@ -56,8 +56,6 @@ pub(crate) struct TableSchema {
     pub columns: Vec<ColumnInfo>,
     /// Indexes of the primary key columns; empty when the table has none.
     pub key: Vec<usize>,
-    /// Column names came from the binlog (FULL metadata) rather than positions.
-    pub has_names: bool,
     pub json_columns: usize,
     /// The table map event's bytes, to recognise an unchanged re-sent map cheaply.
     pub raw_table_map: Vec<u8>,
@@ -224,7 +222,7 @@ impl TableSchema {
             columns.push(ColumnInfo { name, json_key, ty, meta, unsigned, text, labels, excluded, json_ordinal });
         }
         key.retain(|&k| k < n);
-        Ok(Arc::new(Self { db, table, columns, key, has_names, json_columns: json_i, raw_table_map: raw.to_vec() }))
+        Ok(Arc::new(Self { db, table, columns, key, json_columns: json_i, raw_table_map: raw.to_vec() }))
     }
 
     /// Whether two table maps describe the same columns (a DDL changes this).

@@ -107,7 +107,7 @@ pub fn replay_files(
             decoder.handle(&event, &mut out)?;
             if event.header().event_type_raw() == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
                 let at = BinlogPosition::new(decoder.file().to_owned(), start);
-                for inner in decompress(&event, &at)? {
+                if let Some(inner) = decompress(&event, &at)? {
                     let inner = inner_event(&mut esr, &inner, &at)?;
                     for ev in inner {
                         decoder.handle(&ev, &mut out)?;

@@ -1,0 +1,56 @@
+//! Kinesis limits and the publisher's settings.
+
+use serde::Deserialize;
+
+/// Records per PutRecords request (service limit).
+pub const MAX_RECORDS_PER_REQUEST: usize = 500;
+/// Bytes per PutRecords request, data plus partition keys (service limit).
+pub const MAX_BYTES_PER_REQUEST: usize = 5 * 1024 * 1024;
+/// Default maximum record size (data plus partition key); streams may raise it to 10 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_LINGER_MS: u64 = 20;
+pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS: usize = 4;
+
+fn default_linger_ms() -> u64 {
+    DEFAULT_LINGER_MS
+}
+fn default_max_record_bytes() -> usize {
+    DEFAULT_MAX_RECORD_BYTES
+}
+fn default_in_flight() -> usize {
+    DEFAULT_MAX_IN_FLIGHT_REQUESTS
+}
+
+/// `[kinesis]` in the reader's config file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KinesisConfig {
+    pub stream: String,
+    /// How long a record may wait for companions before its batch is sent.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+    /// The stream's maximum record size; larger records are dead-lettered.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+    /// Concurrent PutRecords requests.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight_requests: usize,
+}
+
+impl KinesisConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.stream.is_empty() {
+            return Err("kinesis.stream must name the Kinesis stream".into());
+        }
+        if !(1..=10 * 1024 * 1024).contains(&self.max_record_bytes) {
+            return Err(format!("kinesis.max_record_bytes = {} is outside 1..=10485760", self.max_record_bytes));
+        }
+        if !(1..=64).contains(&self.max_in_flight_requests) {
+            return Err(format!("kinesis.max_in_flight_requests = {} is outside 1..=64", self.max_in_flight_requests));
+        }
+        if self.linger_ms > 10_000 {
+            return Err(format!("kinesis.linger_ms = {} is above 10000", self.linger_ms));
+        }
+        Ok(())
+    }
+}

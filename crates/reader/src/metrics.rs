@@ -1,0 +1,76 @@
+//! The reader's Prometheus metrics (names from `sameday_core::metrics`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use sameday_core::metrics::{self as names, MetricsRegistry};
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableOp {
+    pub table: String,
+    pub op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Code {
+    pub error_code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Table {
+    pub table: String,
+}
+
+#[derive(Clone)]
+pub struct ReaderMetrics {
+    pub rows: Family<TableOp, Counter>,
+    pub bytes: Counter,
+    pub transactions: Counter,
+    pub lag_seconds: Gauge<f64, AtomicU64>,
+    pub checkpoint_age_seconds: Gauge<f64, AtomicU64>,
+    pub schema_changes: Family<Table, Counter>,
+    pub dead_letters: Family<Table, Counter>,
+    pub batch_records: Histogram,
+    pub failed_records: Family<Code, Counter>,
+    pub retries: Counter,
+    pub records: Counter,
+}
+
+impl ReaderMetrics {
+    pub fn new(registry: &MetricsRegistry) -> Self {
+        let m = Self {
+            rows: Family::default(),
+            bytes: Counter::default(),
+            transactions: Counter::default(),
+            lag_seconds: Gauge::default(),
+            checkpoint_age_seconds: Gauge::default(),
+            schema_changes: Family::default(),
+            dead_letters: Family::default(),
+            batch_records: Histogram::new([1.0, 10.0, 50.0, 100.0, 250.0, 500.0]),
+            failed_records: Family::default(),
+            retries: Counter::default(),
+            records: Counter::default(),
+        };
+        registry.register(names::READER_ROWS, "Row changes decoded, by table and operation", m.rows.clone());
+        registry.register(names::READER_BYTES, "Bytes of change records produced", m.bytes.clone());
+        registry.register(names::READER_TRANSACTIONS, "Transactions committed in the binlog", m.transactions.clone());
+        registry.register(names::READER_LAG_SECONDS, "Seconds between a transaction's commit on the source and its decoding", m.lag_seconds.clone());
+        registry.register(names::READER_CHECKPOINT_AGE_SECONDS, "Seconds since the checkpoint last caught up with delivered records", m.checkpoint_age_seconds.clone());
+        registry.register(names::READER_SCHEMA_CHANGES, "DDL statements seen on watched schemas", m.schema_changes.clone());
+        registry.register(names::READER_DEAD_LETTERS, "Rows written to the dead-letter file instead of Kinesis", m.dead_letters.clone());
+        registry.register(names::KINESIS_BATCH_RECORDS, "Records per PutRecords request", m.batch_records.clone());
+        registry.register(names::KINESIS_FAILED_RECORDS, "Records PutRecords did not accept, by error code", m.failed_records.clone());
+        registry.register(names::KINESIS_RETRIES, "PutRecords attempts that failed as a whole and were retried", m.retries.clone());
+        registry.register(names::KINESIS_RECORDS, "Records Kinesis acknowledged", m.records.clone());
+        m
+    }
+}
+
+impl Default for ReaderMetrics {
+    fn default() -> Self {
+        Self::new(&MetricsRegistry::default())
+    }
+}

@@ -1,0 +1,434 @@
+//! Delivers change records to a sink in per-key commit order and moves the checkpoint
+//! only behind durable delivery.
+//!
+//! Ordering: PutRecords may reorder records within one request and fails per record, so
+//! "retry only the failed ones" would let a later change of a row overtake an earlier
+//! one. Instead at most ONE record per partition key is in flight at any time: a record
+//! is sent only when no earlier record of its key is unacknowledged. A failed record is
+//! simply sent again; nothing behind it (same key) has been sent, so order holds. Records
+//! of different keys go out together, up to 500 / 5 MiB per request and several
+//! requests at once.
+//!
+//! Checkpoints: records and commits sit in one queue in binlog order. The front of the
+//! queue is popped only when it is acknowledged (or dead-lettered); a commit popped from
+//! the front is therefore *durable*: every record before it is in Kinesis. Only durable
+//! commits are saved, at most once per `checkpoint_interval`, and always on shutdown.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sameday_core::aws::Backoff;
+use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore};
+use sameday_core::health::Health;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::dead_letter::DeadLetterFile;
+use crate::decoder::{Commit, Output, Record};
+use crate::error::ReaderError;
+use crate::kinesis::config::{MAX_BYTES_PER_REQUEST, MAX_RECORDS_PER_REQUEST};
+use crate::metrics::{Code, ReaderMetrics, Table, TableOp};
+use crate::sink::{RecordOutcome, RecordSink, SinkRecord};
+
+/// How far into the queue a batch is looked for (bounds CPU with hot keys).
+const SCAN_WINDOW: usize = 20_000;
+
+#[derive(Debug, Clone)]
+pub struct PublisherConfig {
+    pub linger: Duration,
+    pub max_in_flight_requests: usize,
+    /// Records held in memory before intake pauses (backpressure on the binlog).
+    pub max_pending_records: usize,
+    pub max_pending_bytes: usize,
+    pub checkpoint_interval: Duration,
+    /// How long shutdown waits for in-flight records before saving what is durable.
+    pub drain_timeout: Duration,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        Self {
+            linger: Duration::from_millis(20),
+            max_in_flight_requests: 4,
+            max_pending_records: 20_000,
+            max_pending_bytes: 64 * 1024 * 1024,
+            checkpoint_interval: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(7),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    InFlight,
+    Done,
+}
+
+enum Kind {
+    Row { record: SinkRecord },
+    Commit(Commit),
+}
+
+struct Slot {
+    kind: Kind,
+    state: State,
+}
+
+/// What a run achieved.
+#[derive(Debug, Default, Clone)]
+pub struct PublishSummary {
+    pub delivered: u64,
+    pub dead_lettered: u64,
+    pub last_durable: Option<Commit>,
+    pub checkpoints_saved: u64,
+}
+
+type InFlight = (Vec<u64>, Result<Vec<RecordOutcome>, crate::sink::SinkError>);
+
+pub struct Publisher<S, C> {
+    sink: Arc<S>,
+    store: Option<Arc<C>>,
+    cfg: PublisherConfig,
+    metrics: ReaderMetrics,
+    dead_letters: Option<DeadLetterFile>,
+    health: Option<Arc<Health>>,
+    // state
+    queue: VecDeque<Slot>,
+    base_seq: u64,
+    pending_bytes: usize,
+    in_flight_keys: HashSet<String>,
+    requests: JoinSet<InFlight>,
+    backoff: Backoff,
+    retry_at: Option<Instant>,
+    oldest_pending: Option<Instant>,
+    durable: Option<Commit>,
+    saved: Option<Commit>,
+    last_save: Instant,
+    summary: PublishSummary,
+}
+
+impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
+    /// `store` is `None` for replays and `tail`, which never move the live checkpoint.
+    pub fn new(
+        sink: Arc<S>,
+        store: Option<Arc<C>>,
+        cfg: PublisherConfig,
+        metrics: ReaderMetrics,
+        dead_letters: Option<DeadLetterFile>,
+        health: Option<Arc<Health>>,
+    ) -> Self {
+        Self {
+            sink,
+            store,
+            cfg,
+            metrics,
+            dead_letters,
+            health,
+            queue: VecDeque::new(),
+            base_seq: 0,
+            pending_bytes: 0,
+            in_flight_keys: HashSet::new(),
+            requests: JoinSet::new(),
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(10)),
+            retry_at: None,
+            oldest_pending: None,
+            durable: None,
+            saved: None,
+            last_save: Instant::now(),
+            summary: PublishSummary::default(),
+        }
+    }
+
+    /// Runs until `rx` closes (the source ended) and everything is delivered, or until
+    /// `shutdown` fires (then drains in-flight work within `drain_timeout`).
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Vec<Output>>,
+        shutdown: CancellationToken,
+    ) -> Result<PublishSummary, ReaderError> {
+        let mut intake_open = true;
+        let mut drain_deadline: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(5).max(self.cfg.linger / 2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let full = self.queue.len() >= self.cfg.max_pending_records || self.pending_bytes >= self.cfg.max_pending_bytes;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if drain_deadline.is_none() => {
+                    intake_open = false;
+                    drain_deadline = Some(Instant::now() + self.cfg.drain_timeout);
+                    rx.close();
+                }
+                Some(done) = self.requests.join_next(), if !self.requests.is_empty() => {
+                    let (seqs, result) = done.map_err(|e| ReaderError::Sink { stream: self.sink.describe(), message: format!("publisher task failed: {e}") })?;
+                    self.complete(seqs, result)?;
+                }
+                msg = rx.recv(), if intake_open && !full => match msg {
+                    Some(outputs) => self.accept(outputs)?,
+                    None => intake_open = false,
+                },
+                _ = tick.tick() => {}
+            }
+            self.dispatch(!intake_open);
+            self.advance();
+            let no_records_left = self.requests.is_empty() && !self.queue.iter().any(|s| matches!(s.kind, Kind::Row { .. }));
+            if !intake_open && (no_records_left || drain_deadline.is_some_and(|d| Instant::now() >= d)) {
+                break;
+            }
+            if self.last_save.elapsed() >= self.cfg.checkpoint_interval {
+                self.save().await?;
+            }
+            if let Some(h) = &self.health {
+                h.beat();
+            }
+        }
+        self.save().await?;
+        self.summary.last_durable = self.durable.clone();
+        Ok(self.summary)
+    }
+
+    fn accept(&mut self, outputs: Vec<Output>) -> Result<(), ReaderError> {
+        for o in outputs {
+            match o {
+                Output::Row(r) => self.accept_row(r),
+                Output::Commit(c) => {
+                    self.metrics.transactions.inc();
+                    let lag = now_ms().saturating_sub(c.ts_ms) as f64 / 1000.0;
+                    self.metrics.lag_seconds.set(lag);
+                    self.queue.push_back(Slot { kind: Kind::Commit(c), state: State::Done });
+                }
+                Output::DeadLetter(d) => {
+                    self.dead_letter(&d.table, &d.position, None, None, &d.reason, None);
+                }
+                Output::SchemaChange { db, statement, position } => {
+                    self.metrics.schema_changes.get_or_create(&Table { table: db.clone() }).inc();
+                    tracing::warn!(db = %db, %position, statement = %truncate(&statement, 300), "schema change on a watched schema; the stream continues with the new table definition");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn accept_row(&mut self, r: Record) {
+        let size = r.data.len() + r.partition_key.len();
+        self.metrics.rows.get_or_create(&TableOp { table: r.table.to_string(), op: r.op.as_str().to_owned() }).inc();
+        self.metrics.bytes.inc_by(r.data.len() as u64);
+        if size > self.sink.max_record_bytes() {
+            let reason = format!(
+                "record of {size} bytes exceeds the stream's maximum record size of {} bytes",
+                self.sink.max_record_bytes()
+            );
+            self.dead_letter(&r.table, &r.position, Some(&r.id), Some(&r.partition_key), &reason, Some(&r.data));
+            return;
+        }
+        self.pending_bytes += size;
+        if self.oldest_pending.is_none() {
+            self.oldest_pending = Some(Instant::now());
+        }
+        self.queue.push_back(Slot {
+            kind: Kind::Row { record: SinkRecord { partition_key: r.partition_key, data: r.data } },
+            state: State::Pending,
+        });
+    }
+
+    fn dead_letter(
+        &mut self,
+        table: &str,
+        position: &sameday_core::BinlogPosition,
+        id: Option<&str>,
+        key: Option<&str>,
+        reason: &str,
+        record: Option<&[u8]>,
+    ) {
+        self.metrics.dead_letters.get_or_create(&Table { table: table.to_owned() }).inc();
+        self.summary.dead_lettered += 1;
+        let file = self.dead_letters.as_ref().map(|f| f.path().display().to_string()).unwrap_or_else(|| "(none configured)".into());
+        tracing::error!(table, %position, id, partition_key = key, reason, dead_letter_file = %file, "change dead-lettered; the stream continues");
+        if let Some(f) = &self.dead_letters {
+            if let Err(e) = f.write(table, position, id, key, reason, record) {
+                tracing::error!(error = %e, file = %f.path().display(), "cannot write the dead-letter file");
+            }
+        }
+    }
+
+    /// Sends batches while requests may be added and records are ready.
+    fn dispatch(&mut self, draining: bool) {
+        while self.requests.len() < self.cfg.max_in_flight_requests {
+            if self.retry_at.is_some_and(|t| Instant::now() < t) {
+                return;
+            }
+            let lingered = self.oldest_pending.is_some_and(|t| t.elapsed() >= self.cfg.linger);
+            let (seqs, batch, bytes) = self.build_batch();
+            if batch.is_empty() {
+                self.oldest_pending = None;
+                return;
+            }
+            let full = batch.len() >= MAX_RECORDS_PER_REQUEST || bytes * 10 >= MAX_BYTES_PER_REQUEST * 9;
+            if !(full || lingered || draining) {
+                // Not worth a request yet: put the picks back.
+                for &s in &seqs {
+                    let slot = &mut self.queue[(s - self.base_seq) as usize];
+                    slot.state = State::Pending;
+                    if let Kind::Row { record, .. } = &slot.kind {
+                        self.in_flight_keys.remove(&record.partition_key);
+                    }
+                }
+                return;
+            }
+            self.metrics.batch_records.observe(batch.len() as f64);
+            let sink = self.sink.clone();
+            self.requests.spawn(async move {
+                let res = sink.put(&batch).await;
+                (seqs, res)
+            });
+            self.oldest_pending = if self.queue.iter().any(|s| s.state == State::Pending) { Some(Instant::now()) } else { None };
+        }
+    }
+
+    /// Picks records whose key has nothing earlier unacknowledged, in queue order.
+    fn build_batch(&mut self) -> (Vec<u64>, Vec<SinkRecord>, usize) {
+        let mut seqs = Vec::new();
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        let mut blocked: HashSet<&str> = HashSet::new();
+        let mut picked_idx = Vec::new();
+        for (i, slot) in self.queue.iter().enumerate().take(SCAN_WINDOW) {
+            let Kind::Row { record, .. } = &slot.kind else { continue };
+            let key = record.partition_key.as_str();
+            if slot.state != State::Pending {
+                continue;
+            }
+            if self.in_flight_keys.contains(key) || blocked.contains(key) {
+                blocked.insert(key);
+                continue;
+            }
+            let size = record.data.len() + key.len();
+            if batch.len() == MAX_RECORDS_PER_REQUEST || bytes + size > MAX_BYTES_PER_REQUEST {
+                break;
+            }
+            // One record per key per request: later ones of the key wait their turn.
+            blocked.insert(key);
+            bytes += size;
+            picked_idx.push(i);
+            batch.push(record.clone());
+        }
+        for i in picked_idx {
+            let slot = &mut self.queue[i];
+            slot.state = State::InFlight;
+            if let Kind::Row { record, .. } = &slot.kind {
+                self.in_flight_keys.insert(record.partition_key.clone());
+            }
+            seqs.push(self.base_seq + i as u64);
+        }
+        (seqs, batch, bytes)
+    }
+
+    fn complete(&mut self, seqs: Vec<u64>, result: Result<Vec<RecordOutcome>, crate::sink::SinkError>) -> Result<(), ReaderError> {
+        let outcomes = match result {
+            Ok(o) => o,
+            Err(e) if e.transient => {
+                self.metrics.retries.inc();
+                let delay = self.backoff.next_delay();
+                tracing::warn!(error = %e.message, retry_in_ms = delay.as_millis() as u64, records = seqs.len(), "PutRecords failed; retrying");
+                self.retry_at = Some(Instant::now() + delay);
+                vec![RecordOutcome::Retry { code: "request".into() }; seqs.len()]
+            }
+            Err(e) => {
+                return Err(ReaderError::Sink { stream: self.sink.describe(), message: e.message });
+            }
+        };
+        let mut any_failed = false;
+        let mut any_delivered = false;
+        for (seq, outcome) in seqs.into_iter().zip(outcomes) {
+            let slot = &mut self.queue[(seq - self.base_seq) as usize];
+            let Kind::Row { record, .. } = &slot.kind else { continue };
+            self.in_flight_keys.remove(&record.partition_key);
+            match outcome {
+                RecordOutcome::Delivered => {
+                    slot.state = State::Done;
+                    self.pending_bytes = self.pending_bytes.saturating_sub(record.data.len() + record.partition_key.len());
+                    self.metrics.records.inc();
+                    self.summary.delivered += 1;
+                    any_delivered = true;
+                }
+                RecordOutcome::Retry { code } => {
+                    slot.state = State::Pending;
+                    any_failed = true;
+                    if code != "request" {
+                        self.metrics.failed_records.get_or_create(&Code { error_code: code }).inc();
+                    }
+                }
+            }
+        }
+        if any_failed {
+            // Throttling that still lets records through is a short pause; only a request
+            // that delivered nothing makes the backoff grow.
+            if any_delivered {
+                self.backoff.reset();
+            }
+            if self.retry_at.is_none_or(|t| t <= Instant::now()) {
+                self.retry_at = Some(Instant::now() + self.backoff.next_delay());
+            }
+            self.oldest_pending.get_or_insert_with(Instant::now);
+        } else {
+            self.backoff.reset();
+        }
+        Ok(())
+    }
+
+    /// Pops the acknowledged front of the queue; commits popped become durable.
+    fn advance(&mut self) {
+        while let Some(front) = self.queue.front() {
+            if front.state != State::Done {
+                break;
+            }
+            let slot = self.queue.pop_front().expect("front exists");
+            self.base_seq += 1;
+            if let Kind::Commit(c) = slot.kind {
+                self.durable = Some(c);
+            }
+        }
+        let behind = self.saved.as_ref().map(|s| Some(&s.next) != self.durable.as_ref().map(|d| &d.next)).unwrap_or(self.durable.is_some());
+        let age = if behind { self.last_save.elapsed().as_secs_f64() } else { 0.0 };
+        self.metrics.checkpoint_age_seconds.set(age);
+    }
+
+    async fn save(&mut self) -> Result<(), ReaderError> {
+        self.last_save = Instant::now();
+        let (Some(store), Some(durable)) = (&self.store, &self.durable) else { return Ok(()) };
+        if self.saved.as_ref().is_some_and(|s| s.next == durable.next) {
+            return Ok(());
+        }
+        let cp = Checkpoint {
+            position: durable.next.clone(),
+            gtid_set: durable.gtid_set.clone(),
+            commit_ts_ms: durable.ts_ms,
+            saved_at_ms: now_ms(),
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        loop {
+            match store.save(&cp).await {
+                Ok(()) => break,
+                Err(e) if e.is_transient() && backoff.attempts() < 10 => {
+                    tracing::warn!(error = %e, "checkpoint save failed; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tracing::debug!(position = %cp.position, "checkpoint saved");
+        self.summary.checkpoints_saved += 1;
+        self.saved = Some(durable.clone());
+        Ok(())
+    }
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
