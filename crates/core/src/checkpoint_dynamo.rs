@@ -189,3 +189,39 @@ impl CheckpointStore for DynamoCheckpointStore {
         format!("dynamodb:{}/{} (fence {})", self.table, self.key, self.fence)
     }
 }
+
+/// A checkpoint store chosen by configuration.
+pub enum AnyCheckpointStore {
+    File(crate::checkpoint::FileCheckpointStore),
+    Dynamo(DynamoCheckpointStore),
+}
+
+impl CheckpointStore for AnyCheckpointStore {
+    async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        match self {
+            Self::File(s) => s.load().await,
+            Self::Dynamo(s) => s.load().await,
+        }
+    }
+
+    async fn save(&self, cp: &Checkpoint) -> Result<(), CheckpointError> {
+        match self {
+            Self::File(s) => s.save(cp).await,
+            Self::Dynamo(s) => s.save(cp).await,
+        }
+    }
+
+    async fn force_save(&self, cp: &Checkpoint) -> Result<(), CheckpointError> {
+        match self {
+            Self::File(s) => s.force_save(cp).await,
+            Self::Dynamo(s) => s.force_save(cp).await,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::File(s) => s.describe(),
+            Self::Dynamo(s) => s.describe(),
+        }
+    }
+}

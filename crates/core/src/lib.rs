@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod checkpoint;
 pub mod checkpoint_dynamo;
+pub mod config_file;
 pub mod envelope;
 pub mod health;
 pub mod logging;

@@ -151,6 +151,12 @@ impl Decoder {
         self.file = file.into();
     }
 
+    /// Forgets a transaction cut short by a lost connection; the stream resumes at its start.
+    pub fn reset_transaction(&mut self) {
+        self.txn = None;
+        self.payload = None;
+    }
+
     /// Handles one event, appending what it produced to `out`.
     pub fn handle(&mut self, event: &Event, out: &mut Vec<Output>) -> Result<(), DecodeError> {
         let header = event.header();

@@ -2,6 +2,8 @@
 //! disk), decodes row events into change envelopes and publishes them to Kinesis,
 //! checkpointing the position only after Kinesis acknowledged every record before it.
 
+pub mod check;
+pub mod config;
 pub mod dead_letter;
 pub mod decoder;
 pub mod error;
@@ -9,6 +11,7 @@ pub mod filter;
 pub mod kinesis;
 pub mod metrics;
 pub mod publisher;
+pub mod run;
 pub(crate) mod schema;
 pub mod sink;
 pub mod source;

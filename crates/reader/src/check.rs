@@ -1,0 +1,155 @@
+//! Preflight of the source: one line per problem, each with the fix. `sameday check` prints
+//! them; the reader runs the same checks at start and refuses to stream on a blocking one.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use crate::config::SourceConfig;
+use crate::error::ReaderError;
+use crate::filter::TableFilter;
+use crate::source::live::{binary_logs, source_error, ServerInfo};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Streaming would lose or mis-read changes; the reader refuses to start.
+    pub blocking: bool,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", if self.blocking { "ERROR" } else { "WARNING" }, self.message)
+    }
+}
+
+async fn variable(conn: &mut Conn, cfg: &SourceConfig, name: &str) -> Result<Option<String>, ReaderError> {
+    let rows: Vec<(String, String)> = conn
+        .query(format!("SHOW GLOBAL VARIABLES LIKE '{name}'"))
+        .await
+        .map_err(|e| source_error(cfg, "SHOW GLOBAL VARIABLES", e))?;
+    Ok(rows.into_iter().next().map(|(_, v)| v))
+}
+
+/// Runs every check against a connected source.
+pub async fn preflight(
+    conn: &mut Conn,
+    cfg: &SourceConfig,
+    info: &ServerInfo,
+    filter: &TableFilter,
+) -> Result<Vec<Problem>, ReaderError> {
+    let addr = cfg.address();
+    let mut problems = Vec::new();
+    let expect = |problems: &mut Vec<Problem>, name: &str, actual: Option<String>, want: &str, fix: &str| {
+        let ok = actual.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(want));
+        if !ok {
+            problems.push(Problem {
+                blocking: true,
+                message: format!(
+                    "{name} is {} on {addr}; sameday needs {want} ({fix})",
+                    actual.as_deref().unwrap_or("not available")
+                ),
+            });
+        }
+    };
+    let log_bin = variable(conn, cfg, "log_bin").await?;
+    expect(&mut problems, "log_bin", log_bin, "ON", "start the server with --log-bin");
+    let fmt = variable(conn, cfg, "binlog_format").await?;
+    expect(&mut problems, "binlog_format", fmt, "ROW", "SET GLOBAL binlog_format='ROW' and restart writers, or set it in my.cnf");
+    let image = variable(conn, cfg, "binlog_row_image").await?;
+    expect(&mut problems, "binlog_row_image", image, "FULL", "SET GLOBAL binlog_row_image='FULL'");
+    match variable(conn, cfg, "binlog_row_metadata").await? {
+        Some(v) if v.eq_ignore_ascii_case("FULL") => {}
+        Some(v) => problems.push(Problem {
+            blocking: true,
+            message: format!(
+                "binlog_row_metadata is {v} on {addr}; sameday needs FULL so that column names and ENUM/SET labels travel with every row (SET GLOBAL binlog_row_metadata='FULL')"
+            ),
+        }),
+        None => problems.push(Problem {
+            blocking: false,
+            message: format!(
+                "binlog_row_metadata does not exist on {addr} ({}): column names come out as @1, @2, ...; upgrade to MySQL 8.0.1+ or MariaDB 10.5+",
+                info.version
+            ),
+        }),
+    }
+    if let Some(v) = variable(conn, cfg, "binlog_transaction_compression").await? {
+        if v.eq_ignore_ascii_case("ON") {
+            problems.push(Problem {
+                blocking: false,
+                message: format!("binlog_transaction_compression is ON on {addr}: supported, but costs CPU on both sides; SET GLOBAL binlog_transaction_compression=OFF if not needed"),
+            });
+        }
+    }
+    if let Some(v) = variable(conn, cfg, "log_bin_compress").await? {
+        if v.eq_ignore_ascii_case("ON") {
+            problems.push(Problem {
+                blocking: true,
+                message: format!("log_bin_compress is ON on {addr}; sameday cannot read MariaDB compressed events (SET GLOBAL log_bin_compress=OFF)"),
+            });
+        }
+    }
+    if info.server_id == cfg.server_id {
+        problems.push(Problem {
+            blocking: true,
+            message: format!(
+                "source.server_id {} equals the source's own server_id on {addr}; choose a replica id no other server or replica uses",
+                cfg.server_id
+            ),
+        });
+    }
+    // Grants.
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await.map_err(|e| source_error(cfg, "SHOW GRANTS", e))?;
+    let all = grants.join("\n").to_ascii_uppercase();
+    let has = |p: &str| all.contains("ALL PRIVILEGES ON *.*") || all.contains(p);
+    if !(has("REPLICATION SLAVE") || has("REPLICATION REPLICA")) {
+        problems.push(Problem {
+            blocking: true,
+            message: format!("user {:?} lacks REPLICATION SLAVE on {addr} (GRANT REPLICATION SLAVE ON *.* TO ...)", cfg.user),
+        });
+    }
+    if !(has("REPLICATION CLIENT") || has("BINLOG MONITOR")) {
+        problems.push(Problem {
+            blocking: true,
+            message: format!(
+                "user {:?} lacks REPLICATION CLIENT / BINLOG MONITOR on {addr}, needed for SHOW BINARY LOGS (GRANT REPLICATION CLIENT ON *.* TO ...)",
+                cfg.user
+            ),
+        });
+    }
+    // Watched tables named literally must exist and be readable.
+    for (db, table) in filter.literal_includes() {
+        let found: Option<String> = conn
+            .exec_first(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (db, table),
+            )
+            .await
+            .map_err(|e| source_error(cfg, "information_schema.TABLES", e))?;
+        if found.is_none() {
+            problems.push(Problem {
+                blocking: true,
+                message: format!("filter.include names {db}.{table}, which does not exist on {addr} (or the user cannot see it: GRANT SELECT ON {db}.{table})"),
+            });
+        }
+    }
+    // Retention horizon.
+    let logs = binary_logs(conn, cfg).await?;
+    let expire_secs = match variable(conn, cfg, "binlog_expire_logs_seconds").await? {
+        Some(v) => v.parse::<u64>().unwrap_or(0),
+        None => variable(conn, cfg, "expire_logs_days").await?.and_then(|d| d.parse::<f64>().ok()).map(|d| (d * 86400.0) as u64).unwrap_or(0),
+    };
+    if expire_secs != 0 && expire_secs < 24 * 3600 {
+        problems.push(Problem {
+            blocking: false,
+            message: format!(
+                "binlogs on {addr} expire after {} h; a reader outage longer than that loses changes. Keep at least 24 h (SET GLOBAL binlog_expire_logs_seconds=259200)",
+                expire_secs / 3600
+            ),
+        });
+    }
+    if logs.is_empty() {
+        problems.push(Problem { blocking: true, message: format!("{addr} lists no binary logs; start it with --log-bin") });
+    }
+    Ok(problems)
+}

@@ -1,0 +1,255 @@
+//! Wiring only: source -> decoder -> bounded channel -> publisher -> checkpoint store.
+//! The logic lives in the stages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sameday_core::aws::Backoff;
+use sameday_core::checkpoint::CheckpointStore;
+use sameday_core::checkpoint_dynamo::{AnyCheckpointStore, DynamoCheckpointStore};
+use sameday_core::health::Health;
+use sameday_core::metrics::MetricsRegistry;
+use sameday_core::{BinlogPosition, GtidSet, StartPosition};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::check::preflight;
+use crate::config::{CheckpointConfig, ReaderConfig, SourceConfig};
+use crate::dead_letter::DeadLetterFile;
+use crate::decoder::{Decoder, Output};
+use crate::error::ReaderError;
+use crate::filter::{FilterConfig, TableFilter};
+use crate::kinesis::KinesisSink;
+use crate::metrics::ReaderMetrics;
+use crate::publisher::{PublishSummary, Publisher, PublisherConfig};
+use crate::sink::RecordSink;
+use crate::source::live::{self, LiveEvent, LiveStream, ServerInfo, Start};
+
+/// Outputs buffered between the decoder and the publisher (in chunks of one event each).
+const CHANNEL_CHUNKS: usize = 256;
+
+/// What to stream from a live source.
+pub struct SourceRun {
+    pub cfg: SourceConfig,
+    pub info: ServerInfo,
+    pub filter: FilterConfig,
+    pub start: Start,
+    pub gtid_set: Option<GtidSet>,
+    /// Stop before the first event at or after this position.
+    pub stop_at: Option<BinlogPosition>,
+    /// End at the server's current end of binlog instead of waiting for more.
+    pub non_blocking: bool,
+}
+
+/// Streams events from the source through a decoder into `tx`, reconnecting after
+/// transient failures from the last transaction boundary it passed. Returns when the
+/// stream ends (non-blocking / `stop_at`), on shutdown, or on a fatal error.
+pub async fn stream_source(
+    run: SourceRun,
+    tx: mpsc::Sender<Vec<Output>>,
+    shutdown: CancellationToken,
+    health: Option<Arc<Health>>,
+) -> Result<(), ReaderError> {
+    let filter = TableFilter::new(&run.filter).map_err(ReaderError::Config)?;
+    let initial_file = match &run.start {
+        Start::File(p) => p.file.clone(),
+        Start::Gtid(_) => String::new(),
+    };
+    let mut decoder = Decoder::new(run.info.server_id, filter, initial_file, run.gtid_set.clone());
+    let mut start = run.start.clone();
+    let mut last_commit: Option<BinlogPosition> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut out = Vec::new();
+    loop {
+        let mut stream = match LiveStream::open(&run.cfg, &run.info, &start, run.non_blocking).await {
+            Ok(s) => s,
+            Err(e) if e.is_transient() => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot open the binlog stream; retrying");
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => continue,
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        if let Start::File(p) = &start {
+            decoder.set_file(p.file.clone());
+        }
+        decoder.reset_transaction();
+        tracing::info!(start = ?start, source = %run.cfg.address(), "streaming the binlog");
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                n = stream.next() => n,
+            };
+            match next {
+                Ok(None) => return Ok(()),
+                Ok(Some(LiveEvent::File(f))) => decoder.set_file(f),
+                Ok(Some(LiveEvent::Event(ev))) => {
+                    if let Some(stop) = &run.stop_at {
+                        let h = ev.header();
+                        let at = BinlogPosition::new(decoder.file().to_owned(), u64::from(h.log_pos()).saturating_sub(u64::from(h.event_size())));
+                        if h.log_pos() != 0 && at.cmp_same_server(stop).is_ge() {
+                            return Ok(());
+                        }
+                    }
+                    decoder.handle(&ev, &mut out)?;
+                    if let Some(h) = &health {
+                        h.beat();
+                    }
+                    backoff.reset();
+                    if out.is_empty() {
+                        continue;
+                    }
+                    if let Some(c) = out.iter().rev().find_map(|o| match o { Output::Commit(c) => Some(c), _ => None }) {
+                        last_commit = Some(c.next.clone());
+                    }
+                    if tx.send(std::mem::take(&mut out)).await.is_err() {
+                        return Ok(()); // the publisher stopped; its error is reported there
+                    }
+                }
+                Err(e) if e.is_transient() => {
+                    // Resume at the last transaction boundary; a partly sent transaction is
+                    // sent again (same ids), which later stages de-duplicate.
+                    if let Some(p) = &last_commit {
+                        start = Start::File(p.clone());
+                    }
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, resume = ?start, retry_in_ms = delay.as_millis() as u64, "binlog stream interrupted; reconnecting");
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(delay) => break,
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Connects, reads server facts and runs the preflight; fails on a blocking problem.
+pub async fn prepare_source(cfg: &SourceConfig, filter: &FilterConfig) -> Result<ServerInfo, ReaderError> {
+    let mut conn = live::connect(cfg).await?;
+    let info = live::server_info(&mut conn, cfg).await?;
+    let table_filter = TableFilter::new(filter).map_err(ReaderError::Config)?;
+    let problems = preflight(&mut conn, cfg, &info, &table_filter).await?;
+    for p in problems.iter().filter(|p| !p.blocking) {
+        tracing::warn!(problem = %p.message, "preflight");
+    }
+    let blocking: Vec<String> = problems.iter().filter(|p| p.blocking).map(|p| p.to_string()).collect();
+    let _ = conn.disconnect().await;
+    if !blocking.is_empty() {
+        return Err(ReaderError::Preflight { source_addr: cfg.address(), problems: blocking.join("\n") });
+    }
+    Ok(info)
+}
+
+pub async fn open_store(cfg: &CheckpointConfig, aws: &aws_config::SdkConfig) -> Result<AnyCheckpointStore, ReaderError> {
+    Ok(match cfg {
+        CheckpointConfig::File { path, .. } => AnyCheckpointStore::File(sameday_core::checkpoint::FileCheckpointStore::new(path)),
+        CheckpointConfig::Dynamodb { table, key, .. } => {
+            let client = aws_sdk_dynamodb::Client::new(aws);
+            AnyCheckpointStore::Dynamo(DynamoCheckpointStore::open(client, table, key).await?)
+        }
+    })
+}
+
+/// Resolves where to start: the checkpoint when there is one, else the configured start.
+pub async fn resolve(
+    cfg: &SourceConfig,
+    info: &ServerInfo,
+    configured: &StartPosition,
+    checkpoint: Option<&sameday_core::checkpoint::Checkpoint>,
+) -> Result<(Start, Option<GtidSet>), ReaderError> {
+    let mut conn = live::connect(cfg).await?;
+    let res = match checkpoint {
+        Some(cp) => {
+            let start = live::resolve_start(&mut conn, cfg, info, &StartPosition::File(cp.position.clone())).await?;
+            (start, cp.gtid_set.clone())
+        }
+        None => (live::resolve_start(&mut conn, cfg, info, configured).await?, None),
+    };
+    let _ = conn.disconnect().await;
+    Ok(res)
+}
+
+/// The reader daemon: binlog -> Kinesis with checkpoints, metrics and health, until
+/// `shutdown` (SIGTERM) — then it drains in-flight records, saves the checkpoint and returns.
+pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Result<PublishSummary, ReaderError> {
+    let configured = cfg.validate().map_err(ReaderError::Config)?;
+    let registry = MetricsRegistry::default();
+    let metrics = ReaderMetrics::new(&registry);
+    let health = Health::new();
+    let addr = sameday_core::health::serve(cfg.metrics.listen, health.clone(), registry, Duration::from_secs(60), shutdown.clone())
+        .await
+        .map_err(|e| ReaderError::Config(format!("metrics.listen: {e}")))?;
+    tracing::info!(%addr, "serving /metrics and /healthz");
+
+    let info = prepare_source(&cfg.source, &cfg.filter).await?;
+    tracing::info!(version = %info.version, server_id = info.server_id, "source ready");
+    let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
+    let sink = KinesisSink::new(aws_sdk_kinesis::Client::new(&aws), &cfg.kinesis.stream, cfg.kinesis.max_record_bytes);
+    let status = sink.check().await.map_err(|e| ReaderError::Sink { stream: cfg.kinesis.stream.clone(), message: e.message })?;
+    tracing::info!(stream = %cfg.kinesis.stream, %status, "Kinesis stream ready");
+    let store = Arc::new(open_store(&cfg.checkpoint, &aws).await?);
+    let checkpoint = store.load().await?;
+    match &checkpoint {
+        Some(cp) => tracing::info!(position = %cp.position, store = %store.describe(), "resuming from checkpoint"),
+        None => tracing::info!(start = %configured, store = %store.describe(), "no checkpoint; using start_position"),
+    }
+    let (start, gtid_set) = resolve(&cfg.source, &info, &configured, checkpoint.as_ref()).await?;
+    health.set_ready(true);
+
+    let pcfg = PublisherConfig {
+        linger: Duration::from_millis(cfg.kinesis.linger_ms),
+        max_in_flight_requests: cfg.kinesis.max_in_flight_requests,
+        checkpoint_interval: Duration::from_millis(cfg.checkpoint.interval_ms()),
+        ..Default::default()
+    };
+    let result = run_pipeline(
+        SourceRun { cfg: cfg.source.clone(), info, filter: cfg.filter.clone(), start, gtid_set, stop_at: None, non_blocking: false },
+        Arc::new(sink),
+        Some(store),
+        pcfg,
+        metrics,
+        Some(DeadLetterFile::new(&cfg.dead_letter_path)),
+        Some(health.clone()),
+        shutdown,
+    )
+    .await;
+    if let Err(e) = &result {
+        health.fail(e.to_string());
+    }
+    result
+}
+
+/// Runs a source into a publisher until the source ends or `shutdown`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_pipeline<S: RecordSink, C: CheckpointStore + 'static>(
+    run: SourceRun,
+    sink: Arc<S>,
+    store: Option<Arc<C>>,
+    pcfg: PublisherConfig,
+    metrics: ReaderMetrics,
+    dead_letters: Option<DeadLetterFile>,
+    health: Option<Arc<Health>>,
+    shutdown: CancellationToken,
+) -> Result<PublishSummary, ReaderError> {
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let publisher = Publisher::new(sink, store, pcfg, metrics, dead_letters, health.clone());
+    let publish = tokio::spawn(publisher.run(rx, shutdown.clone()));
+    let source_result = stream_source(run, tx, shutdown.clone(), health).await;
+    // On a source error, stop the publisher too, but let it save what is durable.
+    if source_result.is_err() {
+        shutdown.cancel();
+    }
+    let summary = publish
+        .await
+        .map_err(|e| ReaderError::Sink { stream: "publisher".into(), message: format!("publisher task failed: {e}") })??;
+    source_result?;
+    Ok(summary)
+}

@@ -1,0 +1,283 @@
+//! The live replica connection: registers with the source as a replica and streams its
+//! binlog from a file position or (MariaDB) a GTID position.
+//!
+//! Connection details that matter for correctness:
+//! - `max_allowed_packet` is 1 GiB, or rows over 16 MiB fail with PacketTooLarge.
+//! - The server sends a heartbeat every `heartbeat_secs` when idle; no packet for three
+//!   periods means the connection is dead (a silent network drop) and it is reopened.
+//! - The first (fake) ROTATE arrives before the FORMAT_DESCRIPTION event, so when the
+//!   server uses binlog checksums its file name carries 4 checksum bytes: they are cut off.
+//! - MariaDB needs `@mariadb_slave_capability=4` to send its GTID events as such.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{Event, RotateEvent};
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts, OptsBuilder, SslOpts};
+use mysql_common::binlog::consts::EventType;
+use sameday_core::{BinlogPosition, GtidSet, StartPosition};
+
+use crate::config::{SourceConfig, TlsMode};
+use crate::error::ReaderError;
+
+/// mysql_async caps max_allowed_packet at 1 GiB, the server's maximum too.
+const MAX_PACKET: usize = 1 << 30;
+/// MySQL/MariaDB error: the requested binlog position is not on the server.
+const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
+
+pub fn opts(cfg: &SourceConfig) -> Opts {
+    let mut b = OptsBuilder::default()
+        .ip_or_hostname(cfg.host.clone())
+        .tcp_port(cfg.port)
+        .user(Some(cfg.user.clone()))
+        .pass(Some(cfg.password.expose().to_owned()))
+        .prefer_socket(false)
+        .max_allowed_packet(Some(MAX_PACKET))
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .stmt_cache_size(0);
+    match cfg.tls {
+        TlsMode::Disabled => {}
+        TlsMode::Verify => {
+            let mut ssl = SslOpts::default();
+            if let Some(ca) = &cfg.tls_ca_file {
+                ssl = ssl.with_root_certs(vec![ca.clone().into()]);
+            }
+            b = b.ssl_opts(Some(ssl));
+        }
+        TlsMode::InsecureSkipVerify => {
+            b = b.ssl_opts(Some(SslOpts::default().with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true)));
+        }
+    }
+    b.into()
+}
+
+/// Maps a driver error to a reader error, keeping credentials out of the message.
+pub fn source_error(cfg: &SourceConfig, what: &str, e: mysql_async::Error) -> ReaderError {
+    let transient = matches!(e, mysql_async::Error::Io(_));
+    let message = match &e {
+        mysql_async::Error::Server(se) if se.code == 1045 => format!(
+            "{what}: access denied for user {:?} ({}); check source.user and source.password",
+            cfg.user, se.message
+        ),
+        _ => format!("{what}: {e}"),
+    };
+    ReaderError::Source { source_addr: cfg.address(), message, transient }
+}
+
+pub async fn connect(cfg: &SourceConfig) -> Result<Conn, ReaderError> {
+    let fut = Conn::new(opts(cfg));
+    match tokio::time::timeout(Duration::from_secs(15), fut).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(source_error(cfg, "connect", e)),
+        Err(_) => Err(ReaderError::Source {
+            source_addr: cfg.address(),
+            message: "connect: no answer within 15 s".into(),
+            transient: true,
+        }),
+    }
+}
+
+/// What the reader needs to know about the source server.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub version: String,
+    pub mariadb: bool,
+    pub server_id: u32,
+    /// The server writes CRC32 checksums into its binlog.
+    pub checksum: bool,
+}
+
+pub async fn server_info(conn: &mut Conn, cfg: &SourceConfig) -> Result<ServerInfo, ReaderError> {
+    let row: Option<(String, u32, String)> = conn
+        .query_first("SELECT @@version, @@server_id, @@global.binlog_checksum")
+        .await
+        .map_err(|e| source_error(cfg, "read server variables", e))?;
+    let (version, server_id, checksum) = row.unwrap_or_default();
+    Ok(ServerInfo { mariadb: version.contains("MariaDB"), version, server_id, checksum: checksum != "NONE" })
+}
+
+/// The binlog files the server still has, oldest first, with their sizes.
+pub async fn binary_logs(conn: &mut Conn, cfg: &SourceConfig) -> Result<Vec<(String, u64)>, ReaderError> {
+    let rows: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.map_err(|e| source_error(cfg, "SHOW BINARY LOGS", e))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|mut r| Some((r.take::<String, _>(0)?, r.take::<u64, _>(1).unwrap_or(0))))
+        .collect())
+}
+
+/// A start position resolved against the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    File(BinlogPosition),
+    /// MariaDB GTID position (`@slave_connect_state`).
+    Gtid(GtidSet),
+}
+
+pub async fn resolve_start(
+    conn: &mut Conn,
+    cfg: &SourceConfig,
+    info: &ServerInfo,
+    start: &StartPosition,
+) -> Result<Start, ReaderError> {
+    let logs = binary_logs(conn, cfg).await?;
+    match start {
+        StartPosition::Earliest => {
+            let (file, _) = logs.first().cloned().ok_or_else(|| ReaderError::Source {
+                source_addr: cfg.address(),
+                message: "the server lists no binary logs; is log_bin on?".into(),
+                transient: false,
+            })?;
+            Ok(Start::File(BinlogPosition::new(file, 4)))
+        }
+        StartPosition::Latest => {
+            let (file, size) = logs.last().cloned().ok_or_else(|| ReaderError::Source {
+                source_addr: cfg.address(),
+                message: "the server lists no binary logs; is log_bin on?".into(),
+                transient: false,
+            })?;
+            Ok(Start::File(BinlogPosition::new(file, size.max(4))))
+        }
+        StartPosition::File(p) => {
+            match logs.iter().find(|(f, _)| *f == p.file) {
+                None => Err(ReaderError::PositionPurged {
+                    source_addr: cfg.address(),
+                    position: p.to_string(),
+                    server_message: format!(
+                        "the server's binary logs are {}",
+                        match (logs.first(), logs.last()) {
+                            (Some(a), Some(b)) => format!("{} .. {}", a.0, b.0),
+                            _ => "none".into(),
+                        }
+                    ),
+                }),
+                Some((_, size)) if p.pos > *size => Err(ReaderError::PositionPurged {
+                    source_addr: cfg.address(),
+                    position: p.to_string(),
+                    server_message: format!("{} is only {size} bytes long", p.file),
+                }),
+                Some(_) => Ok(Start::File(p.clone())),
+            }
+        }
+        StartPosition::Gtid(set @ GtidSet::Mariadb(_)) if info.mariadb => Ok(Start::Gtid(set.clone())),
+        StartPosition::Gtid(set) => Err(ReaderError::Config(format!(
+            "start position {set} is a {} GTID set but the source runs {}; give a FILE:POS instead",
+            if matches!(set, GtidSet::Mariadb(_)) { "MariaDB" } else { "MySQL" },
+            info.version
+        ))),
+    }
+}
+
+/// One item of the live stream.
+pub enum LiveEvent {
+    Event(Event),
+    /// The stream is now in this binlog file (from the connect-time fake ROTATE).
+    File(String),
+}
+
+pub struct LiveStream {
+    stream: BinlogStream,
+    strip_checksum: bool,
+    fde_seen: bool,
+    idle_limit: Duration,
+    addr: String,
+    position: String,
+}
+
+impl LiveStream {
+    /// Registers as a replica and requests the binlog from `start`. With `non_blocking`
+    /// the stream ends at the server's current end of binlog (replay, tail --to).
+    pub async fn open(cfg: &SourceConfig, info: &ServerInfo, start: &Start, non_blocking: bool) -> Result<Self, ReaderError> {
+        let mut conn = connect(cfg).await?;
+        let heartbeat_ns = cfg.heartbeat_secs * 1_000_000_000;
+        let mut setup = vec![format!("SET @master_heartbeat_period = {heartbeat_ns}")];
+        if info.mariadb {
+            setup.push("SET @mariadb_slave_capability = 4".into());
+        }
+        if let Start::Gtid(set) = start {
+            setup.push(format!("SET @slave_connect_state = '{set}'"));
+            setup.push("SET @slave_gtid_strict_mode = 1".into());
+            setup.push("SET @slave_gtid_ignore_duplicates = 0".into());
+        }
+        for q in &setup {
+            conn.query_drop(q.as_str()).await.map_err(|e| source_error(cfg, q, e))?;
+        }
+        let (file, pos) = match start {
+            Start::File(p) => (p.file.clone(), p.pos),
+            Start::Gtid(_) => (String::new(), 4),
+        };
+        let mut req = BinlogStreamRequest::new(cfg.server_id).with_filename(file.as_bytes()).with_pos(pos);
+        if non_blocking {
+            req = req.with_non_blocking();
+        }
+        let stream = conn.get_binlog_stream(req).await.map_err(|e| match e {
+            mysql_async::Error::Server(se) if se.code == ER_MASTER_FATAL_ERROR_READING_BINLOG => ReaderError::PositionPurged {
+                source_addr: cfg.address(),
+                position: describe_start(start),
+                server_message: se.message,
+            },
+            other => source_error(cfg, "request binlog", other),
+        })?;
+        Ok(Self {
+            stream,
+            strip_checksum: info.checksum,
+            fde_seen: false,
+            idle_limit: Duration::from_secs(cfg.heartbeat_secs * 3 + 2),
+            addr: cfg.address(),
+            position: describe_start(start),
+        })
+    }
+
+    /// The next event; `None` when a non-blocking stream reached the end.
+    pub async fn next(&mut self) -> Result<Option<LiveEvent>, ReaderError> {
+        let item = match tokio::time::timeout(self.idle_limit, self.stream.next()).await {
+            Ok(item) => item,
+            Err(_) => {
+                return Err(ReaderError::Source {
+                    source_addr: self.addr.clone(),
+                    message: format!("no event or heartbeat for {} s; reconnecting", self.idle_limit.as_secs()),
+                    transient: true,
+                })
+            }
+        };
+        let event = match item {
+            None => return Ok(None),
+            Some(Ok(ev)) => ev,
+            Some(Err(mysql_async::Error::Server(se))) if se.code == ER_MASTER_FATAL_ERROR_READING_BINLOG => {
+                return Err(ReaderError::PositionPurged {
+                    source_addr: self.addr.clone(),
+                    position: self.position.clone(),
+                    server_message: se.message,
+                })
+            }
+            Some(Err(e)) => {
+                let transient = !matches!(e, mysql_async::Error::Server(_));
+                return Err(ReaderError::Source { source_addr: self.addr.clone(), message: format!("binlog stream: {e}"), transient });
+            }
+        };
+        let raw = event.header().event_type_raw();
+        if raw == EventType::FORMAT_DESCRIPTION_EVENT as u8 {
+            self.fde_seen = true;
+        }
+        if raw == EventType::ROTATE_EVENT as u8 && !self.fde_seen {
+            let rotate = event.read_event::<RotateEvent<'_>>().map_err(|e| ReaderError::Source {
+                source_addr: self.addr.clone(),
+                message: format!("unreadable ROTATE event: {e}"),
+                transient: true,
+            })?;
+            let mut name = rotate.name_raw().to_vec();
+            if self.strip_checksum && name.len() > 4 {
+                name.truncate(name.len() - 4);
+            }
+            return Ok(Some(LiveEvent::File(String::from_utf8_lossy(&name).into_owned())));
+        }
+        Ok(Some(LiveEvent::Event(event)))
+    }
+}
+
+fn describe_start(start: &Start) -> String {
+    match start {
+        Start::File(p) => p.to_string(),
+        Start::Gtid(g) => g.to_string(),
+    }
+}

@@ -1,0 +1,343 @@
+//! Local AWS emulators on free loopback ports: kinesalite (Kinesis), moto (DynamoDB and
+//! most other services), fauxqs (SQS/SNS/S3).
+//!
+//! Each one is started from `crates/testkit/emulators/` with `--port 0` and is ready once
+//! it printed `LISTENING <port>`. Like [`crate::MariaDb`], each is killed on drop and by a
+//! watchdog when the test process exits without dropping it (the wrappers also exit by
+//! themselves when their parent dies). Their stderr goes to [`Kinesalite::log_path`] etc.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use tempfile::TempDir;
+
+use crate::process::{cache_dir, find_executable, kill_and_reap, log_tail, spawn_watched, workspace_root};
+
+/// How long an emulator may take to print `LISTENING <port>`.
+const LISTEN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// SDK configuration for a local emulator: region `us-east-1`, static credentials
+/// `testing`/`testing`, every service client pointed at `endpoint`.
+pub async fn aws_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "sameday-testkit",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// One running emulator process.
+#[derive(Debug)]
+struct Emulator {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    // Last: removed after the process is killed in `Drop`.
+    _scratch: TempDir,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        kill_and_reap(&mut self.child);
+    }
+}
+
+impl Emulator {
+    /// Spawns `program args` (`--port 0` is appended) and waits for `LISTENING <port>`.
+    /// `needs` are files that `scripts/prereqs.sh` installs.
+    fn spawn(name: &str, program: &Path, args: &[OsString], needs: &[PathBuf]) -> Result<Self, String> {
+        let t0 = Instant::now();
+        for path in needs {
+            if !path.exists() {
+                return Err(format!(
+                    "{name}: {} is missing; run `bash scripts/prereqs.sh` in {} first",
+                    path.display(),
+                    workspace_root().display()
+                ));
+            }
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("sameday-{name}-"))
+            .tempdir()
+            .map_err(|e| format!("{name}: creating a temp dir: {e}"))?;
+        let log = scratch.path().join(format!("{name}.log"));
+        let stderr = File::create(&log).map_err(|e| format!("{name}: creating {}: {e}", log.display()))?;
+        let mut args = args.to_vec();
+        args.extend(["--port".into(), "0".into()]);
+        let mut child = spawn_watched(program, &args, scratch.path(), Stdio::piped(), stderr.into())
+            .map_err(|e| format!("{name}: spawning {}: {e}", program.display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+
+        // Read the readiness line on a thread (std pipes have no timeout), then keep
+        // draining stdout so the emulator never blocks on a full pipe.
+        let (tx, rx) = mpsc::channel::<Result<u16, String>>();
+        std::thread::Builder::new()
+            .name(format!("sameday-{name}-stdout"))
+            .spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(port) = line.strip_prefix("LISTENING ").and_then(|p| p.trim().parse().ok()) {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(Ok(port));
+                        }
+                    }
+                }
+                if let Some(tx) = tx {
+                    let _ = tx.send(Err("stdout closed before `LISTENING <port>`".into()));
+                }
+            })
+            .map_err(|e| format!("{name}: spawning the stdout reader thread: {e}"))?;
+
+        let outcome = rx.recv_timeout(LISTEN_DEADLINE).unwrap_or_else(|_| {
+            Err(format!("no `LISTENING <port>` line within {LISTEN_DEADLINE:?}"))
+        });
+        match outcome {
+            Ok(port) => {
+                eprintln!("sameday-testkit: {name} ready on 127.0.0.1:{port} in {:?}", t0.elapsed());
+                Ok(Emulator { child, port, log, _scratch: scratch })
+            }
+            Err(why) => {
+                kill_and_reap(&mut child);
+                Err(format!(
+                    "{name} ({} {}) did not start: {why}; its stderr ({}):\n{}",
+                    program.display(),
+                    args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+                    log.display(),
+                    log_tail(&log, 40)
+                ))
+            }
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn node() -> Result<PathBuf, String> {
+    find_executable("node").ok_or_else(|| "node is not in PATH; run `bash scripts/prereqs.sh`".to_string())
+}
+
+fn emulator_script(file: &str) -> PathBuf {
+    workspace_root().join("crates/testkit/emulators").join(file)
+}
+
+fn start_node(name: &str, script: &str, package: &str) -> Result<Emulator, String> {
+    let script = emulator_script(script);
+    let package = cache_dir().join("npm/node_modules").join(package).join("package.json");
+    Emulator::spawn(name, &node()?, &[script.clone().into()], &[script, package])
+}
+
+fn start_moto() -> Result<Emulator, String> {
+    let venv = cache_dir().join("venv");
+    let python = venv.join("bin/python");
+    let script = emulator_script("moto_server.py");
+    Emulator::spawn(
+        "moto",
+        &python,
+        &[script.clone().into()],
+        &[python.clone(), venv.join("bin/moto_server"), script],
+    )
+}
+
+/// Methods every emulator wrapper has.
+macro_rules! emulator_common {
+    ($ty:ident, $shared:ident, $start:expr) => {
+        static $shared: OnceLock<Result<$ty, String>> = OnceLock::new();
+
+        impl $ty {
+            /// The instance shared by every test in this test binary, started on first use.
+            /// Blocks while starting; safe to call from many tests in parallel. If starting
+            /// fails, every caller panics with the same message.
+            pub fn shared() -> &'static $ty {
+                match $shared.get_or_init(|| $start.map(|inner| $ty { inner })) {
+                    Ok(e) => e,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+
+            /// A private instance (fresh, empty state), stopped on drop. Panics with the
+            /// emulator's stderr if it does not come up within 30 s.
+            pub fn start() -> $ty {
+                $ty { inner: $start.unwrap_or_else(|e| panic!("{e}")) }
+            }
+
+            /// `http://127.0.0.1:PORT`.
+            pub fn endpoint(&self) -> String {
+                self.inner.endpoint()
+            }
+
+            /// The emulator's process id.
+            pub fn pid(&self) -> u32 {
+                self.inner.child.id()
+            }
+
+            /// The TCP port on 127.0.0.1.
+            pub fn port(&self) -> u16 {
+                self.inner.port
+            }
+
+            /// The emulator's stderr log.
+            pub fn log_path(&self) -> &Path {
+                &self.inner.log
+            }
+
+            /// [`aws_config`] for this emulator's endpoint.
+            pub async fn sdk_config(&self) -> SdkConfig {
+                aws_config(&self.endpoint()).await
+            }
+        }
+    };
+}
+
+/// kinesalite: an in-memory Kinesis emulator. Streams become ACTIVE at once, up to 100
+/// shards per stream.
+#[derive(Debug)]
+pub struct Kinesalite {
+    inner: Emulator,
+}
+
+emulator_common!(Kinesalite, SHARED_KINESALITE, start_node("kinesalite", "kinesalite.js", "kinesalite"));
+
+/// One Kinesis record as read back by [`Kinesalite::read_all`]:
+/// `(shard_id, sequence_number, partition_key, data)`.
+pub type KinesisRecord = (String, String, String, Vec<u8>);
+
+impl Kinesalite {
+    /// A Kinesis client for this emulator.
+    pub async fn kinesis_client(&self) -> aws_sdk_kinesis::Client {
+        aws_sdk_kinesis::Client::new(&self.sdk_config().await)
+    }
+
+    /// Creates a stream with `shards` shards and waits (up to 30 s) until it is ACTIVE.
+    pub async fn create_stream(&self, name: &str, shards: i32) {
+        let client = self.kinesis_client().await;
+        client
+            .create_stream()
+            .stream_name(name)
+            .shard_count(shards)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("kinesalite CreateStream {name}: {e:?}"));
+        crate::wait_until(Duration::from_secs(30), &format!("stream {name} ACTIVE"), || {
+            let client = client.clone();
+            async move {
+                let out = client
+                    .describe_stream_summary()
+                    .stream_name(name)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("kinesalite DescribeStreamSummary {name}: {e:?}"));
+                out.stream_description_summary()
+                    .is_some_and(|s| s.stream_status() == &StreamStatus::Active)
+            }
+        })
+        .await;
+    }
+
+    /// Every record currently in `stream`: shards in ListShards order, each read from
+    /// TRIM_HORIZON until a GetRecords call returns nothing while 0 ms behind the tip (or
+    /// the shard is closed and fully read). Records within a shard are in sequence order.
+    pub async fn read_all(&self, stream: &str) -> Vec<KinesisRecord> {
+        let client = self.kinesis_client().await;
+        let mut shard_ids = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let req = match next_token.take() {
+                Some(token) => client.list_shards().next_token(token),
+                None => client.list_shards().stream_name(stream),
+            };
+            let out = req
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("kinesalite ListShards {stream}: {e:?}"));
+            shard_ids.extend(out.shards().iter().map(|s| s.shard_id().to_string()));
+            match out.next_token() {
+                Some(token) => next_token = Some(token.to_string()),
+                None => break,
+            }
+        }
+
+        let mut records = Vec::new();
+        for shard_id in shard_ids {
+            let mut iterator = client
+                .get_shard_iterator()
+                .stream_name(stream)
+                .shard_id(&shard_id)
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("kinesalite GetShardIterator {stream}/{shard_id}: {e:?}"))
+                .shard_iterator
+                .unwrap_or_else(|| panic!("kinesalite GetShardIterator {stream}/{shard_id}: no iterator"));
+            loop {
+                let out = client
+                    .get_records()
+                    .shard_iterator(&iterator)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("kinesalite GetRecords {stream}/{shard_id}: {e:?}"));
+                let got = out.records().len();
+                records.extend(out.records().iter().map(|r| {
+                    (
+                        shard_id.clone(),
+                        r.sequence_number().to_string(),
+                        r.partition_key().unwrap_or_default().to_string(),
+                        r.data().as_ref().to_vec(),
+                    )
+                }));
+                let caught_up = got == 0 && out.millis_behind_latest().unwrap_or(0) == 0;
+                match out.next_shard_iterator() {
+                    Some(next) if !caught_up => iterator = next.to_string(),
+                    _ => break,
+                }
+            }
+        }
+        records
+    }
+}
+
+/// moto's server: DynamoDB, Step Functions and most other AWS services, in memory.
+#[derive(Debug)]
+pub struct Moto {
+    inner: Emulator,
+}
+
+emulator_common!(Moto, SHARED_MOTO, start_moto());
+
+impl Moto {
+    /// A DynamoDB client for this emulator.
+    pub async fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk_config().await)
+    }
+
+    /// A Kinesis client for this emulator (moto's Kinesis; prefer [`Kinesalite`]).
+    pub async fn kinesis_client(&self) -> aws_sdk_kinesis::Client {
+        aws_sdk_kinesis::Client::new(&self.sdk_config().await)
+    }
+}
+
+/// fauxqs: an in-memory SQS/SNS/S3 emulator. Queue URLs point back at
+/// `http://127.0.0.1:PORT/000000000000/<name>`.
+#[derive(Debug)]
+pub struct Fauxqs {
+    inner: Emulator,
+}
+
+emulator_common!(Fauxqs, SHARED_FAUXQS, start_node("fauxqs", "fauxqs.js", "fauxqs"));

@@ -1,0 +1,491 @@
+//! A private MariaDB server per test binary (or per test), with the binlog settings a CDC
+//! reader needs.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, SslOpts};
+use tempfile::TempDir;
+
+use crate::process::{block_on, find_executable, kill_and_reap, log_tail, spawn_watched};
+
+/// How long a server may take until it accepts connections.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+/// How many free ports are tried when mariadbd reports a port clash.
+const PORT_ATTEMPTS: usize = 5;
+/// Lines of the error log quoted in panic messages.
+const LOG_TAIL_LINES: usize = 40;
+
+/// Options for [`MariaDb::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct MariaDbOptions {
+    /// Extra `mariadbd` arguments, appended after the defaults (so they override them, e.g.
+    /// `--binlog_row_image=MINIMAL`).
+    pub extra_args: Vec<String>,
+    /// Generate a throwaway CA and a server certificate (SAN `IP:127.0.0.1`,
+    /// `DNS:localhost`) and start the server with `--ssl-ca/--ssl-cert/--ssl-key`.
+    /// Plain connections stay allowed.
+    pub tls: bool,
+}
+
+impl MariaDbOptions {
+    /// Appends one extra `mariadbd` argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+
+    /// Turns TLS on or off (see [`MariaDbOptions::tls`]).
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self
+    }
+}
+
+#[derive(Debug)]
+struct TlsFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A running `mariadbd` that this process started: fresh datadir in a temp directory,
+/// listening on `127.0.0.1:<free port>` (never the system instance on 3306), binlog on
+/// (`ROW`, `FULL` image and metadata, GTID strict mode, `server_id=1`). `root` logs in over
+/// TCP from 127.0.0.1 with an empty password.
+///
+/// The server is SIGKILLed and its directory removed on drop, and - through a watchdog
+/// shell that polls the test process every 0.5 s - also when the test process exits
+/// without dropping it (statics, panics, `kill -9`).
+///
+/// Connections are handed out fresh ([`MariaDb::conn`]); nothing runtime-bound is kept, so
+/// one instance can serve many `#[tokio::test]`s, each with its own runtime.
+#[derive(Debug)]
+pub struct MariaDb {
+    child: Child,
+    port: u16,
+    datadir: PathBuf,
+    socket: PathBuf,
+    error_log: PathBuf,
+    tls: Option<TlsFiles>,
+    startup: Duration,
+    // Last: removed after the server is killed in `Drop`.
+    scratch: TempDir,
+}
+
+static SHARED: OnceLock<Result<MariaDb, String>> = OnceLock::new();
+
+impl MariaDb {
+    /// The instance shared by every test in this test binary, started on first use with
+    /// default options. Blocks (about a second) while starting; safe to call from many
+    /// tests in parallel, inside or outside a tokio runtime. If starting fails, every
+    /// caller panics with the same message. Do not change global server settings through
+    /// it; use [`MariaDb::start_with`] for that.
+    pub fn shared() -> &'static MariaDb {
+        match SHARED.get_or_init(|| Self::try_start(&MariaDbOptions::default())) {
+            Ok(db) => db,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A private instance with default options. See [`MariaDb::start_with`].
+    pub fn start() -> MariaDb {
+        Self::start_with(MariaDbOptions::default())
+    }
+
+    /// A private instance, e.g. with other binlog settings or TLS. Blocks until the server
+    /// accepts connections; panics (quoting the server's error log) if it does not within
+    /// 60 s.
+    pub fn start_with(opts: MariaDbOptions) -> MariaDb {
+        Self::try_start(&opts).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Always `127.0.0.1`.
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    /// The `mariadbd` process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The TCP port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `mysql://root@127.0.0.1:PORT/<db>` (`db` may be empty).
+    pub fn url(&self, db: &str) -> String {
+        format!("mysql://root@{}:{}/{db}", self.host(), self.port)
+    }
+
+    /// Connection options for `root` over plain TCP, optionally with a default database.
+    /// Add [`MariaDb::ssl_opts`] for TLS.
+    pub fn opts(&self, db: Option<&str>) -> OptsBuilder {
+        OptsBuilder::default()
+            .ip_or_hostname(self.host())
+            .tcp_port(self.port)
+            .user(Some("root"))
+            .prefer_socket(false)
+            .db_name(db)
+    }
+
+    /// TLS options that verify the server against this instance's CA (hostname
+    /// `127.0.0.1`); `None` unless started with [`MariaDbOptions::tls`]. Also installs the
+    /// rustls process-default provider ([`crate::install_rustls_provider`]).
+    pub fn ssl_opts(&self) -> Option<SslOpts> {
+        self.tls.as_ref().map(|tls| {
+            crate::install_rustls_provider();
+            SslOpts::default()
+                .with_root_certs(vec![tls.ca.clone().into()])
+                .with_disable_built_in_roots(true)
+        })
+    }
+
+    /// A new plain-TCP connection as `root` without a default database.
+    pub async fn conn(&self) -> Conn {
+        Conn::new(self.opts(None))
+            .await
+            .unwrap_or_else(|e| panic!("connecting to test MariaDB at {}: {e}", self.url("")))
+    }
+
+    /// Runs `sql` (may hold several `;`-separated statements) on a new connection,
+    /// discarding results; panics with the statement on error.
+    pub async fn exec(&self, sql: &str) {
+        let mut conn = self.conn().await;
+        conn.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("test MariaDB failed to run {sql:?}: {e}"));
+        let _ = conn.disconnect().await;
+    }
+
+    /// Creates a database named [`crate::names::unique`]`(prefix)` and returns the name.
+    pub async fn create_database(&self, prefix: &str) -> String {
+        let name = crate::names::unique(prefix);
+        self.exec(&format!("CREATE DATABASE `{name}`")).await;
+        name
+    }
+
+    /// The temp directory holding the datadir, socket, logs and TLS files; removed on drop.
+    pub fn scratch_dir(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// The server's data directory.
+    pub fn datadir(&self) -> &Path {
+        &self.datadir
+    }
+
+    /// Where the binlog files (`mysql-bin.000001`, ..., `mysql-bin.index`) are: the datadir.
+    pub fn binlog_dir(&self) -> &Path {
+        &self.datadir
+    }
+
+    /// The server's error log (`--log-error`).
+    pub fn error_log_path(&self) -> &Path {
+        &self.error_log
+    }
+
+    /// The server's unix socket.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The PEM CA certificate that signed the server certificate; `None` without TLS.
+    pub fn ca_pem_path(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.ca.as_path())
+    }
+
+    /// The time from spawning `mariadbd` until it accepted a connection (excludes
+    /// creating the datadir).
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    fn try_start(opts: &MariaDbOptions) -> Result<MariaDb, String> {
+        let t0 = Instant::now();
+        let mariadbd = find_executable("mariadbd").ok_or_else(missing_binaries)?;
+        let install_db = find_executable("mariadb-install-db").ok_or_else(missing_binaries)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("sameday-mariadb-")
+            .tempdir()
+            .map_err(|e| format!("creating a temp dir for MariaDB: {e}"))?;
+        let root = scratch.path();
+        let datadir = root.join("data");
+        let socket = root.join("sock");
+        let error_log = root.join("error.log");
+        let stderr_log = root.join("stderr.log");
+        // Own tmpdir: concurrent servers sharing /tmp trip over each other's temp tables.
+        let tmpdir = root.join("tmp");
+        std::fs::create_dir(&tmpdir).map_err(|e| format!("creating {}: {e}", tmpdir.display()))?;
+        // Running as root, mariadbd refuses to start without --user=root.
+        let as_root = running_as_root();
+
+        // --- datadir
+        let install_log = root.join("install.log");
+        let log = File::create(&install_log)
+            .map_err(|e| format!("creating {}: {e}", install_log.display()))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| format!("duplicating {}: {e}", install_log.display()))?;
+        let mut install = Command::new(&install_db);
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--tmpdir={}", tmpdir.display()))
+            .arg("--auth-root-authentication-method=normal")
+            .arg("--skip-test-db")
+            // grant entries for 127.0.0.1/::1/localhost only, no DNS lookup of the hostname
+            .arg("--skip-name-resolve")
+            // passed through to the bootstrap server: same redo log size as at run time
+            .arg("--innodb-log-file-size=48M")
+            .arg("--innodb-buffer-pool-size=64M");
+        if as_root {
+            install.arg("--user=root");
+        }
+        let status = install
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .status()
+            .map_err(|e| format!("running {}: {e}", install_db.display()))?;
+        if !status.success() {
+            return Err(format!(
+                "{} failed ({status}); its output ({}):\n{}",
+                install_db.display(),
+                install_log.display(),
+                log_tail(&install_log, LOG_TAIL_LINES)
+            ));
+        }
+        let install_time = t0.elapsed();
+
+        // --- TLS material
+        let tls = if opts.tls { Some(generate_tls(&root.join("tls"))?) } else { None };
+
+        // --- start, retrying on port clashes
+        let mut last_error = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port()?;
+            let mut args = vec![
+                "--no-defaults".to_string(),
+                format!("--datadir={}", datadir.display()),
+                format!("--tmpdir={}", tmpdir.display()),
+                format!("--socket={}", socket.display()),
+                format!("--port={port}"),
+                "--bind-address=127.0.0.1".into(),
+                "--skip-networking=0".into(),
+                format!("--log-bin={}", datadir.join("mysql-bin").display()),
+                "--binlog_format=ROW".into(),
+                "--binlog_row_image=FULL".into(),
+                "--binlog_row_metadata=FULL".into(),
+                "--server_id=1".into(),
+                "--gtid_strict_mode=1".into(),
+                "--log-slave-updates".into(),
+                "--innodb-buffer-pool-size=64M".into(),
+                "--innodb_log_file_size=48M".into(),
+                "--max_allowed_packet=1G".into(),
+                "--skip-name-resolve".into(),
+                format!("--pid-file={}", root.join("mariadbd.pid").display()),
+                format!("--log-error={}", error_log.display()),
+            ];
+            if as_root {
+                args.push("--user=root".into());
+            }
+            if let Some(tls) = &tls {
+                args.push(format!("--ssl-ca={}", tls.ca.display()));
+                args.push(format!("--ssl-cert={}", tls.cert.display()));
+                args.push(format!("--ssl-key={}", tls.key.display()));
+            }
+            args.extend(opts.extra_args.iter().cloned());
+
+            // A fresh log per attempt, so a port clash is recognised from this attempt only.
+            let _ = std::fs::remove_file(&error_log);
+            let stderr = File::create(&stderr_log)
+                .map_err(|e| format!("creating {}: {e}", stderr_log.display()))?;
+            let t_spawn = Instant::now();
+            let mut child = spawn_watched(&mariadbd, &args, root, Stdio::null(), stderr.into())
+                .map_err(|e| format!("spawning {}: {e}", mariadbd.display()))?;
+            let outcome = block_on(wait_ready(&mut child, port, &socket));
+            let logs = || {
+                format!(
+                    "error log ({}):\n{}\nstderr ({}):\n{}",
+                    error_log.display(),
+                    log_tail(&error_log, LOG_TAIL_LINES),
+                    stderr_log.display(),
+                    log_tail(&stderr_log, 10)
+                )
+            };
+            match outcome {
+                Ready::Yes => {
+                    let startup = t_spawn.elapsed();
+                    eprintln!(
+                        "sameday-testkit: MariaDB ready on 127.0.0.1:{port} in {:?} \
+                         (install-db {:?}, server {:?}), dir {}",
+                        t0.elapsed(),
+                        install_time,
+                        startup,
+                        root.display()
+                    );
+                    return Ok(MariaDb {
+                        child,
+                        port,
+                        datadir,
+                        socket,
+                        error_log,
+                        tls,
+                        startup,
+                        scratch,
+                    });
+                }
+                Ready::Exited(status) => {
+                    let log = std::fs::read_to_string(&error_log).unwrap_or_default();
+                    last_error = format!(
+                        "test MariaDB (port {port}) exited during startup ({status}); {}",
+                        logs()
+                    );
+                    if log.contains("Address already in use") || log.contains("Bind on TCP/IP port")
+                    {
+                        continue;
+                    }
+                    return Err(last_error);
+                }
+                Ready::TimedOut(conn_error) => {
+                    kill_and_reap(&mut child);
+                    return Err(format!(
+                        "test MariaDB on port {port} did not accept connections within \
+                         {READY_DEADLINE:?} (last error: {conn_error}); {}",
+                        logs()
+                    ));
+                }
+            }
+        }
+        Err(format!("giving up after {PORT_ATTEMPTS} port clashes; last: {last_error}"))
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        kill_and_reap(&mut self.child);
+    }
+}
+
+enum Ready {
+    Yes,
+    Exited(std::process::ExitStatus),
+    TimedOut(String),
+}
+
+/// Polls every 50 ms until root can log in over TCP *to this server* (checked via
+/// `@@socket`, in case another process grabbed the same port), the child exits, or the
+/// deadline passes.
+async fn wait_ready(child: &mut Child, port: u16, socket: &Path) -> Ready {
+    let deadline = Instant::now() + READY_DEADLINE;
+    let want_socket = socket.display().to_string();
+    let opts = OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("root"))
+        .prefer_socket(false);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Ready::Exited(status);
+        }
+        let last_error = match tokio::time::timeout(Duration::from_secs(5), probe(opts.clone())).await {
+            Ok(Ok(sock)) if sock == want_socket => return Ready::Yes,
+            Ok(Ok(sock)) => format!("port {port} is served by another server ({sock})"),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "connect timed out after 5 s".to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Ready::TimedOut(last_error);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn probe(opts: OptsBuilder) -> mysql_async::Result<String> {
+    let mut conn = Conn::new(opts).await?;
+    let sock: Option<String> = conn.query_first("SELECT @@socket").await?;
+    let _ = conn.disconnect().await;
+    Ok(sock.unwrap_or_default())
+}
+
+fn missing_binaries() -> String {
+    "mariadbd / mariadb-install-db not found in PATH or /usr/sbin; run `bash scripts/prereqs.sh`"
+        .to_string()
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+/// A port that was free a moment ago (bind 127.0.0.1:0, read, release). Callers must
+/// handle the small chance that someone else takes it first.
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port on 127.0.0.1: {e}"))
+}
+
+/// A throwaway CA and a server certificate for `IP:127.0.0.1` / `DNS:localhost` (EC P-256),
+/// made with the `openssl` CLI.
+fn generate_tls(dir: &Path) -> Result<TlsFiles, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\n\
+         subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .map_err(|e| format!("writing {}: {e}", ext.display()))?;
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let steps: [Vec<&str>; 3] = [
+        [&["req", "-x509", "-new"][..], &ec, &[
+            "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "3650",
+            "-subj", "/CN=sameday-testkit CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        ]]
+        .concat(),
+        [&["req", "-new"][..], &ec, &[
+            "-keyout", "server-key.pem", "-out", "server.csr", "-subj", "/CN=localhost",
+        ]]
+        .concat(),
+        vec![
+            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+            "-CAcreateserial", "-out", "server-cert.pem", "-days", "3650",
+            "-extfile", "server.ext",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running openssl (needed for TLS test servers): {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "openssl {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Ok(TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server-cert.pem"),
+        key: dir.join("server-key.pem"),
+    })
+}
