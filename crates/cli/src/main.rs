@@ -1,14 +1,26 @@
-//! The `sameday` command. Each subcommand only parses arguments and wires stages together;
-//! the logic lives in the crates.
+//! The `sameday` command. Each subcommand parses arguments and wires stages together; the
+//! logic lives in the crates.
 
-use std::io::Write;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore, FileCheckpointStore};
+use sameday_core::StartPosition;
+use sameday_reader::config::{ReaderConfig, SourceConfig};
 use sameday_reader::decoder::{Decoder, Output};
 use sameday_reader::filter::{FilterConfig, TableFilter};
+use sameday_reader::kinesis::KinesisSink;
+use sameday_reader::metrics::ReaderMetrics;
+use sameday_reader::publisher::PublisherConfig;
+use sameday_reader::run::{prepare_source, run_pipeline, SourceRun};
+use sameday_reader::sink::{RecordOutcome, RecordSink, SinkError, SinkRecord, StdoutSink};
 use sameday_reader::source::file::{replay_files, FileRange};
+use sameday_reader::source::live;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "sameday", version, about = "Change data capture from MySQL/MariaDB to same-day Step Functions executions")]
@@ -19,67 +31,321 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Re-emit a binlog range with the same event ids as the live stream.
+    /// Run the binlog reader daemon: MySQL/MariaDB row changes to Kinesis.
+    Reader {
+        #[arg(long, env = "SAMEDAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check the source (and the reader's config) and print one line per problem.
+    Check {
+        #[arg(long, env = "SAMEDAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print change records as JSON lines; no AWS and no config file needed with --source.
+    Tail(TailArgs),
+    /// Re-emit a binlog range with the same event ids as the live stream. Never moves the
+    /// live checkpoint.
     Replay(ReplayArgs),
+    /// Show (or, with --set, move) the reader's stored checkpoint.
+    Positions {
+        #[arg(long, env = "SAMEDAY_CONFIG")]
+        config: PathBuf,
+        /// New position: FILE:POS, earliest or latest (resolved on the source). Moving it
+        /// backwards replays; forwards skips changes. Stop the reader first.
+        #[arg(long)]
+        set: Option<String>,
+    },
+    /// Query a daemon's /healthz (for container health checks; the image has no curl).
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
+        url: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct SourceArgs {
+    /// Reader config file (its [source] and [filter] are used).
+    #[arg(long, env = "SAMEDAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// mysql://USER:PASS@HOST:PORT, instead of a config file.
+    #[arg(long)]
+    source: Option<String>,
+    /// Tables to include (`db.table`, wildcards allowed), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    tables: Vec<String>,
+    /// Replica server id to register with (must be unique on the source).
+    #[arg(long, default_value_t = 4_242_424)]
+    server_id: u32,
+}
+
+#[derive(clap::Args)]
+struct TailArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Where to start: latest (default), earliest, FILE:POS or a MariaDB GTID list.
+    #[arg(long, default_value = "latest")]
+    from: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SinkKind {
+    Stdout,
+    Kinesis,
 }
 
 #[derive(clap::Args)]
 struct ReplayArgs {
-    /// Binlog files on disk, in order.
-    #[arg(long = "binlog-file", required = true, num_args = 1..)]
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Binlog files on disk, in order, instead of the server.
+    #[arg(long = "binlog-file", num_args = 1..)]
     binlog_files: Vec<PathBuf>,
-    /// Start at this byte offset of the first file.
+    /// Start: FILE:POS on a server; a byte offset of the first file with --binlog-file.
     #[arg(long)]
-    from: Option<u64>,
-    /// Stop before this byte offset of the last file.
+    from: Option<String>,
+    /// End (exclusive): FILE:POS on a server; a byte offset of the last file with files.
     #[arg(long)]
-    to: Option<u64>,
-    /// Tables to include (`db.table`, wildcards allowed), comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    tables: Vec<String>,
-    /// Print per-table counts instead of the records.
+    to: Option<String>,
+    #[arg(long, value_enum, default_value = "stdout")]
+    sink: SinkKind,
+    /// Print per-table counts of what would be emitted, emit nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Source server id written into the envelopes.
-    #[arg(long, default_value_t = 0)]
-    server_id: u32,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     sameday_core::logging::init();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Replay(args) => replay(args),
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "sameday failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    let filter = TableFilter::new(&FilterConfig { include: args.tables, ..Default::default() })
-        .map_err(anyhow::Error::msg)?;
-    let mut decoder = Decoder::new(args.server_id, filter, "", None);
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
-    let range = FileRange { from: args.from, to: args.to };
-    replay_files(&args.binlog_files, &range, &mut decoder, |o| {
-        match o {
-            Output::Row(r) if args.dry_run => *counts.entry(format!("{} {}", r.table, r.op.as_str())).or_default() += 1,
-            Output::Row(r) => {
-                out.write_all(&r.data).and_then(|_| out.write_all(b"\n")).map_err(|e| {
-                    sameday_reader::error::ReaderError::Sink { stream: "stdout".into(), message: e.to_string() }
-                })?;
-            }
-            Output::DeadLetter(d) => {
-                tracing::warn!(table = %d.table, position = %d.position, reason = %d.reason, "row could not be decoded")
-            }
-            _ => {}
+async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Reader { config } => {
+            let cfg = load_reader_config(&config)?;
+            let shutdown = sameday_core::shutdown::on_signals();
+            let summary = sameday_reader::run::run_reader(cfg, shutdown).await?;
+            tracing::info!(delivered = summary.delivered, dead_lettered = summary.dead_lettered, checkpoint = ?summary.last_durable.map(|c| c.next.to_string()), "reader stopped");
+            Ok(ExitCode::SUCCESS)
         }
-        Ok(true)
-    })
-    .context("replay failed")?;
-    for (k, n) in counts {
-        writeln!(out, "{k} {n}")?;
+        Command::Check { config } => check(&config).await,
+        Command::Tail(args) => tail(args).await,
+        Command::Replay(args) => replay(args).await,
+        Command::Positions { config, set } => positions(&config, set).await,
+        Command::Health { url } => health(&url).await,
     }
-    out.flush()?;
+}
+
+fn load_reader_config(path: &PathBuf) -> anyhow::Result<ReaderConfig> {
+    let cfg: ReaderConfig = sameday_core::config_file::load(Some(path), std::env::vars())?;
+    cfg.validate().map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+    Ok(cfg)
+}
+
+async fn check(path: &PathBuf) -> anyhow::Result<ExitCode> {
+    let cfg = load_reader_config(path)?;
+    let mut conn = live::connect(&cfg.source).await?;
+    let info = live::server_info(&mut conn, &cfg.source).await?;
+    let filter = TableFilter::new(&cfg.filter).map_err(anyhow::Error::msg)?;
+    let problems = sameday_reader::check::preflight(&mut conn, &cfg.source, &info, &filter).await?;
+    println!("source {} ({}), server_id {}", cfg.source.address(), info.version, info.server_id);
+    for p in &problems {
+        println!("{p}");
+    }
+    if problems.iter().any(|p| p.blocking) {
+        println!("FAILED: {} blocking problem(s)", problems.iter().filter(|p| p.blocking).count());
+        return Ok(ExitCode::from(2));
+    }
+    println!("OK");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The source and filter from `--source`/`--tables` or from a config file.
+fn source_of(args: &SourceArgs) -> anyhow::Result<(SourceConfig, FilterConfig, Option<ReaderConfig>)> {
+    match (&args.source, &args.config) {
+        (Some(url), _) => {
+            let src = SourceConfig::from_url(url, args.server_id).map_err(anyhow::Error::msg)?;
+            Ok((src, FilterConfig { include: args.tables.clone(), ..Default::default() }, None))
+        }
+        (None, Some(path)) => {
+            let cfg = load_reader_config(path)?;
+            let mut filter = cfg.filter.clone();
+            if !args.tables.is_empty() {
+                filter.include = args.tables.clone();
+            }
+            let mut src = cfg.source.clone();
+            // Never register with the live reader's id: the server would disconnect it.
+            src.server_id = args.server_id;
+            Ok((src, filter, Some(cfg)))
+        }
+        (None, None) => bail!("give --source mysql://USER:PASS@HOST:PORT or --config FILE"),
+    }
+}
+
+async fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
+    let (src, filter, _) = source_of(&args.source)?;
+    let start: StartPosition = args.from.parse()?;
+    let info = prepare_source(&src, &filter).await?;
+    let mut conn = live::connect(&src).await?;
+    let start = live::resolve_start(&mut conn, &src, &info, &start).await?;
+    let shutdown = sameday_core::shutdown::on_signals();
+    let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at: None, non_blocking: false };
+    run_pipeline::<_, FileCheckpointStore>(run, Arc::new(StdoutSink::default()), None, quick(), ReaderMetrics::default(), None, None, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn quick() -> PublisherConfig {
+    PublisherConfig { linger: std::time::Duration::from_millis(1), ..Default::default() }
+}
+
+/// Counts what a dry run would emit, per table and operation.
+#[derive(Default)]
+struct CountingSink(Mutex<BTreeMap<String, u64>>);
+
+impl RecordSink for CountingSink {
+    async fn put(&self, batch: &[SinkRecord]) -> Result<Vec<RecordOutcome>, SinkError> {
+        let mut m = self.0.lock().expect("counts mutex poisoned");
+        for r in batch {
+            let env: serde_json::Value = serde_json::from_slice(&r.data).unwrap_or_default();
+            let key = format!("{}.{} {}", env["db"].as_str().unwrap_or("?"), env["table"].as_str().unwrap_or("?"), env["op"].as_str().unwrap_or("?"));
+            *m.entry(key).or_default() += 1;
+        }
+        Ok(vec![RecordOutcome::Delivered; batch.len()])
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        usize::MAX
+    }
+
+    fn describe(&self) -> String {
+        "dry-run".into()
+    }
+}
+
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let counting = Arc::new(CountingSink::default());
+    if !args.binlog_files.is_empty() {
+        let filter = FilterConfig { include: args.source.tables.clone(), ..Default::default() };
+        let range = FileRange {
+            from: args.from.as_deref().map(str::parse).transpose().context("--from must be a byte offset with --binlog-file")?,
+            to: args.to.as_deref().map(str::parse).transpose().context("--to must be a byte offset with --binlog-file")?,
+        };
+        let files = args.binlog_files.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Output>>(256);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut decoder = Decoder::new(0, TableFilter::new(&filter).map_err(sameday_reader::error::ReaderError::Config)?, "", None);
+            replay_files(&files, &range, &mut decoder, |o| Ok(tx.blocking_send(vec![o]).is_ok()))
+        });
+        let shutdown = CancellationToken::new();
+        let publish = async {
+            match (args.dry_run, args.sink) {
+                (true, _) => publish(counting.clone(), rx, shutdown.clone()).await,
+                (false, SinkKind::Stdout) => publish(Arc::new(StdoutSink::default()), rx, shutdown.clone()).await,
+                (false, SinkKind::Kinesis) => {
+                    let (_, _, cfg) = source_of(&args.source)?;
+                    let cfg = cfg.context("--sink kinesis needs --config (for the stream name and AWS settings)")?;
+                    publish(kinesis_sink(&cfg).await?, rx, shutdown.clone()).await
+                }
+            }
+        };
+        let (published, read) = tokio::join!(publish, reader);
+        read.context("file reader task")??;
+        published?;
+    } else {
+        let (src, filter, cfg) = source_of(&args.source)?;
+        let from: StartPosition = args.from.as_deref().context("--from FILE:POS is required when replaying from a server")?.parse()?;
+        let stop_at = args.to.as_deref().map(str::parse).transpose().context("--to must be FILE:POS")?;
+        let info = prepare_source(&src, &filter).await?;
+        let mut conn = live::connect(&src).await?;
+        let start = live::resolve_start(&mut conn, &src, &info, &from).await?;
+        let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at, non_blocking: true };
+        let shutdown = sameday_core::shutdown::on_signals();
+        let m = ReaderMetrics::default();
+        match (args.dry_run, args.sink) {
+            (true, _) => run_pipeline::<_, FileCheckpointStore>(run, counting.clone(), None, quick(), m, None, None, shutdown).await?,
+            (false, SinkKind::Stdout) => run_pipeline::<_, FileCheckpointStore>(run, Arc::new(StdoutSink::default()), None, quick(), m, None, None, shutdown).await?,
+            (false, SinkKind::Kinesis) => {
+                let cfg = cfg.context("--sink kinesis needs --config (for the stream name and AWS settings)")?;
+                run_pipeline::<_, FileCheckpointStore>(run, kinesis_sink(&cfg).await?, None, PublisherConfig::default(), m, None, None, shutdown).await?
+            }
+        };
+    }
+    if args.dry_run {
+        for (k, n) in counting.0.lock().expect("counts mutex poisoned").iter() {
+            println!("{k} {n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn kinesis_sink(cfg: &ReaderConfig) -> anyhow::Result<Arc<KinesisSink>> {
+    let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
+    Ok(Arc::new(KinesisSink::new(aws_sdk_kinesis::Client::new(&aws), &cfg.kinesis.stream, cfg.kinesis.max_record_bytes)))
+}
+
+async fn publish<S: RecordSink>(
+    sink: Arc<S>,
+    rx: tokio::sync::mpsc::Receiver<Vec<Output>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let p = sameday_reader::publisher::Publisher::<S, FileCheckpointStore>::new(sink, None, quick(), ReaderMetrics::default(), None, None);
+    let summary = p.run(rx, shutdown).await?;
+    tracing::info!(delivered = summary.delivered, dead_lettered = summary.dead_lettered, "replay finished");
     Ok(())
+}
+
+async fn positions(path: &PathBuf, set: Option<String>) -> anyhow::Result<ExitCode> {
+    let cfg = load_reader_config(path)?;
+    let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
+    let store = sameday_reader::run::open_store(&cfg.checkpoint, &aws).await?;
+    let current = store.load().await?;
+    match &current {
+        Some(cp) => println!(
+            "{}: {} (gtid {}) commit_ts_ms {} saved_at_ms {}",
+            store.describe(),
+            cp.position,
+            cp.gtid_set.as_ref().map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
+            cp.commit_ts_ms,
+            cp.saved_at_ms
+        ),
+        None => println!("{}: no checkpoint", store.describe()),
+    }
+    let Some(target) = set else { return Ok(ExitCode::SUCCESS) };
+    let start: StartPosition = target.parse()?;
+    let info = prepare_source(&cfg.source, &cfg.filter).await?;
+    let mut conn = live::connect(&cfg.source).await?;
+    let live::Start::File(position) = live::resolve_start(&mut conn, &cfg.source, &info, &start).await? else {
+        bail!("--set takes FILE:POS, earliest or latest");
+    };
+    let cp = Checkpoint { position, gtid_set: None, commit_ts_ms: 0, saved_at_ms: now_ms() };
+    store.force_save(&cp).await?;
+    println!("checkpoint set to {}", cp.position);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn health(url: &str) -> anyhow::Result<ExitCode> {
+    let rest = url.strip_prefix("http://").context("--url must be http://HOST:PORT/PATH")?;
+    let (hostport, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/healthz".into()));
+    let mut stream = match tokio::time::timeout(std::time::Duration::from_secs(3), tokio::net::TcpStream::connect(hostport)).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            println!("unhealthy: cannot connect to {hostport}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n").as_bytes()).await?;
+    let mut resp = String::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), stream.read_to_string(&mut resp)).await;
+    let healthy = resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200");
+    println!("{}", resp.split("\r\n\r\n").nth(1).unwrap_or(resp.as_str()));
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -99,6 +99,8 @@ pub struct Publisher<S, C> {
     queue: VecDeque<Slot>,
     base_seq: u64,
     pending_bytes: usize,
+    /// Slots in state Pending (ready or waiting for their key).
+    pending_count: usize,
     in_flight_keys: HashSet<String>,
     requests: JoinSet<InFlight>,
     backoff: Backoff,
@@ -130,6 +132,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             queue: VecDeque::new(),
             base_seq: 0,
             pending_bytes: 0,
+            pending_count: 0,
             in_flight_keys: HashSet::new(),
             requests: JoinSet::new(),
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(10)),
@@ -228,6 +231,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         if self.oldest_pending.is_none() {
             self.oldest_pending = Some(Instant::now());
         }
+        self.pending_count += 1;
         self.queue.push_back(Slot {
             kind: Kind::Row { record: SinkRecord { partition_key: r.partition_key, data: r.data } },
             state: State::Pending,
@@ -263,7 +267,11 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             let lingered = self.oldest_pending.is_some_and(|t| t.elapsed() >= self.cfg.linger);
             let (seqs, batch, bytes) = self.build_batch();
             if batch.is_empty() {
-                self.oldest_pending = None;
+                // Everything pending waits for its key: keep the linger clock running so
+                // those records go out as soon as their keys are free.
+                if self.pending_count == 0 {
+                    self.oldest_pending = None;
+                }
                 return;
             }
             let full = batch.len() >= MAX_RECORDS_PER_REQUEST || bytes * 10 >= MAX_BYTES_PER_REQUEST * 9;
@@ -272,6 +280,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
                 for &s in &seqs {
                     let slot = &mut self.queue[(s - self.base_seq) as usize];
                     slot.state = State::Pending;
+                    self.pending_count += 1;
                     if let Kind::Row { record, .. } = &slot.kind {
                         self.in_flight_keys.remove(&record.partition_key);
                     }
@@ -284,7 +293,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
                 let res = sink.put(&batch).await;
                 (seqs, res)
             });
-            self.oldest_pending = if self.queue.iter().any(|s| s.state == State::Pending) { Some(Instant::now()) } else { None };
+            self.oldest_pending = if self.pending_count > 0 { Some(Instant::now()) } else { None };
         }
     }
 
@@ -318,6 +327,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         for i in picked_idx {
             let slot = &mut self.queue[i];
             slot.state = State::InFlight;
+            self.pending_count -= 1;
             if let Kind::Row { record, .. } = &slot.kind {
                 self.in_flight_keys.insert(record.partition_key.clone());
             }
@@ -356,6 +366,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
                 }
                 RecordOutcome::Retry { code } => {
                     slot.state = State::Pending;
+                    self.pending_count += 1;
                     any_failed = true;
                     if code != "request" {
                         self.metrics.failed_records.get_or_create(&Code { error_code: code }).inc();

@@ -96,6 +96,7 @@ pub async fn stream_source(
                             return Ok(());
                         }
                     }
+                    tracing::trace!(event_type = ev.header().event_type_raw(), log_pos = ev.header().log_pos(), file = %decoder.file(), "event");
                     decoder.handle(&ev, &mut out)?;
                     if let Some(h) = &health {
                         h.beat();

@@ -28,7 +28,7 @@ mod process;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use emulators::{aws_config, Fauxqs, KinesisRecord, Kinesalite, Moto};
+pub use emulators::{aws_config, Fauxqs, Kinesalite, KinesisRecord, Moto};
 pub use mariadb::{MariaDb, MariaDbOptions};
 
 /// Installs rustls' `ring` provider as the process default, unless one is installed

@@ -266,7 +266,11 @@ impl MariaDb {
         let install_time = t0.elapsed();
 
         // --- TLS material
-        let tls = if opts.tls { Some(generate_tls(&root.join("tls"))?) } else { None };
+        let tls = if opts.tls {
+            Some(generate_tls(&root.join("tls"))?)
+        } else {
+            None
+        };
 
         // --- start, retrying on port clashes
         let mut last_error = String::new();
@@ -365,7 +369,9 @@ impl MariaDb {
                 }
             }
         }
-        Err(format!("giving up after {PORT_ATTEMPTS} port clashes; last: {last_error}"))
+        Err(format!(
+            "giving up after {PORT_ATTEMPTS} port clashes; last: {last_error}"
+        ))
     }
 }
 
@@ -396,12 +402,13 @@ async fn wait_ready(child: &mut Child, port: u16, socket: &Path) -> Ready {
         if let Ok(Some(status)) = child.try_wait() {
             return Ready::Exited(status);
         }
-        let last_error = match tokio::time::timeout(Duration::from_secs(5), probe(opts.clone())).await {
-            Ok(Ok(sock)) if sock == want_socket => return Ready::Yes,
-            Ok(Ok(sock)) => format!("port {port} is served by another server ({sock})"),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "connect timed out after 5 s".to_string(),
-        };
+        let last_error =
+            match tokio::time::timeout(Duration::from_secs(5), probe(opts.clone())).await {
+                Ok(Ok(sock)) if sock == want_socket => return Ready::Yes,
+                Ok(Ok(sock)) => format!("port {port} is served by another server ({sock})"),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "connect timed out after 5 s".to_string(),
+            };
         if Instant::now() >= deadline {
             return Ready::TimedOut(last_error);
         }
@@ -423,7 +430,9 @@ fn missing_binaries() -> String {
 
 fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// A port that was free a moment ago (bind 127.0.0.1:0, read, release). Callers must
@@ -448,23 +457,62 @@ fn generate_tls(dir: &Path) -> Result<TlsFiles, String> {
          subjectAltName=IP:127.0.0.1,DNS:localhost\n",
     )
     .map_err(|e| format!("writing {}: {e}", ext.display()))?;
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     let steps: [Vec<&str>; 3] = [
-        [&["req", "-x509", "-new"][..], &ec, &[
-            "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "3650",
-            "-subj", "/CN=sameday-testkit CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        ]]
+        [
+            &["req", "-x509", "-new"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+                "-days",
+                "3650",
+                "-subj",
+                "/CN=sameday-testkit CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
         .concat(),
-        [&["req", "-new"][..], &ec, &[
-            "-keyout", "server-key.pem", "-out", "server.csr", "-subj", "/CN=localhost",
-        ]]
+        [
+            &["req", "-new"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server-key.pem",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
         .concat(),
         vec![
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
-            "-CAcreateserial", "-out", "server-cert.pem", "-days", "3650",
-            "-extfile", "server.ext",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            "server-cert.pem",
+            "-days",
+            "3650",
+            "-extfile",
+            "server.ext",
         ],
     ];
     for args in steps {

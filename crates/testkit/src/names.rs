@@ -90,7 +90,8 @@ mod tests {
                 assert!(name.len() >= 3 && name.len() <= MAX_LEN, "{name}");
                 assert!(name.starts_with(|c: char| c.is_ascii_lowercase()), "{name}");
                 assert!(
-                    name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                    name.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
                     "{name}"
                 );
                 assert!(seen.insert(name.clone()), "duplicate {name}");

@@ -27,6 +27,9 @@ const MAX_PACKET: usize = 1 << 30;
 const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
 
 pub fn opts(cfg: &SourceConfig) -> Opts {
+    // The AWS SDK and mysql_async bring two rustls crypto providers; pick one for the
+    // process, or rustls cannot choose and TLS connections fail.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = OptsBuilder::default()
         .ip_or_hostname(cfg.host.clone())
         .tcp_port(cfg.port)
