@@ -49,3 +49,31 @@ async fn reader_streams_inserts_updates_and_deletes_in_commit_order() {
     let last_txn: Vec<_> = records.iter().filter(|(_, e)| e.txn.id == del.1.txn.id).collect();
     assert_eq!(last_txn.len(), 2);
 }
+
+#[tokio::test]
+async fn reader_streams_over_tls_verified_against_a_private_ca() {
+    set_aws_env();
+    let tls = MariaDb::start_with(sameday_testkit::MariaDbOptions::default().tls(true));
+    let env = Env::new("tls", 1).await;
+    let db = sameday_testkit::names::unique("tlsdb");
+    tls.exec(&format!("CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, v TEXT)")).await;
+    let mut cfg = env.config("latest");
+    cfg.source.port = tls.port();
+    cfg.source.tls = sameday_reader::config::TlsMode::Verify;
+    cfg.source.tls_ca_file = Some(tls.ca_pem_path().expect("TLS instance has a CA").to_path_buf());
+    cfg.filter.include = vec![format!("{db}.*")];
+    let shutdown = CancellationToken::new();
+    let reader = tokio::spawn(sameday_reader::run::run_reader(cfg.clone(), shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tls.exec(&format!("INSERT INTO {db}.t VALUES (1, 'over tls')")).await;
+    let records = env.wait_for_records(1, Duration::from_secs(20)).await;
+    shutdown.cancel();
+    reader.await.unwrap().unwrap();
+    assert_eq!(records[0].1.after.as_ref().unwrap()["v"], "over tls");
+
+    // Without the CA the server certificate is not trusted: a clear error, no stream.
+    let mut untrusted = cfg;
+    untrusted.source.tls_ca_file = None;
+    let err = sameday_reader::run::run_reader(untrusted, CancellationToken::new()).await.unwrap_err().to_string();
+    assert!(err.contains("127.0.0.1") && err.to_lowercase().contains("certificate"), "{err}");
+}

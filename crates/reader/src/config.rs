@@ -198,6 +198,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../../deploy/reader.example.toml");
+        let cfg: ReaderConfig = toml::from_str(text).unwrap();
+        assert_eq!(cfg.validate().unwrap(), StartPosition::Latest);
+        assert_eq!(cfg.kinesis.stream, "sameday-changes");
+    }
+
+    #[test]
     fn source_urls_parse_and_redact() {
         let s = SourceConfig::from_url("mysql://repl:s3cret@10.0.0.5:3307", 99).unwrap();
         assert_eq!((s.host.as_str(), s.port, s.user.as_str(), s.password.expose()), ("10.0.0.5", 3307, "repl", "s3cret"));
