@@ -17,7 +17,7 @@ use sameday_reader::kinesis::KinesisSink;
 use sameday_reader::metrics::ReaderMetrics;
 use sameday_reader::publisher::PublisherConfig;
 use sameday_reader::run::{prepare_source, run_pipeline, SourceRun};
-use sameday_reader::sink::{RecordOutcome, RecordSink, SinkError, SinkRecord, StdoutSink};
+use sameday_reader::sink::{NullSink, RecordOutcome, RecordSink, SinkError, SinkRecord, StdoutSink};
 use sameday_reader::source::file::{replay_files, FileRange};
 use sameday_reader::source::live;
 use tokio_util::sync::CancellationToken;
@@ -91,6 +91,8 @@ struct TailArgs {
 enum SinkKind {
     Stdout,
     Kinesis,
+    /// Decode and encode, then drop (measures the reader's own cost).
+    Null,
 }
 
 #[derive(clap::Args)]
@@ -249,6 +251,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             match (args.dry_run, args.sink) {
                 (true, _) => publish(counting.clone(), rx, shutdown.clone()).await,
                 (false, SinkKind::Stdout) => publish(Arc::new(StdoutSink::default()), rx, shutdown.clone()).await,
+                (false, SinkKind::Null) => publish(Arc::new(NullSink::default()), rx, shutdown.clone()).await,
                 (false, SinkKind::Kinesis) => {
                     let (_, _, cfg) = source_of(&args.source)?;
                     let cfg = cfg.context("--sink kinesis needs --config (for the stream name and AWS settings)")?;
@@ -272,6 +275,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         match (args.dry_run, args.sink) {
             (true, _) => run_pipeline::<_, FileCheckpointStore>(run, counting.clone(), None, quick(), m, None, None, shutdown).await?,
             (false, SinkKind::Stdout) => run_pipeline::<_, FileCheckpointStore>(run, Arc::new(StdoutSink::default()), None, quick(), m, None, None, shutdown).await?,
+            (false, SinkKind::Null) => run_pipeline::<_, FileCheckpointStore>(run, Arc::new(NullSink::default()), None, quick(), m, None, None, shutdown).await?,
             (false, SinkKind::Kinesis) => {
                 let cfg = cfg.context("--sink kinesis needs --config (for the stream name and AWS settings)")?;
                 run_pipeline::<_, FileCheckpointStore>(run, kinesis_sink(&cfg).await?, None, PublisherConfig::default(), m, None, None, shutdown).await?
