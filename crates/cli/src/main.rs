@@ -146,13 +146,13 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load_reader_config(path: &PathBuf) -> anyhow::Result<ReaderConfig> {
+fn load_reader_config(path: &std::path::Path) -> anyhow::Result<ReaderConfig> {
     let cfg: ReaderConfig = sameday_core::config_file::load(Some(path), std::env::vars())?;
     cfg.validate().map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
     Ok(cfg)
 }
 
-async fn check(path: &PathBuf) -> anyhow::Result<ExitCode> {
+async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let cfg = load_reader_config(path)?;
     let mut conn = live::connect(&cfg.source).await?;
     let info = live::server_info(&mut conn, &cfg.source).await?;
@@ -306,7 +306,7 @@ async fn publish<S: RecordSink>(
     Ok(())
 }
 
-async fn positions(path: &PathBuf, set: Option<String>) -> anyhow::Result<ExitCode> {
+async fn positions(path: &std::path::Path, set: Option<String>) -> anyhow::Result<ExitCode> {
     let cfg = load_reader_config(path)?;
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
     let store = sameday_reader::run::open_store(&cfg.checkpoint, &aws).await?;

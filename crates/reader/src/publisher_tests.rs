@@ -95,7 +95,7 @@ async fn partial_failures_never_reorder_a_key_or_lose_a_record() {
     }
     drop(tx);
     let summary = run.await.unwrap().unwrap();
-    let log = sink.log.lock().unwrap();
+    let log = sink.log.lock().unwrap().clone();
     let total: u32 = counters.iter().sum();
     assert_eq!(log.len() as u32, total, "every record delivered exactly once");
     assert_eq!(summary.delivered as u32, total);

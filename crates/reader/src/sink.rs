@@ -123,7 +123,7 @@ impl<S: RecordSink> FaultySink<S> {
 impl<S: RecordSink> RecordSink for FaultySink<S> {
     async fn put(&self, batch: &[SinkRecord]) -> Result<Vec<RecordOutcome>, SinkError> {
         let req = self.requests_seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.throttle_every > 0 && req % self.throttle_every == 0 {
+        if self.throttle_every > 0 && req.is_multiple_of(self.throttle_every) {
             self.injected_request_failures.fetch_add(1, Ordering::Relaxed);
             return Err(SinkError { message: "injected ThrottlingException".into(), transient: true });
         }
@@ -132,7 +132,7 @@ impl<S: RecordSink> RecordSink for FaultySink<S> {
         let mut fail = Vec::with_capacity(batch.len());
         for _ in batch {
             let n = self.records_seen.fetch_add(1, Ordering::Relaxed) + 1;
-            fail.push(self.nth > 0 && n % self.nth == 0);
+            fail.push(self.nth > 0 && n.is_multiple_of(self.nth));
         }
         let pass: Vec<SinkRecord> = batch.iter().zip(&fail).filter(|(_, f)| !**f).map(|(r, _)| r.clone()).collect();
         let mut inner = if pass.is_empty() { Vec::new() } else { self.inner.put(&pass).await? }.into_iter();
