@@ -77,3 +77,78 @@ async fn reader_streams_over_tls_verified_against_a_private_ca() {
     let err = sameday_reader::run::run_reader(untrusted, CancellationToken::new()).await.unwrap_err().to_string();
     assert!(err.contains("127.0.0.1") && err.to_lowercase().contains("certificate"), "{err}");
 }
+
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect to the metrics listener");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn metrics_and_healthz_report_rows_lag_and_readiness() {
+    set_aws_env();
+    let env = Env::new("metrics", 1).await;
+    let maria = MariaDb::shared();
+    maria.exec(&format!("CREATE TABLE {}.t (id INT PRIMARY KEY)", env.db)).await;
+    let mut cfg = env.config("latest");
+    let addr = format!("127.0.0.1:{}", free_port());
+    cfg.metrics.listen = addr.parse().unwrap();
+    let shutdown = CancellationToken::new();
+    let reader = tokio::spawn(sameday_reader::run::run_reader(cfg, shutdown.clone()));
+    sameday_testkit::wait_until(Duration::from_secs(20), "healthz answers 200", || async {
+        tokio::net::TcpStream::connect(&addr).await.is_ok() && http_get(&addr, "/healthz").await.0 == 200
+    })
+    .await;
+    maria.exec(&format!("INSERT INTO {}.t VALUES (1),(2),(3); DELETE FROM {}.t WHERE id = 3", env.db, env.db)).await;
+    env.wait_for_records(4, Duration::from_secs(20)).await;
+    let want_insert = format!("sameday_reader_rows_total{{table=\"{}.t\",op=\"insert\"}} 3", env.db);
+    let want_delete = format!("sameday_reader_rows_total{{table=\"{}.t\",op=\"delete\"}} 1", env.db);
+    sameday_testkit::wait_until(Duration::from_secs(10), "metrics count the rows", || async {
+        let (_, body) = http_get(&addr, "/metrics").await;
+        body.contains(&want_insert) && body.contains(&want_delete) && body.contains("sameday_kinesis_records_total 4")
+    })
+    .await;
+    let (_, body) = http_get(&addr, "/metrics").await;
+    for name in ["sameday_reader_lag_seconds", "sameday_reader_checkpoint_age_seconds", "sameday_kinesis_batch_records_bucket", "sameday_reader_transactions_total"] {
+        assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
+    }
+    shutdown.cancel();
+    reader.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn secrets_never_reach_logs_or_errors() {
+    set_aws_env();
+    let env = Env::new("secret", 1).await;
+    let cfg_path = env.write_config("latest");
+    let secret = "hunter2-do-not-print";
+    // root has no password on the test server, so a password makes the login fail: the
+    // error path is where secrets usually leak.
+    let out = std::process::Command::new(common::sameday_bin())
+        .args(["reader", "--config"])
+        .arg(&cfg_path)
+        .env("SAMEDAY__SOURCE__PASSWORD", secret)
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success());
+    assert!(text.contains("access denied") || text.contains("Access denied"), "{text}");
+    assert!(!text.contains(secret), "the password leaked:\n{text}");
+    // The URL form used by `tail` is redacted in its own errors too.
+    let out = std::process::Command::new(common::sameday_bin())
+        .args(["tail", "--source", &format!("mysql://root:{secret}@127.0.0.1:notaport")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("bad port"), "{text}");
+    assert!(!text.contains(secret), "the password leaked:\n{text}");
+}
