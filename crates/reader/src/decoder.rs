@@ -161,6 +161,12 @@ impl Decoder {
     pub fn handle(&mut self, event: &Event, out: &mut Vec<Output>) -> Result<(), DecodeError> {
         let header = event.header();
         let raw_type = header.event_type_raw();
+        // Without a known source (replay from files: `Decoder::new(0, ..)`), the server id
+        // is the one that wrote the file, named by its FORMAT_DESCRIPTION event; otherwise
+        // file replays would say `source.server_id: 0` where the live stream has the id.
+        if self.server_id == 0 && raw_type == EventType::FORMAT_DESCRIPTION_EVENT as u8 {
+            self.server_id = header.server_id();
+        }
         let log_pos = u64::from(header.log_pos());
         let size = u64::from(header.event_size());
         // Events inside a TRANSACTION_PAYLOAD carry no position of their own.
