@@ -53,7 +53,7 @@ pub async fn stream_source(
     let filter = TableFilter::new(&run.filter).map_err(ReaderError::Config)?;
     let initial_file = match &run.start {
         Start::File(p) => p.file.clone(),
-        Start::Gtid(_) => String::new(),
+        Start::Gtid(_) | Start::MysqlGtid(_) => String::new(),
     };
     let mut decoder = Decoder::new(run.info.server_id, filter, initial_file, run.gtid_set.clone());
     let mut start = run.start.clone();

@@ -115,6 +115,17 @@ pub enum Start {
     File(BinlogPosition),
     /// MariaDB GTID position (`@slave_connect_state`).
     Gtid(GtidSet),
+    /// MySQL executed GTID set (COM_BINLOG_DUMP_GTID): the server sends what is not in it.
+    MysqlGtid(GtidSet),
+}
+
+/// The `Sid`s of a MySQL GTID set, as COM_BINLOG_DUMP_GTID wants them.
+pub fn mysql_sids(set: &GtidSet) -> Result<Vec<mysql_common::packets::Sid<'static>>, String> {
+    let text = set.to_string();
+    text.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|part| part.parse::<mysql_common::packets::Sid<'static>>().map_err(|e| format!("GTID set {text}: {e}")))
+        .collect()
 }
 
 pub async fn resolve_start(
@@ -163,6 +174,10 @@ pub async fn resolve_start(
             }
         }
         StartPosition::Gtid(set @ GtidSet::Mariadb(_)) if info.mariadb => Ok(Start::Gtid(set.clone())),
+        StartPosition::Gtid(set @ GtidSet::Mysql(_)) if !info.mariadb => {
+            mysql_sids(set).map_err(ReaderError::Config)?;
+            Ok(Start::MysqlGtid(set.clone()))
+        }
         StartPosition::Gtid(set) => Err(ReaderError::Config(format!(
             "start position {set} is a {} GTID set but the source runs {}; give a FILE:POS instead",
             if matches!(set, GtidSet::Mariadb(_)) { "MariaDB" } else { "MySQL" },
@@ -207,9 +222,12 @@ impl LiveStream {
         }
         let (file, pos) = match start {
             Start::File(p) => (p.file.clone(), p.pos),
-            Start::Gtid(_) => (String::new(), 4),
+            Start::Gtid(_) | Start::MysqlGtid(_) => (String::new(), 4),
         };
         let mut req = BinlogStreamRequest::new(cfg.server_id).with_filename(file.as_bytes()).with_pos(pos);
+        if let Start::MysqlGtid(set) = start {
+            req = req.with_gtid().with_gtid_set(mysql_sids(set).map_err(ReaderError::Config)?);
+        }
         if non_blocking {
             req = req.with_non_blocking();
         }
@@ -281,6 +299,19 @@ impl LiveStream {
 fn describe_start(start: &Start) -> String {
     match start {
         Start::File(p) => p.to_string(),
-        Start::Gtid(g) => g.to_string(),
+        Start::Gtid(g) | Start::MysqlGtid(g) => g.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_gtid_sets_become_sids_with_tags_and_intervals() {
+        let set: GtidSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7,3e11fa47-71ca-11e1-9e33-c80aa9429562:blue:1-3".parse().unwrap();
+        let sids = mysql_sids(&set).unwrap();
+        assert_eq!(sids.len(), 2);
+        assert_eq!(sids[0].intervals().len(), 2);
     }
 }
