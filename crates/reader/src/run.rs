@@ -172,7 +172,15 @@ pub async fn resolve(
             let start = live::resolve_start(&mut conn, cfg, info, &StartPosition::File(cp.position.clone())).await?;
             (start, cp.gtid_set.clone())
         }
-        None => (live::resolve_start(&mut conn, cfg, info, configured).await?, None),
+        None => {
+            let start = live::resolve_start(&mut conn, cfg, info, configured).await?;
+            // Starting from a GTID set: it is what has been executed before the stream.
+            let executed = match &start {
+                Start::Gtid(set) | Start::MysqlGtid(set) => Some(set.clone()),
+                Start::File(_) => None,
+            };
+            (start, executed)
+        }
     };
     let _ = conn.disconnect().await;
     Ok(res)
