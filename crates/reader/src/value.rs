@@ -65,6 +65,9 @@ fn convert(col: &ColumnInfo, v: Value) -> Cell {
             let y: i64 = std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
             Cell::Int(if y == 1900 { 0 } else { y })
         }
+        // mysql_common reads a signed MEDIUMINT's 3 bytes without sign extension (-1 comes
+        // back as 16777215): extend bit 23. Idempotent if the value is already negative.
+        (MYSQL_TYPE_INT24, Value::Int(i)) if !col.unsigned => Cell::Int((i << 40) >> 40),
         (MYSQL_TYPE_TIMESTAMP, Value::Int(secs)) => Cell::Str(format_timestamp(secs, 0, 0)),
         (MYSQL_TYPE_TIMESTAMP2, Value::Bytes(b)) => {
             let s = String::from_utf8_lossy(&b);
@@ -118,6 +121,15 @@ fn convert(col: &ColumnInfo, v: Value) -> Cell {
             Cell::Json(serde_json::to_string(&floats).expect("floats serialize"))
         }
         (MYSQL_TYPE_GEOMETRY, Value::Bytes(b)) => Cell::Bytes(b),
+        // The binlog drops a BINARY(n) value's trailing 0x00 pad bytes; the stored (and
+        // SELECTed) value is always n bytes, so pad back to the declared length.
+        (MYSQL_TYPE_STRING, Value::Bytes(mut b)) if col.text == TextKind::Binary && col.meta.len() == 2 => {
+            let len = ((usize::from(col.meta[0] & 0x30) ^ 0x30) << 4) | usize::from(col.meta[1]);
+            if b.len() < len {
+                b.resize(len, 0);
+            }
+            Cell::Bytes(b)
+        }
         (_, Value::Bytes(b)) => text(col.text, b),
         (_, Value::Int(i)) => Cell::Int(i),
         (_, Value::UInt(u)) => Cell::UInt(u),
