@@ -128,8 +128,9 @@ async fn every_column_type_round_trips_through_kinesis() {
         "ch": "ch😀", "vc": "vc 🎉 ünï", "tx": "text 👩‍💻 done", "l1": "café é",
         "bn": "3q2+7w==", "vb": "AQI=", "bl": "AP+A/g==",
         "en": "medium", "st": ["b", "d"], "b1": 1, "b64": u64::MAX,
-        // MariaDB's JSON is LONGTEXT: the text as stored, as a string.
-        "js": "{\"a\": [1, 2, {\"b\": null}], \"s\": \"é\"}",
+        // MariaDB's JSON is LONGTEXT with a json_valid() check; the reader learns that
+        // from the server and emits the document itself.
+        "js": {"a": [1, 2, {"b": null}], "s": "é"},
     });
     let row2 = json!({
         "id": 2,
@@ -145,7 +146,7 @@ async fn every_column_type_round_trips_through_kinesis() {
         "ch": "", "vc": "", "tx": "", "l1": "",
         "bn": "AAAAAA==", "vb": "", "bl": "",
         "en": "small", "st": [], "b1": 0, "b64": 0,
-        "js": "[]",
+        "js": [],
     });
     let cols: Vec<&str> = row1
         .as_object()

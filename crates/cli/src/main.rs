@@ -241,9 +241,19 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             to: args.to.as_deref().map(str::parse).transpose().context("--to must be a byte offset with --binlog-file")?,
         };
         let files = args.binlog_files.clone();
+        // With a server at hand, MariaDB JSON columns come out as JSON, as in the live run.
+        let json_columns = match source_of(&args.source) {
+            Ok((src, _, _)) => {
+                let mut conn = live::connect(&src).await?;
+                let info = live::server_info(&mut conn, &src).await?;
+                if info.mariadb { live::mariadb_json_columns(&mut conn, &src).await? } else { Default::default() }
+            }
+            Err(_) => Default::default(),
+        };
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Output>>(256);
         let reader = tokio::task::spawn_blocking(move || {
             let mut decoder = Decoder::new(0, TableFilter::new(&filter).map_err(sameday_reader::error::ReaderError::Config)?, "", None);
+            decoder.set_json_columns(json_columns);
             replay_files(&files, &range, &mut decoder, |o| Ok(tx.blocking_send(vec![o]).is_ok()))
         });
         let shutdown = CancellationToken::new();

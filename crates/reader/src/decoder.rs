@@ -110,6 +110,8 @@ pub struct Decoder {
     gtid_set: Option<GtidSet>,
     /// Positions of the TRANSACTION_PAYLOAD whose inner events are being decoded.
     payload: Option<(u64, u64)>,
+    /// `db.table.column` of MariaDB JSON columns (LONGTEXT + json_valid), from the server.
+    json_columns: std::collections::HashSet<String>,
     /// Reused JSON buffer.
     buf: Vec<u8>,
     before: Vec<Option<Cell>>,
@@ -127,6 +129,7 @@ impl Decoder {
             txn: None,
             gtid_set,
             payload: None,
+            json_columns: Default::default(),
             buf: Vec::with_capacity(4096),
             before: Vec::new(),
             after: Vec::new(),
@@ -149,6 +152,15 @@ impl Decoder {
     /// Sets the current file (the fake ROTATE at connect, or the next file on replay).
     pub fn set_file(&mut self, file: impl Into<String>) {
         self.file = file.into();
+    }
+
+    /// Declares which text columns hold JSON (MariaDB stores JSON as LONGTEXT with a
+    /// `json_valid` check, which the binlog does not carry). Cached schemas are rebuilt.
+    pub fn set_json_columns(&mut self, columns: std::collections::HashSet<String>) {
+        if columns != self.json_columns {
+            self.json_columns = columns;
+            self.tables.clear();
+        }
     }
 
     /// Forgets a transaction cut short by a lost connection; the stream resumes at its start.
@@ -347,7 +359,10 @@ impl Decoder {
             }
         }
         let filter = &self.filter;
-        let schema = TableSchema::from_table_map(tme, raw, |col| filter.column_excluded(&db, &table, col)).map_err(|e| {
+        let json_columns = &self.json_columns;
+        let schema = TableSchema::from_table_map(tme, raw, |col| {
+            (filter.column_excluded(&db, &table, col), json_columns.contains(&format!("{db}.{table}.{col}")))
+        }).map_err(|e| {
             match e {
                 DecodeError::TableMap { db, table, reason } => DecodeError::Row {
                     event: "TABLE_MAP".into(),

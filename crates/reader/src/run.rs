@@ -56,6 +56,9 @@ pub async fn stream_source(
         Start::Gtid(_) | Start::MysqlGtid(_) => String::new(),
     };
     let mut decoder = Decoder::new(run.info.server_id, filter, initial_file, run.gtid_set.clone());
+    if run.info.mariadb {
+        decoder.set_json_columns(json_columns(&run.cfg).await?);
+    }
     let mut start = run.start.clone();
     let mut last_commit: Option<BinlogPosition> = None;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
@@ -105,6 +108,13 @@ pub async fn stream_source(
                     if out.is_empty() {
                         continue;
                     }
+                    if run.info.mariadb && out.iter().any(|o| matches!(o, Output::SchemaChange { .. })) {
+                        // A DDL may add or drop a JSON column; its next table map uses this.
+                        match json_columns(&run.cfg).await {
+                            Ok(cols) => decoder.set_json_columns(cols),
+                            Err(e) => tracing::warn!(error = %e, "cannot refresh the MariaDB JSON columns after a DDL"),
+                        }
+                    }
                     if let Some(c) = out.iter().rev().find_map(|o| match o { Output::Commit(c) => Some(c), _ => None }) {
                         last_commit = Some(c.next.clone());
                     }
@@ -130,6 +140,14 @@ pub async fn stream_source(
             }
         }
     }
+}
+
+/// The MariaDB JSON columns of the source (see [`live::mariadb_json_columns`]).
+pub async fn json_columns(cfg: &SourceConfig) -> Result<std::collections::HashSet<String>, ReaderError> {
+    let mut conn = live::connect(cfg).await?;
+    let cols = live::mariadb_json_columns(&mut conn, cfg).await;
+    let _ = conn.disconnect().await;
+    cols
 }
 
 /// Connects, reads server facts and runs the preflight; fails on a blocking problem.

@@ -45,6 +45,8 @@ pub(crate) struct ColumnInfo {
     pub labels: Option<Labels>,
     /// Dropped from before/after images by the `exclude_columns` filter.
     pub excluded: bool,
+    /// A MariaDB JSON column (LONGTEXT with a json_valid check): emitted as JSON.
+    pub json_text: bool,
     /// Ordinal among JSON columns (for partial JSON updates).
     pub json_ordinal: Option<usize>,
 }
@@ -66,7 +68,8 @@ impl TableSchema {
     pub fn from_table_map(
         tme: &TableMapEvent<'_>,
         raw: &[u8],
-        is_excluded: impl Fn(&str) -> bool,
+        // Per column name: (excluded by the filter, a MariaDB JSON column).
+        hints: impl Fn(&str) -> (bool, bool),
     ) -> Result<Arc<Self>, DecodeError> {
         let db = tme.database_name().into_owned();
         let table = tme.table_name().into_owned();
@@ -218,8 +221,9 @@ impl TableSchema {
                 format!("@{}", i + 1)
             };
             let json_key = format!("{}:", serde_json::to_string(&name).expect("strings serialize"));
-            let excluded = is_excluded(&name);
-            columns.push(ColumnInfo { name, json_key, ty, meta, unsigned, text, labels, excluded, json_ordinal });
+            let (excluded, json_hint) = hints(&name);
+            let json_text = json_hint && ty.is_character_type() && text != TextKind::Binary;
+            columns.push(ColumnInfo { name, json_key, ty, meta, unsigned, text, labels, excluded, json_text, json_ordinal });
         }
         key.retain(|&k| k < n);
         Ok(Arc::new(Self { db, table, columns, key, json_columns: json_i, raw_table_map: raw.to_vec() }))

@@ -130,6 +130,11 @@ fn convert(col: &ColumnInfo, v: Value) -> Cell {
             }
             Cell::Bytes(b)
         }
+        (_, Value::Bytes(b)) if col.json_text => match serde_json::from_slice::<serde_json::Value>(&b) {
+            Ok(v) => Cell::Json(v.to_string()),
+            // Not valid JSON after all (the check can be disabled): keep the text.
+            Err(_) => text(col.text, b),
+        },
         (_, Value::Bytes(b)) => text(col.text, b),
         (_, Value::Int(i)) => Cell::Int(i),
         (_, Value::UInt(u)) => Cell::UInt(u),

@@ -109,6 +109,25 @@ pub async fn binary_logs(conn: &mut Conn, cfg: &SourceConfig) -> Result<Vec<(Str
         .collect())
 }
 
+/// MariaDB JSON columns (`db.table.column`): MariaDB stores JSON as LONGTEXT with a
+/// `json_valid()` check constraint, which is the only place the type survives.
+pub async fn mariadb_json_columns(conn: &mut Conn, cfg: &SourceConfig) -> Result<std::collections::HashSet<String>, ReaderError> {
+    let rows: Vec<(String, String, String)> = conn
+        .query(
+            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
+             WHERE CHECK_CLAUSE LIKE 'json_valid(%'",
+        )
+        .await
+        .map_err(|e| source_error(cfg, "information_schema.CHECK_CONSTRAINTS", e))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(db, table, clause)| {
+            let col = clause.strip_prefix("json_valid(")?.strip_suffix(')')?.trim().trim_matches('`');
+            (!col.is_empty() && !col.contains(['(', ','])).then(|| format!("{db}.{table}.{col}"))
+        })
+        .collect())
+}
+
 /// A start position resolved against the server.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Start {
