@@ -7,7 +7,12 @@ use sameday_core::BinlogPosition;
 use sameday_testkit::{names, Moto};
 
 fn cp(file: &str, pos: u64) -> Checkpoint {
-    Checkpoint { position: BinlogPosition::new(file, pos), gtid_set: Some("0-1-9".parse().unwrap()), commit_ts_ms: 5, saved_at_ms: 6 }
+    Checkpoint {
+        position: BinlogPosition::new(file, pos),
+        gtid_set: Some("0-1-9".parse().unwrap()),
+        commit_ts_ms: 5,
+        saved_at_ms: 6,
+    }
 }
 
 #[tokio::test]

@@ -189,7 +189,9 @@ async fn reader_kill_9_mid_workload_loses_nothing_and_keeps_key_order() {
             let mut c = mysql_async::Conn::new(MariaDb::shared().opts(Some(&db))).await.unwrap();
             let mut upd = 0;
             for b in 0..BATCHES {
-                c.query_drop(format!("INSERT INTO t SELECT seq + {}, 0, 'p' FROM seq_1_to_{BATCH}", b * BATCH)).await.unwrap();
+                c.query_drop(format!("INSERT INTO t SELECT seq + {}, 0, 'p' FROM seq_1_to_{BATCH}", b * BATCH))
+                    .await
+                    .unwrap();
                 if b % 4 == 3 && upd < UPDATES {
                     c.query_drop(format!("UPDATE t SET ver = ver + 1 WHERE id <= {HOT}")).await.unwrap();
                     upd += 1;
@@ -244,7 +246,11 @@ async fn reader_kill_9_mid_workload_loses_nothing_and_keeps_key_order() {
         if let Some(s) = reader.try_wait().unwrap() {
             panic!("restarted reader exited: {s}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
         }
-        assert!(Instant::now() < deadline, "checkpoint {last:?} never reached {end}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "checkpoint {last:?} never reached {end}; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let rss_end = vm_hwm_kib(reader.id());
@@ -287,7 +293,15 @@ async fn injected_partial_failures_and_throttling_never_reorder_or_lose() {
     let client = Kinesalite::shared().kinesis_client().await;
     let sink = Arc::new(FaultySink::new(KinesisSink::new(client, &env.stream, 1 << 20), 7, 5));
     let shutdown = CancellationToken::new();
-    let run = SourceRun { cfg: cfg.source.clone(), info, filter: cfg.filter.clone(), start, gtid_set, stop_at: None, non_blocking: false };
+    let run = SourceRun {
+        cfg: cfg.source.clone(),
+        info,
+        filter: cfg.filter.clone(),
+        start,
+        gtid_set,
+        stop_at: None,
+        non_blocking: false,
+    };
     let pcfg = PublisherConfig { linger: Duration::from_millis(5), ..Default::default() };
     let pipeline = tokio::spawn(run_pipeline::<_, FileCheckpointStore>(
         run,
@@ -408,7 +422,15 @@ async fn replay_of_a_range_emits_the_same_event_ids_as_the_live_run() {
 
     // From the server.
     let (code, out, err) = run_cmd(&[
-        "replay", "--config", cfg_path.to_str().unwrap(), "--from", &from.to_string(), "--to", &to.to_string(), "--sink", "stdout",
+        "replay",
+        "--config",
+        cfg_path.to_str().unwrap(),
+        "--from",
+        &from.to_string(),
+        "--to",
+        &to.to_string(),
+        "--sink",
+        "stdout",
     ]);
     assert_eq!(code, 0, "server replay failed: {err}");
     let server = stdout_records(&out, &db);
@@ -448,13 +470,24 @@ async fn replay_of_a_range_emits_the_same_event_ids_as_the_live_run() {
     assert_eq!(code, 0, "dry run failed: {err}");
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for (_, v) in &live_set {
-        *counts.entry(format!("{}.{} {}", v["db"].as_str().unwrap(), v["table"].as_str().unwrap(), v["op"].as_str().unwrap())).or_default() += 1;
+        *counts
+            .entry(format!(
+                "{}.{} {}",
+                v["db"].as_str().unwrap(),
+                v["table"].as_str().unwrap(),
+                v["op"].as_str().unwrap()
+            ))
+            .or_default() += 1;
     }
     for (k, n) in &counts {
         assert!(out.lines().any(|l| l == format!("{k} {n}")), "dry run lacks {k:?} {n}: {out}");
     }
     assert!(!out.contains("\"id\""), "dry run emitted records: {out}");
-    println!("replay: {} live records over {:?}, server and file replays identical; dry run:\n{out}", live_set.len(), files);
+    println!(
+        "replay: {} live records over {:?}, server and file replays identical; dry run:\n{out}",
+        live_set.len(),
+        files
+    );
 }
 
 // ---------------------------------------------------------------- 4. bad input
@@ -476,7 +509,12 @@ async fn purged_start_position_is_a_clear_error() {
 
     // A checkpoint naming a missing file (start_position would be fine).
     let cfg = env.write_config("latest");
-    let cp = Checkpoint { position: BinlogPosition::new("mysql-bin.999999", 4), gtid_set: None, commit_ts_ms: 0, saved_at_ms: 0 };
+    let cp = Checkpoint {
+        position: BinlogPosition::new("mysql-bin.999999", 4),
+        gtid_set: None,
+        commit_ts_ms: 0,
+        saved_at_ms: 0,
+    };
     FileCheckpointStore::new(env.checkpoint_path()).force_save(&cp).await.unwrap();
     let mut child = spawn_reader(&cfg, &env.dir.path().join("b.log"));
     let status = wait_child(&mut child, Duration::from_secs(30)).unwrap_or_else(|| {
@@ -485,7 +523,10 @@ async fn purged_start_position_is_a_clear_error() {
     });
     let err = std::fs::read_to_string(env.dir.path().join("b.log")).unwrap();
     assert!(!status.success());
-    assert!(err.contains("no longer on") && err.contains("sameday replay") && err.contains("mysql-bin.999999"), "{err}");
+    assert!(
+        err.contains("no longer on") && err.contains("sameday replay") && err.contains("mysql-bin.999999"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,7 +535,9 @@ async fn wrong_server_settings_fail_preflight() {
     let env = Env::new("minimal", 1).await;
     let minimal = MariaDb::start_with(MariaDbOptions::default().arg("--binlog_row_image=MINIMAL"));
     minimal.exec(&format!("CREATE DATABASE {}", env.db)).await;
-    let text = env.config_toml("latest").replace(&format!("port = {}", MariaDb::shared().port()), &format!("port = {}", minimal.port()));
+    let text = env
+        .config_toml("latest")
+        .replace(&format!("port = {}", MariaDb::shared().port()), &format!("port = {}", minimal.port()));
     let cfg = env.dir.path().join("minimal.toml");
     std::fs::write(&cfg, text).unwrap();
     let (code, out, err) = run_cmd(&["check", "--config", cfg.to_str().unwrap()]);
@@ -506,7 +549,9 @@ async fn wrong_server_settings_fail_preflight() {
 async fn unknown_table_in_filters_is_named() {
     set_aws_env();
     let env = Env::new("nope", 1).await;
-    let text = env.config_toml("latest").replace(&format!("include = [\"{}.*\"]", env.db), &format!("include = [\"{}.nope\"]", env.db));
+    let text = env
+        .config_toml("latest")
+        .replace(&format!("include = [\"{}.*\"]", env.db), &format!("include = [\"{}.nope\"]", env.db));
     let cfg = env.dir.path().join("nope.toml");
     std::fs::write(&cfg, text).unwrap();
     let (code, out, err) = run_cmd(&["check", "--config", cfg.to_str().unwrap()]);
@@ -530,7 +575,10 @@ async fn malformed_config_names_the_field() {
         for sub in ["check", "reader"] {
             let (code, out, err) = run_cmd(&[sub, "--config", path.to_str().unwrap()]);
             assert_ne!(code, 0, "{sub} accepted {name}: {out}");
-            assert!(err.contains(field) && err.contains(name), "{sub} {name}: error does not name {field:?} and the file: {err}");
+            assert!(
+                err.contains(field) && err.contains(name),
+                "{sub} {name}: error does not name {field:?} and the file: {err}"
+            );
         }
     }
 }
@@ -561,13 +609,23 @@ async fn sigterm_flushes_and_checkpoints_within_10_s() {
     sigterm(&reader);
     let status = wait_child(&mut reader, Duration::from_secs(10)).unwrap_or_else(|| {
         let _ = reader.kill();
-        panic!("reader did not stop within 10 s of SIGTERM; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        panic!(
+            "reader did not stop within 10 s of SIGTERM; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     });
     let took = t.elapsed();
     assert!(status.success(), "{status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
     let now = master_status().await;
     let cp = read_checkpoint(&env.checkpoint_path()).expect("checkpoint saved on shutdown");
-    println!("sigterm: stopped in {took:?}; checkpoint {}, after our last transaction {last}, server now {now}", cp.position);
+    println!(
+        "sigterm: stopped in {took:?}; checkpoint {}, after our last transaction {last}, server now {now}",
+        cp.position
+    );
     // Other tests share the server: the reader may have passed their later transactions too.
-    assert!(order(&cp.position) >= order(&last) && order(&cp.position) <= order(&now), "checkpoint {} vs last {last} / now {now}", cp.position);
+    assert!(
+        order(&cp.position) >= order(&last) && order(&cp.position) <= order(&now),
+        "checkpoint {} vs last {last} / now {now}",
+        cp.position
+    );
 }

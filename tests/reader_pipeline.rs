@@ -117,7 +117,12 @@ async fn metrics_and_healthz_report_rows_lag_and_readiness() {
     })
     .await;
     let (_, body) = http_get(&addr, "/metrics").await;
-    for name in ["sameday_reader_lag_seconds", "sameday_reader_checkpoint_age_seconds", "sameday_kinesis_batch_records_bucket", "sameday_reader_transactions_total"] {
+    for name in [
+        "sameday_reader_lag_seconds",
+        "sameday_reader_checkpoint_age_seconds",
+        "sameday_kinesis_batch_records_bucket",
+        "sameday_reader_transactions_total",
+    ] {
         assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
     }
     shutdown.cancel();
@@ -174,7 +179,8 @@ async fn reader_starts_from_a_mariadb_gtid_position() {
     assert_eq!(ids.len(), 2, "{ids:?}");
     assert!(records[0].1.source.gtid.is_some());
     // The checkpoint carries the executed GTID set, including this transaction.
-    let cp: sameday_core::checkpoint::Checkpoint = serde_json::from_slice(&std::fs::read(env.checkpoint_path()).unwrap()).unwrap();
+    let cp: sameday_core::checkpoint::Checkpoint =
+        serde_json::from_slice(&std::fs::read(env.checkpoint_path()).unwrap()).unwrap();
     let gtid = records[0].1.source.gtid.clone().unwrap();
     let domain = gtid.split('-').next().unwrap();
     assert!(cp.gtid_set.unwrap().to_string().split(',').any(|g| g.starts_with(&format!("{domain}-"))));

@@ -17,15 +17,10 @@ async fn start_reader(
     env: &Env,
 ) -> (
     CancellationToken,
-    tokio::task::JoinHandle<
-        Result<sameday_reader::publisher::PublishSummary, sameday_reader::error::ReaderError>,
-    >,
+    tokio::task::JoinHandle<Result<sameday_reader::publisher::PublishSummary, sameday_reader::error::ReaderError>>,
 ) {
     let shutdown = CancellationToken::new();
-    let reader = tokio::spawn(sameday_reader::run::run_reader(
-        env.config("latest"),
-        shutdown.clone(),
-    ));
+    let reader = tokio::spawn(sameday_reader::run::run_reader(env.config("latest"), shutdown.clone()));
     tokio::time::sleep(Duration::from_millis(700)).await;
     (shutdown, reader)
 }
@@ -77,9 +72,7 @@ async fn every_column_type_round_trips_through_kinesis() {
     let env = Env::new("types", 1).await;
     let maria = MariaDb::shared();
     let db = &env.db;
-    maria
-        .exec(&format!("CREATE TABLE {db}.t {TYPES_DDL}"))
-        .await;
+    maria.exec(&format!("CREATE TABLE {db}.t {TYPES_DDL}")).await;
     let (shutdown, reader) = start_reader(&env).await;
     maria
         .exec(&format!(
@@ -148,12 +141,7 @@ async fn every_column_type_round_trips_through_kinesis() {
         "en": "small", "st": [], "b1": 0, "b64": 0,
         "js": [],
     });
-    let cols: Vec<&str> = row1
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let cols: Vec<&str> = row1.as_object().unwrap().keys().map(String::as_str).collect();
     let mut row3 = Map::new();
     let mut row4 = Map::new();
     for c in &cols {
@@ -168,21 +156,10 @@ async fn every_column_type_round_trips_through_kinesis() {
 
     assert_image(after_of(&records, 1), &row1, "row 1 (extremes)");
     let mut after2 = after_of(&records, 2).clone();
-    assert!(
-        after2.remove("d").is_some_and(|d| d.is_f64()),
-        "row 2 has a DOUBLE d"
-    );
+    assert!(after2.remove("d").is_some_and(|d| d.is_f64()), "row 2 has a DOUBLE d");
     assert_image(&after2, &row2, "row 2 (other extremes, zero dates)");
-    assert_image(
-        after_of(&records, 3),
-        &Value::Object(row3),
-        "row 3 (MEDIUMINT -1)",
-    );
-    assert_image(
-        after_of(&records, 4),
-        &Value::Object(row4),
-        "row 4 (all NULL)",
-    );
+    assert_image(after_of(&records, 3), &Value::Object(row3), "row 3 (MEDIUMINT -1)");
+    assert_image(after_of(&records, 4), &Value::Object(row4), "row 4 (all NULL)");
 
     // u64::MAX and i64::MIN are printed exactly in the raw record text (no float rounding).
     let raw: Vec<String> = Kinesalite::shared()
@@ -191,28 +168,17 @@ async fn every_column_type_round_trips_through_kinesis() {
         .into_iter()
         .map(|(_, _, _, data)| String::from_utf8(data).expect("records are UTF-8 JSON"))
         .collect();
-    let raw1 = raw
-        .iter()
-        .find(|r| r.contains("\"key\":{\"id\":1}"))
-        .expect("raw row 1");
+    let raw1 = raw.iter().find(|r| r.contains("\"key\":{\"id\":1}")).expect("raw row 1");
     assert!(raw1.contains("\"biu\":18446744073709551615"), "{raw1}");
     assert!(raw1.contains("\"b64\":18446744073709551615"), "{raw1}");
     assert!(raw1.contains("\"bi\":-9223372036854775808"), "{raw1}");
-    assert!(
-        raw1.contains("\"dec30\":\"-12345678901234567890.0123456789\""),
-        "{raw1}"
-    );
-    let raw2 = raw
-        .iter()
-        .find(|r| r.contains("\"key\":{\"id\":2}"))
-        .expect("raw row 2");
+    assert!(raw1.contains("\"dec30\":\"-12345678901234567890.0123456789\""), "{raw1}");
+    let raw2 = raw.iter().find(|r| r.contains("\"key\":{\"id\":2}")).expect("raw row 2");
     assert!(raw2.contains("\"d\":1234.5678901234567,"), "{raw2}");
 
     // What MariaDB itself holds agrees with the expectations above.
     let mut conn = maria.conn().await;
-    conn.query_drop("SET SESSION time_zone = '+00:00'")
-        .await
-        .unwrap();
+    conn.query_drop("SET SESSION time_zone = '+00:00'").await.unwrap();
     let row: (String, String, String, String, String, String, String) = conn
         .query_first(format!(
             "SELECT CAST(biu AS CHAR), CAST(dec30 AS CHAR), CAST(ts6 AS CHAR), CAST(tm6 AS CHAR), HEX(l1), HEX(bl), CAST(b64 + 0 AS CHAR) FROM {db}.t WHERE id = 1"
@@ -233,20 +199,14 @@ async fn every_column_type_round_trips_through_kinesis() {
         )
     );
     let (y0, dt0): (String, String) = conn
-        .query_first(format!(
-            "SELECT CAST(y AS CHAR), CAST(dt AS CHAR) FROM {db}.t WHERE id = 2"
-        ))
+        .query_first(format!("SELECT CAST(y AS CHAR), CAST(dt AS CHAR) FROM {db}.t WHERE id = 2"))
         .await
         .unwrap()
         .unwrap();
     assert_eq!((y0.as_str(), dt0.as_str()), ("0000", "0000-00-00"));
     // A DOUBLE literal (not a 17-digit DECIMAL one, which MariaDB rounds) is stored exactly.
-    let exact: Option<i64> = conn
-        .query_first(format!(
-            "SELECT d = 1.2345678901234567e3 FROM {db}.t WHERE id = 2"
-        ))
-        .await
-        .unwrap();
+    let exact: Option<i64> =
+        conn.query_first(format!("SELECT d = 1.2345678901234567e3 FROM {db}.t WHERE id = 2")).await.unwrap();
     assert_eq!(exact, Some(1));
     let _ = conn.disconnect().await;
 }
@@ -257,11 +217,7 @@ async fn table_alter_mid_stream_keeps_column_names_right() {
     let env = Env::new("alter", 1).await;
     let maria = MariaDb::shared();
     let db = &env.db;
-    maria
-        .exec(&format!(
-            "CREATE TABLE {db}.t (id INT PRIMARY KEY, a VARCHAR(10))"
-        ))
-        .await;
+    maria.exec(&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, a VARCHAR(10))")).await;
     let (shutdown, reader) = start_reader(&env).await;
     maria
         .exec(&format!(
@@ -281,42 +237,13 @@ async fn table_alter_mid_stream_keeps_column_names_right() {
     shutdown.cancel();
     reader.await.unwrap().unwrap();
     assert_eq!(records.len(), 6);
-    assert_image(
-        after_of(&records, 1),
-        &json!({"id": 1, "a": "one"}),
-        "before any ALTER",
-    );
-    assert_image(
-        after_of(&records, 2),
-        &json!({"id": 2, "a": "two", "b": 20}),
-        "after ADD b",
-    );
-    assert_image(
-        after_of(&records, 3),
-        &json!({"id": 3, "c": "c3", "a": "three", "b": 30}),
-        "after ADD c AFTER id",
-    );
-    let upd = records
-        .iter()
-        .find(|(_, e)| e.op == Op::Update)
-        .expect("the update")
-        .1
-        .clone();
-    assert_image(
-        upd.before.as_ref().unwrap(),
-        &json!({"id": 1, "c": null, "a": "one", "b": 7}),
-        "update before",
-    );
-    assert_image(
-        upd.after.as_ref().unwrap(),
-        &json!({"id": 1, "c": null, "a": "one", "b": 11}),
-        "update after",
-    );
-    assert_image(
-        after_of(&records, 4),
-        &json!({"id": 4, "c": "c4", "b": 40}),
-        "after DROP a",
-    );
+    assert_image(after_of(&records, 1), &json!({"id": 1, "a": "one"}), "before any ALTER");
+    assert_image(after_of(&records, 2), &json!({"id": 2, "a": "two", "b": 20}), "after ADD b");
+    assert_image(after_of(&records, 3), &json!({"id": 3, "c": "c3", "a": "three", "b": 30}), "after ADD c AFTER id");
+    let upd = records.iter().find(|(_, e)| e.op == Op::Update).expect("the update").1.clone();
+    assert_image(upd.before.as_ref().unwrap(), &json!({"id": 1, "c": null, "a": "one", "b": 7}), "update before");
+    assert_image(upd.after.as_ref().unwrap(), &json!({"id": 1, "c": null, "a": "one", "b": 11}), "update after");
+    assert_image(after_of(&records, 4), &json!({"id": 4, "c": "c4", "b": 40}), "after DROP a");
     assert_image(
         after_of(&records, 5),
         &json!({"id": 5, "c": "c5", "b": 50, "a": "2020-01-02"}),
@@ -330,11 +257,7 @@ async fn wide_row_of_20_mb_is_delivered_or_dead_lettered() {
     let env = Env::new("wide", 1).await;
     let maria = MariaDb::shared();
     let db = &env.db;
-    maria
-        .exec(&format!(
-            "CREATE TABLE {db}.t (id INT PRIMARY KEY, payload LONGBLOB)"
-        ))
-        .await;
+    maria.exec(&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, payload LONGBLOB)")).await;
     let (shutdown, reader) = start_reader(&env).await;
     // Built server-side, so the client packet stays small; the binlog event is ~20 MB.
     maria
@@ -350,30 +273,15 @@ async fn wide_row_of_20_mb_is_delivered_or_dead_lettered() {
     shutdown.cancel();
     reader.await.unwrap().unwrap();
     assert_eq!(records.len(), 1);
-    assert_eq!(
-        records_after.len(),
-        1,
-        "the 20 MB row must not reach the stream"
-    );
+    assert_eq!(records_after.len(), 1, "the 20 MB row must not reach the stream");
     let small = after_of(&records_after, 2);
     assert_eq!(small["payload"], json!("c21hbGw="));
 
     let text = std::fs::read_to_string(env.dead_letter_path()).expect("dead-letter file written");
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("dead-letter line is JSON"))
-        .collect();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("dead-letter line is JSON")).collect();
     assert_eq!(lines.len(), 1, "one dead-lettered row");
     let line = &lines[0];
-    assert_eq!(
-        line["table"],
-        json!(format!("{db}.t")),
-        "{}",
-        &text[..text.len().min(400)]
-    );
+    assert_eq!(line["table"], json!(format!("{db}.t")), "{}", &text[..text.len().min(400)]);
     let reason = line["reason"].as_str().expect("reason");
-    assert!(
-        reason.contains("exceeds the stream's maximum record size"),
-        "{reason}"
-    );
+    assert!(reason.contains("exceeds the stream's maximum record size"), "{reason}");
 }

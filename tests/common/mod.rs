@@ -25,7 +25,8 @@ impl Env {
         let db = maria.create_database(prefix).await;
         let stream = names::unique(prefix);
         Kinesalite::shared().create_stream(&stream, shards).await;
-        let server_id = NEXT_SERVER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + std::process::id() % 1000 * 1000;
+        let server_id =
+            NEXT_SERVER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + std::process::id() % 1000 * 1000;
         Self { db, stream, dir: tempfile::tempdir().expect("tempdir"), server_id }
     }
 

@@ -23,7 +23,11 @@ use sameday_reader::source::live;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "sameday", version, about = "Change data capture from MySQL/MariaDB to same-day Step Functions executions")]
+#[command(
+    name = "sameday",
+    version,
+    about = "Change data capture from MySQL/MariaDB to same-day Step Functions executions"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -200,7 +204,17 @@ async fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
     let start = live::resolve_start(&mut conn, &src, &info, &start).await?;
     let shutdown = sameday_core::shutdown::on_signals();
     let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at: None, non_blocking: false };
-    run_pipeline::<_, FileCheckpointStore>(run, Arc::new(StdoutSink::default()), None, quick(), ReaderMetrics::default(), None, None, shutdown).await?;
+    run_pipeline::<_, FileCheckpointStore>(
+        run,
+        Arc::new(StdoutSink::default()),
+        None,
+        quick(),
+        ReaderMetrics::default(),
+        None,
+        None,
+        shutdown,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -217,7 +231,12 @@ impl RecordSink for CountingSink {
         let mut m = self.0.lock().expect("counts mutex poisoned");
         for r in batch {
             let env: serde_json::Value = serde_json::from_slice(&r.data).unwrap_or_default();
-            let key = format!("{}.{} {}", env["db"].as_str().unwrap_or("?"), env["table"].as_str().unwrap_or("?"), env["op"].as_str().unwrap_or("?"));
+            let key = format!(
+                "{}.{} {}",
+                env["db"].as_str().unwrap_or("?"),
+                env["table"].as_str().unwrap_or("?"),
+                env["op"].as_str().unwrap_or("?")
+            );
             *m.entry(key).or_default() += 1;
         }
         Ok(vec![RecordOutcome::Delivered; batch.len()])
@@ -237,8 +256,18 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if !args.binlog_files.is_empty() {
         let filter = FilterConfig { include: args.source.tables.clone(), ..Default::default() };
         let range = FileRange {
-            from: args.from.as_deref().map(str::parse).transpose().context("--from must be a byte offset with --binlog-file")?,
-            to: args.to.as_deref().map(str::parse).transpose().context("--to must be a byte offset with --binlog-file")?,
+            from: args
+                .from
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .context("--from must be a byte offset with --binlog-file")?,
+            to: args
+                .to
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .context("--to must be a byte offset with --binlog-file")?,
         };
         let files = args.binlog_files.clone();
         // With a server at hand, MariaDB JSON columns come out as JSON, as in the live run.
@@ -246,13 +275,22 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             Ok((src, _, _)) => {
                 let mut conn = live::connect(&src).await?;
                 let info = live::server_info(&mut conn, &src).await?;
-                if info.mariadb { live::mariadb_json_columns(&mut conn, &src).await? } else { Default::default() }
+                if info.mariadb {
+                    live::mariadb_json_columns(&mut conn, &src).await?
+                } else {
+                    Default::default()
+                }
             }
             Err(_) => Default::default(),
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Output>>(256);
         let reader = tokio::task::spawn_blocking(move || {
-            let mut decoder = Decoder::new(0, TableFilter::new(&filter).map_err(sameday_reader::error::ReaderError::Config)?, "", None);
+            let mut decoder = Decoder::new(
+                0,
+                TableFilter::new(&filter).map_err(sameday_reader::error::ReaderError::Config)?,
+                "",
+                None,
+            );
             decoder.set_json_columns(json_columns);
             replay_files(&files, &range, &mut decoder, |o| Ok(tx.blocking_send(vec![o]).is_ok()))
         });
@@ -274,7 +312,8 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         published?;
     } else {
         let (src, filter, cfg) = source_of(&args.source)?;
-        let from: StartPosition = args.from.as_deref().context("--from FILE:POS is required when replaying from a server")?.parse()?;
+        let from: StartPosition =
+            args.from.as_deref().context("--from FILE:POS is required when replaying from a server")?.parse()?;
         let stop_at = args.to.as_deref().map(str::parse).transpose().context("--to must be FILE:POS")?;
         let info = prepare_source(&src, &filter).await?;
         let mut conn = live::connect(&src).await?;
@@ -283,12 +322,49 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let shutdown = sameday_core::shutdown::on_signals();
         let m = ReaderMetrics::default();
         match (args.dry_run, args.sink) {
-            (true, _) => run_pipeline::<_, FileCheckpointStore>(run, counting.clone(), None, quick(), m, None, None, shutdown).await?,
-            (false, SinkKind::Stdout) => run_pipeline::<_, FileCheckpointStore>(run, Arc::new(StdoutSink::default()), None, quick(), m, None, None, shutdown).await?,
-            (false, SinkKind::Null) => run_pipeline::<_, FileCheckpointStore>(run, Arc::new(NullSink::default()), None, quick(), m, None, None, shutdown).await?,
+            (true, _) => {
+                run_pipeline::<_, FileCheckpointStore>(run, counting.clone(), None, quick(), m, None, None, shutdown)
+                    .await?
+            }
+            (false, SinkKind::Stdout) => {
+                run_pipeline::<_, FileCheckpointStore>(
+                    run,
+                    Arc::new(StdoutSink::default()),
+                    None,
+                    quick(),
+                    m,
+                    None,
+                    None,
+                    shutdown,
+                )
+                .await?
+            }
+            (false, SinkKind::Null) => {
+                run_pipeline::<_, FileCheckpointStore>(
+                    run,
+                    Arc::new(NullSink::default()),
+                    None,
+                    quick(),
+                    m,
+                    None,
+                    None,
+                    shutdown,
+                )
+                .await?
+            }
             (false, SinkKind::Kinesis) => {
                 let cfg = cfg.context("--sink kinesis needs --config (for the stream name and AWS settings)")?;
-                run_pipeline::<_, FileCheckpointStore>(run, kinesis_sink(&cfg).await?, None, PublisherConfig::default(), m, None, None, shutdown).await?
+                run_pipeline::<_, FileCheckpointStore>(
+                    run,
+                    kinesis_sink(&cfg).await?,
+                    None,
+                    PublisherConfig::default(),
+                    m,
+                    None,
+                    None,
+                    shutdown,
+                )
+                .await?
             }
         };
     }
@@ -302,7 +378,11 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 
 async fn kinesis_sink(cfg: &ReaderConfig) -> anyhow::Result<Arc<KinesisSink>> {
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
-    Ok(Arc::new(KinesisSink::new(aws_sdk_kinesis::Client::new(&aws), &cfg.kinesis.stream, cfg.kinesis.max_record_bytes)))
+    Ok(Arc::new(KinesisSink::new(
+        aws_sdk_kinesis::Client::new(&aws),
+        &cfg.kinesis.stream,
+        cfg.kinesis.max_record_bytes,
+    )))
 }
 
 async fn publish<S: RecordSink>(
@@ -310,7 +390,14 @@ async fn publish<S: RecordSink>(
     rx: tokio::sync::mpsc::Receiver<Vec<Output>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let p = sameday_reader::publisher::Publisher::<S, FileCheckpointStore>::new(sink, None, quick(), ReaderMetrics::default(), None, None);
+    let p = sameday_reader::publisher::Publisher::<S, FileCheckpointStore>::new(
+        sink,
+        None,
+        quick(),
+        ReaderMetrics::default(),
+        None,
+        None,
+    );
     let summary = p.run(rx, shutdown).await?;
     tracing::info!(delivered = summary.delivered, dead_lettered = summary.dead_lettered, "replay finished");
     Ok(())
@@ -348,13 +435,14 @@ async fn positions(path: &std::path::Path, set: Option<String>) -> anyhow::Resul
 async fn health(url: &str) -> anyhow::Result<ExitCode> {
     let rest = url.strip_prefix("http://").context("--url must be http://HOST:PORT/PATH")?;
     let (hostport, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/healthz".into()));
-    let mut stream = match tokio::time::timeout(std::time::Duration::from_secs(3), tokio::net::TcpStream::connect(hostport)).await {
-        Ok(Ok(s)) => s,
-        _ => {
-            println!("unhealthy: cannot connect to {hostport}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+    let mut stream =
+        match tokio::time::timeout(std::time::Duration::from_secs(3), tokio::net::TcpStream::connect(hostport)).await {
+            Ok(Ok(s)) => s,
+            _ => {
+                println!("unhealthy: cannot connect to {hostport}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n").as_bytes()).await?;
     let mut resp = String::new();

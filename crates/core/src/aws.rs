@@ -80,9 +80,7 @@ pub fn classify_code(code: &str) -> Retry {
 /// Classifies an SDK error: the single rule every AWS integration in sameday uses.
 pub fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, Response>) -> Retry {
     match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            Retry::Transient
-        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Retry::Transient,
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
             if status >= 500 || status == 429 {

@@ -92,10 +92,9 @@ impl FileCheckpointStore {
 
     fn read(&self) -> Result<Option<Checkpoint>, CheckpointError> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| CheckpointError::Corrupt {
-                location: self.path.display().to_string(),
-                source,
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| CheckpointError::Corrupt { location: self.path.display().to_string(), source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.io_err(e)),
         }
@@ -156,10 +155,7 @@ impl CheckpointStore for FileCheckpointStore {
 }
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! checkpoint, and a deposed one learns it on its next save and stops. Writes are also
 //! conditional on the position not going backwards (`ord`).
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType,
+};
 use aws_sdk_dynamodb::Client;
 
 use crate::aws::{classify, describe, Retry};
@@ -81,11 +83,8 @@ impl DynamoCheckpointStore {
 
     async fn write(&self, cp: &Checkpoint, force: bool) -> Result<(), CheckpointError> {
         let json = serde_json::to_string(cp).expect("a checkpoint always serializes");
-        let condition = if force {
-            "fence = :fence"
-        } else {
-            "fence = :fence AND (attribute_not_exists(ord) OR ord <= :ord)"
-        };
+        let condition =
+            if force { "fence = :fence" } else { "fence = :fence AND (attribute_not_exists(ord) OR ord <= :ord)" };
         let res = self
             .client
             .update_item()
@@ -125,17 +124,13 @@ impl DynamoCheckpointStore {
         }
         let stored = item.as_ref().and_then(|i| parse_checkpoint(&self.table, i).transpose()).transpose();
         match stored {
-            Ok(Some(stored)) => {
-                CheckpointError::Backwards { stored: stored.position, attempted: cp.position.clone() }
-            }
+            Ok(Some(stored)) => CheckpointError::Backwards { stored: stored.position, attempted: cp.position.clone() },
             Ok(None) => remote(&self.table, &self.key, Retry::Transient, "conditional write failed".into()),
             Err(e) => e,
         }
     }
 
-    async fn get_item(
-        &self,
-    ) -> Result<Option<std::collections::HashMap<String, AttributeValue>>, CheckpointError> {
+    async fn get_item(&self) -> Result<Option<std::collections::HashMap<String, AttributeValue>>, CheckpointError> {
         let out = self
             .client
             .get_item()

@@ -37,7 +37,10 @@ pub fn load<T: DeserializeOwned>(
         let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
         let keys: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
         if keys.iter().any(String::is_empty) {
-            return Err(ConfigError::Invalid { path: shown, message: format!("environment variable {k} has an empty key part") });
+            return Err(ConfigError::Invalid {
+                path: shown,
+                message: format!("environment variable {k} has an empty key part"),
+            });
         }
         set_path(&mut doc, &keys, scalar(&v));
     }
@@ -101,7 +104,10 @@ mod tests {
         std::fs::write(&p, "[source]\nhost = \"db\"\nport = 3306\n").unwrap();
         let cfg: Cfg = load(
             Some(&p),
-            [("SAMEDAY__SOURCE__PORT".to_owned(), "3307".to_owned()), ("SAMEDAY__SOURCE__TABLES".to_owned(), "[\"a.b\"]".to_owned())],
+            [
+                ("SAMEDAY__SOURCE__PORT".to_owned(), "3307".to_owned()),
+                ("SAMEDAY__SOURCE__TABLES".to_owned(), "[\"a.b\"]".to_owned()),
+            ],
         )
         .unwrap();
         assert_eq!(cfg.source, Source { host: "db".into(), port: 3307, tables: vec!["a.b".into()] });

@@ -84,10 +84,7 @@ pub async fn serve(
     })?;
     let local = listener.local_addr()?;
     let state = AppState { health, metrics, stall_after };
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_text))
-        .with_state(state);
+    let app = Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics_text)).with_state(state);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
     });

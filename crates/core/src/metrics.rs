@@ -31,8 +31,7 @@ impl MetricsRegistry {
     /// The registry in Prometheus text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        encode(&mut out, &self.0.lock().expect("metrics registry poisoned"))
-            .expect("writing to a String cannot fail");
+        encode(&mut out, &self.0.lock().expect("metrics registry poisoned")).expect("writing to a String cannot fail");
         out
     }
 }

@@ -60,9 +60,8 @@ impl FromStr for BinlogPosition {
     type Err = PositionParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (file, pos) = s
-            .rsplit_once(':')
-            .ok_or_else(|| PositionParseError::new("binlog position", s, "expected FILE:POS"))?;
+        let (file, pos) =
+            s.rsplit_once(':').ok_or_else(|| PositionParseError::new("binlog position", s, "expected FILE:POS"))?;
         if file.is_empty() || file.contains(['/', ':', ' ']) {
             return Err(PositionParseError::new(
                 "binlog position",
@@ -70,9 +69,8 @@ impl FromStr for BinlogPosition {
                 "the file name must be a bare binlog file name such as mysql-bin.000042",
             ));
         }
-        let pos = pos
-            .parse()
-            .map_err(|_| PositionParseError::new("binlog position", s, "POS must be a byte offset"))?;
+        let pos =
+            pos.parse().map_err(|_| PositionParseError::new("binlog position", s, "POS must be a byte offset"))?;
         Ok(Self::new(file, pos))
     }
 }
@@ -97,8 +95,7 @@ impl FromStr for MariaGtid {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || PositionParseError::new("MariaDB GTID", s, "expected DOMAIN-SERVER-SEQUENCE");
         let mut parts = s.trim().split('-');
-        let (Some(d), Some(sv), Some(q), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(d), Some(sv), Some(q), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(err());
         };
         Ok(Self {

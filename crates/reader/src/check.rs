@@ -54,7 +54,13 @@ pub async fn preflight(
     let log_bin = variable(conn, cfg, "log_bin").await?;
     expect(&mut problems, "log_bin", log_bin, "ON", "start the server with --log-bin");
     let fmt = variable(conn, cfg, "binlog_format").await?;
-    expect(&mut problems, "binlog_format", fmt, "ROW", "SET GLOBAL binlog_format='ROW' and restart writers, or set it in my.cnf");
+    expect(
+        &mut problems,
+        "binlog_format",
+        fmt,
+        "ROW",
+        "SET GLOBAL binlog_format='ROW' and restart writers, or set it in my.cnf",
+    );
     let image = variable(conn, cfg, "binlog_row_image").await?;
     expect(&mut problems, "binlog_row_image", image, "FULL", "SET GLOBAL binlog_row_image='FULL'");
     match variable(conn, cfg, "binlog_row_metadata").await? {
@@ -105,7 +111,10 @@ pub async fn preflight(
     if !(has("REPLICATION SLAVE") || has("REPLICATION REPLICA")) {
         problems.push(Problem {
             blocking: true,
-            message: format!("user {:?} lacks REPLICATION SLAVE on {addr} (GRANT REPLICATION SLAVE ON *.* TO ...)", cfg.user),
+            message: format!(
+                "user {:?} lacks REPLICATION SLAVE on {addr} (GRANT REPLICATION SLAVE ON *.* TO ...)",
+                cfg.user
+            ),
         });
     }
     if !(has("REPLICATION CLIENT") || has("BINLOG MONITOR")) {
@@ -137,7 +146,11 @@ pub async fn preflight(
     let logs = binary_logs(conn, cfg).await?;
     let expire_secs = match variable(conn, cfg, "binlog_expire_logs_seconds").await? {
         Some(v) => v.parse::<u64>().unwrap_or(0),
-        None => variable(conn, cfg, "expire_logs_days").await?.and_then(|d| d.parse::<f64>().ok()).map(|d| (d * 86400.0) as u64).unwrap_or(0),
+        None => variable(conn, cfg, "expire_logs_days")
+            .await?
+            .and_then(|d| d.parse::<f64>().ok())
+            .map(|d| (d * 86400.0) as u64)
+            .unwrap_or(0),
     };
     if expire_secs != 0 && expire_secs < 24 * 3600 {
         problems.push(Problem {
@@ -149,7 +162,8 @@ pub async fn preflight(
         });
     }
     if logs.is_empty() {
-        problems.push(Problem { blocking: true, message: format!("{addr} lists no binary logs; start it with --log-bin") });
+        problems
+            .push(Problem { blocking: true, message: format!("{addr} lists no binary logs; start it with --log-bin") });
     }
     Ok(problems)
 }

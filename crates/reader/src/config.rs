@@ -74,19 +74,37 @@ impl SourceConfig {
 
     /// Parses `mysql://USER:PASS@HOST:PORT` (used by `tail` and `replay --source`).
     pub fn from_url(url: &str, server_id: u32) -> Result<Self, String> {
-        let rest = url.strip_prefix("mysql://").ok_or_else(|| format!("source URL {:?} must start with mysql://", redact(url)))?;
-        let (auth, hostport) = rest.rsplit_once('@').ok_or_else(|| format!("source URL {:?} needs USER@HOST", redact(url)))?;
+        let rest = url
+            .strip_prefix("mysql://")
+            .ok_or_else(|| format!("source URL {:?} must start with mysql://", redact(url)))?;
+        let (auth, hostport) =
+            rest.rsplit_once('@').ok_or_else(|| format!("source URL {:?} needs USER@HOST", redact(url)))?;
         let hostport = hostport.split('/').next().unwrap_or(hostport);
         let (user, password) = match auth.split_once(':') {
             Some((u, p)) => (u.to_owned(), Secret::new(p)),
             None => (auth.to_owned(), Secret::default()),
         };
         let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| format!("source URL {:?}: bad port {p:?}", redact(url)))?),
+            Some((h, p)) => {
+                (h.to_owned(), p.parse().map_err(|_| format!("source URL {:?}: bad port {p:?}", redact(url)))?)
+            }
             None => (hostport.to_owned(), 3306),
         };
-        let tls = if host == "127.0.0.1" || host == "localhost" || host == "::1" { TlsMode::Disabled } else { TlsMode::Verify };
-        Ok(Self { host, port, user, password, server_id, tls, tls_ca_file: None, heartbeat_secs: DEFAULT_HEARTBEAT_SECS })
+        let tls = if host == "127.0.0.1" || host == "localhost" || host == "::1" {
+            TlsMode::Disabled
+        } else {
+            TlsMode::Verify
+        };
+        Ok(Self {
+            host,
+            port,
+            user,
+            password,
+            server_id,
+            tls,
+            tls_ca_file: None,
+            heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
+        })
     }
 }
 
@@ -208,7 +226,10 @@ mod tests {
     #[test]
     fn source_urls_parse_and_redact() {
         let s = SourceConfig::from_url("mysql://repl:s3cret@10.0.0.5:3307", 99).unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.user.as_str(), s.password.expose()), ("10.0.0.5", 3307, "repl", "s3cret"));
+        assert_eq!(
+            (s.host.as_str(), s.port, s.user.as_str(), s.password.expose()),
+            ("10.0.0.5", 3307, "repl", "s3cret")
+        );
         assert_eq!(s.tls, TlsMode::Verify);
         assert_eq!(redact("mysql://repl:s3cret@h:1"), "mysql://repl:***@h:1");
         let err = SourceConfig::from_url("mysql://repl:s3cret@h:x", 1).unwrap_err();

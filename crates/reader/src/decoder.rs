@@ -82,7 +82,11 @@ pub enum Output {
     Commit(Commit),
     DeadLetter(DeadLetter),
     /// A DDL statement on a watched table (the stream keeps going; counted and logged).
-    SchemaChange { db: String, statement: String, position: BinlogPosition },
+    SchemaChange {
+        db: String,
+        statement: String,
+        position: BinlogPosition,
+    },
 }
 
 #[derive(Debug)]
@@ -196,8 +200,10 @@ impl Decoder {
             MARIA_GTID => return self.maria_gtid(event, start, ts_ms),
             MARIA_GTID_LIST => {
                 if self.gtid_set.is_none() {
-                    self.gtid_set = Some(parse_maria_gtid_list(event.data()).map_err(|reason| {
-                        DecodeError::Event { event: "GTID_LIST".into(), position: at(start), reason }
+                    self.gtid_set = Some(parse_maria_gtid_list(event.data()).map_err(|reason| DecodeError::Event {
+                        event: "GTID_LIST".into(),
+                        position: at(start),
+                        reason,
                     })?);
                 }
                 return Ok(());
@@ -207,7 +213,8 @@ impl Decoder {
                 return Err(DecodeError::Unsupported {
                     event: "START_ENCRYPTION".into(),
                     position: at(start),
-                    reason: "encrypted binlog files cannot be read from disk; stream them from the server instead".into(),
+                    reason: "encrypted binlog files cannot be read from disk; stream them from the server instead"
+                        .into(),
                 })
             }
             MARIA_QUERY_COMPRESSED..=MARIA_ROWS_COMPRESSED_LAST => {
@@ -215,7 +222,8 @@ impl Decoder {
                 return Err(DecodeError::Unsupported {
                     event: format!("MariaDB compressed event (type {raw_type})"),
                     position: at(start),
-                    reason: "log_bin_compress=ON is not supported; SET GLOBAL log_bin_compress=OFF on the source".into(),
+                    reason: "log_bin_compress=ON is not supported; SET GLOBAL log_bin_compress=OFF on the source"
+                        .into(),
                 });
             }
             _ => {}
@@ -248,7 +256,11 @@ impl Decoder {
                 } else {
                     let schema = q.schema().into_owned();
                     if is_ddl(trimmed) && self.filter.ddl_may_touch(&schema, trimmed) {
-                        out.push(Output::SchemaChange { db: schema, statement: trimmed.to_owned(), position: at(start) });
+                        out.push(Output::SchemaChange {
+                            db: schema,
+                            statement: trimmed.to_owned(),
+                            position: at(start),
+                        });
                     }
                     // A statement outside BEGIN..COMMIT (DDL) commits itself.
                     if self.txn.as_ref().is_none_or(|t| t.standalone) {
@@ -362,17 +374,16 @@ impl Decoder {
         let json_columns = &self.json_columns;
         let schema = TableSchema::from_table_map(tme, raw, |col| {
             (filter.column_excluded(&db, &table, col), json_columns.contains(&format!("{db}.{table}.{col}")))
-        }).map_err(|e| {
-            match e {
-                DecodeError::TableMap { db, table, reason } => DecodeError::Row {
-                    event: "TABLE_MAP".into(),
-                    db,
-                    table,
-                    position: BinlogPosition::new(self.file.clone(), start),
-                    reason,
-                },
-                other => other,
-            }
+        })
+        .map_err(|e| match e {
+            DecodeError::TableMap { db, table, reason } => DecodeError::Row {
+                event: "TABLE_MAP".into(),
+                db,
+                table,
+                position: BinlogPosition::new(self.file.clone(), start),
+                reason,
+            },
+            other => other,
         })?;
         let name = format!("{db}.{table}");
         if let Some(prev) = self.shapes.get(&name) {
@@ -385,7 +396,13 @@ impl Decoder {
         Ok(())
     }
 
-    fn rows(&mut self, rows: &RowsEventData<'_>, raw_type: u8, start: u64, out: &mut Vec<Output>) -> Result<(), DecodeError> {
+    fn rows(
+        &mut self,
+        rows: &RowsEventData<'_>,
+        raw_type: u8,
+        start: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), DecodeError> {
         let position = BinlogPosition::new(self.file.clone(), start);
         if self.txn.is_none() {
             // A rows event with no transaction start seen (we joined mid-transaction on
@@ -400,7 +417,9 @@ impl Decoder {
         };
         let op = match rows {
             RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Insert,
-            RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) | RowsEventData::PartialUpdateRowsEvent(_) => Op::Update,
+            RowsEventData::UpdateRowsEventV1(_)
+            | RowsEventData::UpdateRowsEvent(_)
+            | RowsEventData::PartialUpdateRowsEvent(_) => Op::Update,
             RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
         };
         let partial = raw_type == EventType::PARTIAL_UPDATE_ROWS_EVENT as u8;
@@ -504,9 +523,10 @@ fn decode_image(
             (Some(bits), Some(o)) => bits.get(o).copied().unwrap_or(false),
             _ => false,
         };
-        cells[i] = Some(decode_cell(col, buf, is_partial).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("column {}: {e}", col.name))
-        })?);
+        cells[i] = Some(
+            decode_cell(col, buf, is_partial)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("column {}: {e}", col.name)))?,
+        );
     }
     Ok(())
 }

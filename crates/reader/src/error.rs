@@ -12,9 +12,7 @@ pub enum DecodeError {
     Row { event: String, db: String, table: String, position: BinlogPosition, reason: String },
     #[error("cannot decode {event} at {position}: {reason}")]
     Event { event: String, position: BinlogPosition, reason: String },
-    #[error(
-        "{event} at {position} is not supported: {reason}"
-    )]
+    #[error("{event} at {position} is not supported: {reason}")]
     Unsupported { event: String, position: BinlogPosition, reason: String },
 }
 

@@ -42,7 +42,9 @@ impl TableFilter {
         }
         for p in &cfg.exclude_columns {
             if p.split('.').count() != 3 || p.split('.').any(str::is_empty) {
-                return Err(format!("exclude_columns pattern {p:?} must be DB.TABLE.COLUMN (wildcards * and ? allowed)"));
+                return Err(format!(
+                    "exclude_columns pattern {p:?} must be DB.TABLE.COLUMN (wildcards * and ? allowed)"
+                ));
             }
         }
         Ok(Self {
@@ -64,8 +66,7 @@ impl TableFilter {
         }
         let name = format!("{db}.{table}");
         // System schemas only when an include pattern names the schema literally.
-        let system_ok = !SYSTEM_DBS.contains(&db)
-            || self.include.iter().any(|p| p.split('.').next() == Some(db));
+        let system_ok = !SYSTEM_DBS.contains(&db) || self.include.iter().any(|p| p.split('.').next() == Some(db));
         let hit = system_ok
             && (self.include.is_empty() || self.include.iter().any(|p| wildcard(p, &name)))
             && !self.exclude.iter().any(|p| wildcard(p, &name));
@@ -84,15 +85,13 @@ impl TableFilter {
     /// Whether a DDL statement issued in `db` may concern a watched table (logged then).
     pub fn ddl_may_touch(&self, db: &str, _statement: &str) -> bool {
         !SYSTEM_DBS.contains(&db)
-            && (self.include.is_empty() || self.include.iter().any(|p| wildcard(p.split('.').next().unwrap_or("*"), db)))
+            && (self.include.is_empty()
+                || self.include.iter().any(|p| wildcard(p.split('.').next().unwrap_or("*"), db)))
     }
 
     /// Include patterns without wildcards, which must name existing tables.
     pub fn literal_includes(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.include
-            .iter()
-            .filter(|p| !p.contains(['*', '?']))
-            .filter_map(|p| p.split_once('.'))
+        self.include.iter().filter(|p| !p.contains(['*', '?'])).filter_map(|p| p.split_once('.'))
     }
 }
 
@@ -152,9 +151,8 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_rejected_with_the_pattern() {
-        let err = TableFilter::new(&FilterConfig { include: vec!["schedules".into()], ..Default::default() })
-            .err()
-            .unwrap();
+        let err =
+            TableFilter::new(&FilterConfig { include: vec!["schedules".into()], ..Default::default() }).err().unwrap();
         assert!(err.contains("\"schedules\""), "{err}");
     }
 }

@@ -57,13 +57,37 @@ impl ReaderMetrics {
         registry.register(names::READER_ROWS, "Row changes decoded, by table and operation", m.rows.clone());
         registry.register(names::READER_BYTES, "Bytes of change records produced", m.bytes.clone());
         registry.register(names::READER_TRANSACTIONS, "Transactions committed in the binlog", m.transactions.clone());
-        registry.register(names::READER_LAG_SECONDS, "Seconds between a transaction's commit on the source and its decoding", m.lag_seconds.clone());
-        registry.register(names::READER_CHECKPOINT_AGE_SECONDS, "Seconds since the checkpoint last caught up with delivered records", m.checkpoint_age_seconds.clone());
-        registry.register(names::READER_SCHEMA_CHANGES, "DDL statements seen on watched schemas", m.schema_changes.clone());
-        registry.register(names::READER_DEAD_LETTERS, "Rows written to the dead-letter file instead of Kinesis", m.dead_letters.clone());
+        registry.register(
+            names::READER_LAG_SECONDS,
+            "Seconds between a transaction's commit on the source and its decoding",
+            m.lag_seconds.clone(),
+        );
+        registry.register(
+            names::READER_CHECKPOINT_AGE_SECONDS,
+            "Seconds since the checkpoint last caught up with delivered records",
+            m.checkpoint_age_seconds.clone(),
+        );
+        registry.register(
+            names::READER_SCHEMA_CHANGES,
+            "DDL statements seen on watched schemas",
+            m.schema_changes.clone(),
+        );
+        registry.register(
+            names::READER_DEAD_LETTERS,
+            "Rows written to the dead-letter file instead of Kinesis",
+            m.dead_letters.clone(),
+        );
         registry.register(names::KINESIS_BATCH_RECORDS, "Records per PutRecords request", m.batch_records.clone());
-        registry.register(names::KINESIS_FAILED_RECORDS, "Records PutRecords did not accept, by error code", m.failed_records.clone());
-        registry.register(names::KINESIS_RETRIES, "PutRecords attempts that failed as a whole and were retried", m.retries.clone());
+        registry.register(
+            names::KINESIS_FAILED_RECORDS,
+            "Records PutRecords did not accept, by error code",
+            m.failed_records.clone(),
+        );
+        registry.register(
+            names::KINESIS_RETRIES,
+            "PutRecords attempts that failed as a whole and were retried",
+            m.retries.clone(),
+        );
         registry.register(names::KINESIS_RECORDS, "Records Kinesis acknowledged", m.records.clone());
         m
     }

@@ -157,7 +157,8 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         let mut tick = tokio::time::interval(Duration::from_millis(5).max(self.cfg.linger / 2));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let full = self.queue.len() >= self.cfg.max_pending_records || self.pending_bytes >= self.cfg.max_pending_bytes;
+            let full =
+                self.queue.len() >= self.cfg.max_pending_records || self.pending_bytes >= self.cfg.max_pending_bytes;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if drain_deadline.is_none() => {
@@ -177,7 +178,8 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             }
             self.dispatch(!intake_open);
             self.advance();
-            let no_records_left = self.requests.is_empty() && !self.queue.iter().any(|s| matches!(s.kind, Kind::Row { .. }));
+            let no_records_left =
+                self.requests.is_empty() && !self.queue.iter().any(|s| matches!(s.kind, Kind::Row { .. }));
             if !intake_open && (no_records_left || drain_deadline.is_some_and(|d| Instant::now() >= d)) {
                 break;
             }
@@ -249,7 +251,11 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
     ) {
         self.metrics.dead_letters.get_or_create(&Table { table: table.to_owned() }).inc();
         self.summary.dead_lettered += 1;
-        let file = self.dead_letters.as_ref().map(|f| f.path().display().to_string()).unwrap_or_else(|| "(none configured)".into());
+        let file = self
+            .dead_letters
+            .as_ref()
+            .map(|f| f.path().display().to_string())
+            .unwrap_or_else(|| "(none configured)".into());
         tracing::error!(table, %position, id, partition_key = key, reason, dead_letter_file = %file, "change dead-lettered; the stream continues");
         if let Some(f) = &self.dead_letters {
             if let Err(e) = f.write(table, position, id, key, reason, record) {
@@ -336,7 +342,11 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         (seqs, batch, bytes)
     }
 
-    fn complete(&mut self, seqs: Vec<u64>, result: Result<Vec<RecordOutcome>, crate::sink::SinkError>) -> Result<(), ReaderError> {
+    fn complete(
+        &mut self,
+        seqs: Vec<u64>,
+        result: Result<Vec<RecordOutcome>, crate::sink::SinkError>,
+    ) -> Result<(), ReaderError> {
         let outcomes = match result {
             Ok(o) => o,
             Err(e) if e.transient => {
@@ -359,7 +369,8 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             match outcome {
                 RecordOutcome::Delivered => {
                     slot.state = State::Done;
-                    self.pending_bytes = self.pending_bytes.saturating_sub(record.data.len() + record.partition_key.len());
+                    self.pending_bytes =
+                        self.pending_bytes.saturating_sub(record.data.len() + record.partition_key.len());
                     self.metrics.records.inc();
                     self.summary.delivered += 1;
                     any_delivered = true;
@@ -402,7 +413,11 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
                 self.durable = Some(c);
             }
         }
-        let behind = self.saved.as_ref().map(|s| Some(&s.next) != self.durable.as_ref().map(|d| &d.next)).unwrap_or(self.durable.is_some());
+        let behind = self
+            .saved
+            .as_ref()
+            .map(|s| Some(&s.next) != self.durable.as_ref().map(|d| &d.next))
+            .unwrap_or(self.durable.is_some());
         let age = if behind { self.last_save.elapsed().as_secs_f64() } else { 0.0 };
         self.metrics.checkpoint_age_seconds.set(age);
     }

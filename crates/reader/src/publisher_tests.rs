@@ -46,7 +46,9 @@ impl RecordSink for ChaosSink {
         }
         Ok(fails
             .iter()
-            .map(|&f| if f { RecordOutcome::Retry { code: "InternalFailure".into() } } else { RecordOutcome::Delivered })
+            .map(
+                |&f| if f { RecordOutcome::Retry { code: "InternalFailure".into() } } else { RecordOutcome::Delivered },
+            )
             .collect())
     }
 
@@ -72,10 +74,15 @@ fn record(key: u32, n: u32) -> Record {
 
 #[tokio::test]
 async fn partial_failures_never_reorder_a_key_or_lose_a_record() {
-    let sink = Arc::new(ChaosSink { log: Mutex::new(Vec::new()), rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(7)) });
+    let sink =
+        Arc::new(ChaosSink { log: Mutex::new(Vec::new()), rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(7)) });
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FileCheckpointStore::new(dir.path().join("cp.json")));
-    let cfg = PublisherConfig { linger: Duration::from_millis(1), checkpoint_interval: Duration::from_millis(5), ..Default::default() };
+    let cfg = PublisherConfig {
+        linger: Duration::from_millis(1),
+        checkpoint_interval: Duration::from_millis(5),
+        ..Default::default()
+    };
     let publisher = Publisher::new(sink.clone(), Some(store.clone()), cfg, ReaderMetrics::default(), None, None);
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let run = tokio::spawn(publisher.run(rx, CancellationToken::new()));
@@ -90,7 +97,12 @@ async fn partial_failures_never_reorder_a_key_or_lose_a_record() {
             outs.push(Output::Row(record(key, counters[key as usize])));
         }
         pos += 100;
-        outs.push(Output::Commit(Commit { next: BinlogPosition::new("bin.000001", pos), gtid_set: None, ts_ms: 0, rows: 0 }));
+        outs.push(Output::Commit(Commit {
+            next: BinlogPosition::new("bin.000001", pos),
+            gtid_set: None,
+            ts_ms: 0,
+            rows: 0,
+        }));
         tx.send(outs).await.unwrap();
     }
     drop(tx);
@@ -112,7 +124,8 @@ async fn partial_failures_never_reorder_a_key_or_lose_a_record() {
 
 #[tokio::test]
 async fn oversize_records_are_dead_lettered_and_the_stream_continues() {
-    let sink = Arc::new(ChaosSink { log: Mutex::new(Vec::new()), rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(3)) });
+    let sink =
+        Arc::new(ChaosSink { log: Mutex::new(Vec::new()), rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(3)) });
     let dir = tempfile::tempdir().unwrap();
     let dlq = dir.path().join("dead.jsonl");
     let metrics = ReaderMetrics::default();

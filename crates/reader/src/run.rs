@@ -94,7 +94,10 @@ pub async fn stream_source(
                 Ok(Some(LiveEvent::Event(ev))) => {
                     if let Some(stop) = &run.stop_at {
                         let h = ev.header();
-                        let at = BinlogPosition::new(decoder.file().to_owned(), u64::from(h.log_pos()).saturating_sub(u64::from(h.event_size())));
+                        let at = BinlogPosition::new(
+                            decoder.file().to_owned(),
+                            u64::from(h.log_pos()).saturating_sub(u64::from(h.event_size())),
+                        );
                         if h.log_pos() != 0 && at.cmp_same_server(stop).is_ge() {
                             return Ok(());
                         }
@@ -115,7 +118,10 @@ pub async fn stream_source(
                             Err(e) => tracing::warn!(error = %e, "cannot refresh the MariaDB JSON columns after a DDL"),
                         }
                     }
-                    if let Some(c) = out.iter().rev().find_map(|o| match o { Output::Commit(c) => Some(c), _ => None }) {
+                    if let Some(c) = out.iter().rev().find_map(|o| match o {
+                        Output::Commit(c) => Some(c),
+                        _ => None,
+                    }) {
                         last_commit = Some(c.next.clone());
                     }
                     if tx.send(std::mem::take(&mut out)).await.is_err() {
@@ -167,9 +173,14 @@ pub async fn prepare_source(cfg: &SourceConfig, filter: &FilterConfig) -> Result
     Ok(info)
 }
 
-pub async fn open_store(cfg: &CheckpointConfig, aws: &aws_config::SdkConfig) -> Result<AnyCheckpointStore, ReaderError> {
+pub async fn open_store(
+    cfg: &CheckpointConfig,
+    aws: &aws_config::SdkConfig,
+) -> Result<AnyCheckpointStore, ReaderError> {
     Ok(match cfg {
-        CheckpointConfig::File { path, .. } => AnyCheckpointStore::File(sameday_core::checkpoint::FileCheckpointStore::new(path)),
+        CheckpointConfig::File { path, .. } => {
+            AnyCheckpointStore::File(sameday_core::checkpoint::FileCheckpointStore::new(path))
+        }
         CheckpointConfig::Dynamodb { table, key, .. } => {
             let client = aws_sdk_dynamodb::Client::new(aws);
             AnyCheckpointStore::Dynamo(DynamoCheckpointStore::open(client, table, key).await?)
@@ -211,16 +222,23 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
     let registry = MetricsRegistry::default();
     let metrics = ReaderMetrics::new(&registry);
     let health = Health::new();
-    let addr = sameday_core::health::serve(cfg.metrics.listen, health.clone(), registry, Duration::from_secs(60), shutdown.clone())
-        .await
-        .map_err(|e| ReaderError::Config(format!("metrics.listen: {e}")))?;
+    let addr = sameday_core::health::serve(
+        cfg.metrics.listen,
+        health.clone(),
+        registry,
+        Duration::from_secs(60),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| ReaderError::Config(format!("metrics.listen: {e}")))?;
     tracing::info!(%addr, "serving /metrics and /healthz");
 
     let info = prepare_source(&cfg.source, &cfg.filter).await?;
     tracing::info!(version = %info.version, server_id = info.server_id, "source ready");
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
     let sink = KinesisSink::new(aws_sdk_kinesis::Client::new(&aws), &cfg.kinesis.stream, cfg.kinesis.max_record_bytes);
-    let status = sink.check().await.map_err(|e| ReaderError::Sink { stream: cfg.kinesis.stream.clone(), message: e.message })?;
+    let status =
+        sink.check().await.map_err(|e| ReaderError::Sink { stream: cfg.kinesis.stream.clone(), message: e.message })?;
     tracing::info!(stream = %cfg.kinesis.stream, %status, "Kinesis stream ready");
     let store = Arc::new(open_store(&cfg.checkpoint, &aws).await?);
     let checkpoint = store.load().await?;
@@ -238,7 +256,15 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
         ..Default::default()
     };
     let result = run_pipeline(
-        SourceRun { cfg: cfg.source.clone(), info, filter: cfg.filter.clone(), start, gtid_set, stop_at: None, non_blocking: false },
+        SourceRun {
+            cfg: cfg.source.clone(),
+            info,
+            filter: cfg.filter.clone(),
+            start,
+            gtid_set,
+            stop_at: None,
+            non_blocking: false,
+        },
         Arc::new(sink),
         Some(store),
         pcfg,
@@ -274,9 +300,10 @@ pub async fn run_pipeline<S: RecordSink, C: CheckpointStore + 'static>(
     if source_result.is_err() {
         shutdown.cancel();
     }
-    let summary = publish
-        .await
-        .map_err(|e| ReaderError::Sink { stream: "publisher".into(), message: format!("publisher task failed: {e}") })??;
+    let summary = publish.await.map_err(|e| ReaderError::Sink {
+        stream: "publisher".into(),
+        message: format!("publisher task failed: {e}"),
+    })??;
     source_result?;
     Ok(summary)
 }

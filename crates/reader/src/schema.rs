@@ -161,16 +161,8 @@ impl TableSchema {
         for i in 0..n {
             let ty = match tme.get_column_type(i) {
                 Ok(Some(ty)) => ty,
-                Ok(None) => {
-                    return Err(DecodeError::TableMap {
-                        db,
-                        table,
-                        reason: format!("column {i} has no type"),
-                    })
-                }
-                Err(e) => {
-                    return Err(DecodeError::TableMap { db, table, reason: format!("column {i}: {e}") })
-                }
+                Ok(None) => return Err(DecodeError::TableMap { db, table, reason: format!("column {i} has no type") }),
+                Err(e) => return Err(DecodeError::TableMap { db, table, reason: format!("column {i}: {e}") }),
             };
             let meta = tme.get_column_metadata(i).unwrap_or(&[]).to_vec();
             let unsigned = if ty.is_numeric_type() {
@@ -181,16 +173,9 @@ impl TableSchema {
                 false
             };
             let text = if ty.is_character_type() {
-                let cs = column_charsets
-                    .as_ref()
-                    .and_then(|v| v.get(char_i).copied())
-                    .or_else(|| {
-                        nondefault_charsets
-                            .iter()
-                            .find(|(idx, _)| *idx == char_i)
-                            .map(|(_, c)| *c)
-                            .or(default_charset)
-                    });
+                let cs = column_charsets.as_ref().and_then(|v| v.get(char_i).copied()).or_else(|| {
+                    nondefault_charsets.iter().find(|(idx, _)| *idx == char_i).map(|(_, c)| *c).or(default_charset)
+                });
                 char_i += 1;
                 cs.map(text_kind).unwrap_or(TextKind::Unknown)
             } else if ty.is_enum_or_set_type() {
@@ -223,7 +208,18 @@ impl TableSchema {
             let json_key = format!("{}:", serde_json::to_string(&name).expect("strings serialize"));
             let (excluded, json_hint) = hints(&name);
             let json_text = json_hint && ty.is_character_type() && text != TextKind::Binary;
-            columns.push(ColumnInfo { name, json_key, ty, meta, unsigned, text, labels, excluded, json_text, json_ordinal });
+            columns.push(ColumnInfo {
+                name,
+                json_key,
+                ty,
+                meta,
+                unsigned,
+                text,
+                labels,
+                excluded,
+                json_text,
+                json_ordinal,
+            });
         }
         key.retain(|&k| k < n);
         Ok(Arc::new(Self { db, table, columns, key, json_columns: json_i, raw_table_map: raw.to_vec() }))

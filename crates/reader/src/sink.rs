@@ -18,7 +18,9 @@ pub struct SinkRecord {
 pub enum RecordOutcome {
     Delivered,
     /// Not written; safe to send again (throttled, internal failure).
-    Retry { code: String },
+    Retry {
+        code: String,
+    },
 }
 
 /// A whole-request failure.

@@ -91,7 +91,9 @@ fn convert(col: &ColumnInfo, v: Value) -> Cell {
         }
         (MYSQL_TYPE_BIT, Value::Bytes(b)) => Cell::UInt(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))),
         (MYSQL_TYPE_ENUM, Value::Int(i)) => match &col.labels {
-            Some(labels) if i >= 1 => labels.0.get(i as usize - 1).map(|l| Cell::Str(l.clone())).unwrap_or(Cell::Int(i)),
+            Some(labels) if i >= 1 => {
+                labels.0.get(i as usize - 1).map(|l| Cell::Str(l.clone())).unwrap_or(Cell::Int(i))
+            }
             // Index 0 is the empty string MySQL stores for an invalid ENUM value.
             Some(_) => Cell::Str(String::new()),
             None => Cell::Int(i),
@@ -116,8 +118,7 @@ fn convert(col: &ColumnInfo, v: Value) -> Cell {
             Cell::Str(String::from_utf8(b).unwrap_or_default())
         }
         (MYSQL_TYPE_VECTOR, Value::Bytes(b)) => {
-            let floats: Vec<f32> =
-                b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let floats: Vec<f32> = b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             Cell::Json(serde_json::to_string(&floats).expect("floats serialize"))
         }
         (MYSQL_TYPE_GEOMETRY, Value::Bytes(b)) => Cell::Bytes(b),
@@ -236,9 +237,7 @@ pub(crate) fn write_cell(out: &mut Vec<u8>, cell: &Cell) {
             let start = out.len();
             let len = base64::encoded_len(b.len(), true).unwrap_or(0);
             out.resize(start + len, 0);
-            let written = base64::engine::general_purpose::STANDARD
-                .encode_slice(b, &mut out[start..])
-                .unwrap_or(0);
+            let written = base64::engine::general_purpose::STANDARD.encode_slice(b, &mut out[start..]).unwrap_or(0);
             out.truncate(start + written);
             out.push(b'"');
         }

@@ -19,9 +19,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
 use tempfile::TempDir;
 
-use crate::process::{
-    cache_dir, find_executable, kill_and_reap, log_tail, spawn_watched, workspace_root,
-};
+use crate::process::{cache_dir, find_executable, kill_and_reap, log_tail, spawn_watched, workspace_root};
 
 /// How long an emulator may take to print `LISTENING <port>`.
 const LISTEN_DEADLINE: Duration = Duration::from_secs(30);
@@ -62,12 +60,7 @@ impl Drop for Emulator {
 impl Emulator {
     /// Spawns `program args` (`--port 0` is appended) and waits for `LISTENING <port>`.
     /// `needs` are files that `scripts/prereqs.sh` installs.
-    fn spawn(
-        name: &str,
-        program: &Path,
-        args: &[OsString],
-        needs: &[PathBuf],
-    ) -> Result<Self, String> {
+    fn spawn(name: &str, program: &Path, args: &[OsString], needs: &[PathBuf]) -> Result<Self, String> {
         let t0 = Instant::now();
         for path in needs {
             if !path.exists() {
@@ -83,18 +76,11 @@ impl Emulator {
             .tempdir()
             .map_err(|e| format!("{name}: creating a temp dir: {e}"))?;
         let log = scratch.path().join(format!("{name}.log"));
-        let stderr =
-            File::create(&log).map_err(|e| format!("{name}: creating {}: {e}", log.display()))?;
+        let stderr = File::create(&log).map_err(|e| format!("{name}: creating {}: {e}", log.display()))?;
         let mut args = args.to_vec();
         args.extend(["--port".into(), "0".into()]);
-        let mut child = spawn_watched(
-            program,
-            &args,
-            scratch.path(),
-            Stdio::piped(),
-            stderr.into(),
-        )
-        .map_err(|e| format!("{name}: spawning {}: {e}", program.display()))?;
+        let mut child = spawn_watched(program, &args, scratch.path(), Stdio::piped(), stderr.into())
+            .map_err(|e| format!("{name}: spawning {}: {e}", program.display()))?;
         let stdout = child.stdout.take().expect("stdout is piped");
 
         // Read the readiness line on a thread (std pipes have no timeout), then keep
@@ -106,10 +92,7 @@ impl Emulator {
                 let mut tx = Some(tx);
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(port) = line
-                        .strip_prefix("LISTENING ")
-                        .and_then(|p| p.trim().parse().ok())
-                    {
+                    if let Some(port) = line.strip_prefix("LISTENING ").and_then(|p| p.trim().parse().ok()) {
                         if let Some(tx) = tx.take() {
                             let _ = tx.send(Ok(port));
                         }
@@ -121,33 +104,20 @@ impl Emulator {
             })
             .map_err(|e| format!("{name}: spawning the stdout reader thread: {e}"))?;
 
-        let outcome = rx.recv_timeout(LISTEN_DEADLINE).unwrap_or_else(|_| {
-            Err(format!(
-                "no `LISTENING <port>` line within {LISTEN_DEADLINE:?}"
-            ))
-        });
+        let outcome = rx
+            .recv_timeout(LISTEN_DEADLINE)
+            .unwrap_or_else(|_| Err(format!("no `LISTENING <port>` line within {LISTEN_DEADLINE:?}")));
         match outcome {
             Ok(port) => {
-                eprintln!(
-                    "sameday-testkit: {name} ready on 127.0.0.1:{port} in {:?}",
-                    t0.elapsed()
-                );
-                Ok(Emulator {
-                    child,
-                    port,
-                    log,
-                    _scratch: scratch,
-                })
+                eprintln!("sameday-testkit: {name} ready on 127.0.0.1:{port} in {:?}", t0.elapsed());
+                Ok(Emulator { child, port, log, _scratch: scratch })
             }
             Err(why) => {
                 kill_and_reap(&mut child);
                 Err(format!(
                     "{name} ({} {}) did not start: {why}; its stderr ({}):\n{}",
                     program.display(),
-                    args.iter()
-                        .map(|a| a.to_string_lossy())
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                    args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
                     log.display(),
                     log_tail(&log, 40)
                 ))
@@ -161,8 +131,7 @@ impl Emulator {
 }
 
 fn node() -> Result<PathBuf, String> {
-    find_executable("node")
-        .ok_or_else(|| "node is not in PATH; run `bash scripts/prereqs.sh`".to_string())
+    find_executable("node").ok_or_else(|| "node is not in PATH; run `bash scripts/prereqs.sh`".to_string())
 }
 
 fn emulator_script(file: &str) -> PathBuf {
@@ -171,10 +140,7 @@ fn emulator_script(file: &str) -> PathBuf {
 
 fn start_node(name: &str, script: &str, package: &str) -> Result<Emulator, String> {
     let script = emulator_script(script);
-    let package = cache_dir()
-        .join("npm/node_modules")
-        .join(package)
-        .join("package.json");
+    let package = cache_dir().join("npm/node_modules").join(package).join("package.json");
     Emulator::spawn(name, &node()?, &[script.clone().into()], &[script, package])
 }
 
@@ -182,12 +148,7 @@ fn start_moto() -> Result<Emulator, String> {
     let venv = cache_dir().join("venv");
     let python = venv.join("bin/python");
     let script = emulator_script("moto_server.py");
-    Emulator::spawn(
-        "moto",
-        &python,
-        &[script.clone().into()],
-        &[python.clone(), venv.join("bin/moto_server"), script],
-    )
+    Emulator::spawn("moto", &python, &[script.clone().into()], &[python.clone(), venv.join("bin/moto_server"), script])
 }
 
 /// Methods every emulator wrapper has.
@@ -209,9 +170,7 @@ macro_rules! emulator_common {
             /// A private instance (fresh, empty state), stopped on drop. Panics with the
             /// emulator's stderr if it does not come up within 30 s.
             pub fn start() -> $ty {
-                $ty {
-                    inner: $start.unwrap_or_else(|e| panic!("{e}")),
-                }
+                $ty { inner: $start.unwrap_or_else(|e| panic!("{e}")) }
             }
 
             /// `http://127.0.0.1:PORT`.
@@ -249,11 +208,7 @@ pub struct Kinesalite {
     inner: Emulator,
 }
 
-emulator_common!(
-    Kinesalite,
-    SHARED_KINESALITE,
-    start_node("kinesalite", "kinesalite.js", "kinesalite")
-);
+emulator_common!(Kinesalite, SHARED_KINESALITE, start_node("kinesalite", "kinesalite.js", "kinesalite"));
 
 /// One Kinesis record as read back by [`Kinesalite::read_all`]:
 /// `(shard_id, sequence_number, partition_key, data)`.
@@ -275,25 +230,18 @@ impl Kinesalite {
             .send()
             .await
             .unwrap_or_else(|e| panic!("kinesalite CreateStream {name}: {e:?}"));
-        crate::wait_until(
-            Duration::from_secs(30),
-            &format!("stream {name} ACTIVE"),
-            || {
-                let client = client.clone();
-                async move {
-                    let out = client
-                        .describe_stream_summary()
-                        .stream_name(name)
-                        .send()
-                        .await
-                        .unwrap_or_else(|e| {
-                            panic!("kinesalite DescribeStreamSummary {name}: {e:?}")
-                        });
-                    out.stream_description_summary()
-                        .is_some_and(|s| s.stream_status() == &StreamStatus::Active)
-                }
-            },
-        )
+        crate::wait_until(Duration::from_secs(30), &format!("stream {name} ACTIVE"), || {
+            let client = client.clone();
+            async move {
+                let out = client
+                    .describe_stream_summary()
+                    .stream_name(name)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("kinesalite DescribeStreamSummary {name}: {e:?}"));
+                out.stream_description_summary().is_some_and(|s| s.stream_status() == &StreamStatus::Active)
+            }
+        })
         .await;
     }
 
@@ -309,10 +257,7 @@ impl Kinesalite {
                 Some(token) => client.list_shards().next_token(token),
                 None => client.list_shards().stream_name(stream),
             };
-            let out = req
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("kinesalite ListShards {stream}: {e:?}"));
+            let out = req.send().await.unwrap_or_else(|e| panic!("kinesalite ListShards {stream}: {e:?}"));
             shard_ids.extend(out.shards().iter().map(|s| s.shard_id().to_string()));
             match out.next_token() {
                 Some(token) => next_token = Some(token.to_string()),
@@ -329,13 +274,9 @@ impl Kinesalite {
                 .shard_iterator_type(ShardIteratorType::TrimHorizon)
                 .send()
                 .await
-                .unwrap_or_else(|e| {
-                    panic!("kinesalite GetShardIterator {stream}/{shard_id}: {e:?}")
-                })
+                .unwrap_or_else(|e| panic!("kinesalite GetShardIterator {stream}/{shard_id}: {e:?}"))
                 .shard_iterator
-                .unwrap_or_else(|| {
-                    panic!("kinesalite GetShardIterator {stream}/{shard_id}: no iterator")
-                });
+                .unwrap_or_else(|| panic!("kinesalite GetShardIterator {stream}/{shard_id}: no iterator"));
             loop {
                 let out = client
                     .get_records()
@@ -390,8 +331,4 @@ pub struct Fauxqs {
     inner: Emulator,
 }
 
-emulator_common!(
-    Fauxqs,
-    SHARED_FAUXQS,
-    start_node("fauxqs", "fauxqs.js", "fauxqs")
-);
+emulator_common!(Fauxqs, SHARED_FAUXQS, start_node("fauxqs", "fauxqs.js", "fauxqs"));

@@ -142,9 +142,7 @@ impl MariaDb {
     pub fn ssl_opts(&self) -> Option<SslOpts> {
         self.tls.as_ref().map(|tls| {
             crate::install_rustls_provider();
-            SslOpts::default()
-                .with_root_certs(vec![tls.ca.clone().into()])
-                .with_disable_built_in_roots(true)
+            SslOpts::default().with_root_certs(vec![tls.ca.clone().into()]).with_disable_built_in_roots(true)
         })
     }
 
@@ -159,9 +157,7 @@ impl MariaDb {
     /// discarding results; panics with the statement on error.
     pub async fn exec(&self, sql: &str) {
         let mut conn = self.conn().await;
-        conn.query_drop(sql)
-            .await
-            .unwrap_or_else(|e| panic!("test MariaDB failed to run {sql:?}: {e}"));
+        conn.query_drop(sql).await.unwrap_or_else(|e| panic!("test MariaDB failed to run {sql:?}: {e}"));
         let _ = conn.disconnect().await;
     }
 
@@ -229,11 +225,8 @@ impl MariaDb {
 
         // --- datadir
         let install_log = root.join("install.log");
-        let log = File::create(&install_log)
-            .map_err(|e| format!("creating {}: {e}", install_log.display()))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| format!("duplicating {}: {e}", install_log.display()))?;
+        let log = File::create(&install_log).map_err(|e| format!("creating {}: {e}", install_log.display()))?;
+        let log2 = log.try_clone().map_err(|e| format!("duplicating {}: {e}", install_log.display()))?;
         let mut install = Command::new(&install_db);
         install
             .arg("--no-defaults")
@@ -266,11 +259,7 @@ impl MariaDb {
         let install_time = t0.elapsed();
 
         // --- TLS material
-        let tls = if opts.tls {
-            Some(generate_tls(&root.join("tls"))?)
-        } else {
-            None
-        };
+        let tls = if opts.tls { Some(generate_tls(&root.join("tls"))?) } else { None };
 
         // --- start, retrying on port clashes
         let mut last_error = String::new();
@@ -310,8 +299,7 @@ impl MariaDb {
 
             // A fresh log per attempt, so a port clash is recognised from this attempt only.
             let _ = std::fs::remove_file(&error_log);
-            let stderr = File::create(&stderr_log)
-                .map_err(|e| format!("creating {}: {e}", stderr_log.display()))?;
+            let stderr = File::create(&stderr_log).map_err(|e| format!("creating {}: {e}", stderr_log.display()))?;
             let t_spawn = Instant::now();
             let mut child = spawn_watched(&mariadbd, &args, root, Stdio::null(), stderr.into())
                 .map_err(|e| format!("spawning {}: {e}", mariadbd.display()))?;
@@ -336,25 +324,12 @@ impl MariaDb {
                         startup,
                         root.display()
                     );
-                    return Ok(MariaDb {
-                        child,
-                        port,
-                        datadir,
-                        socket,
-                        error_log,
-                        tls,
-                        startup,
-                        scratch,
-                    });
+                    return Ok(MariaDb { child, port, datadir, socket, error_log, tls, startup, scratch });
                 }
                 Ready::Exited(status) => {
                     let log = std::fs::read_to_string(&error_log).unwrap_or_default();
-                    last_error = format!(
-                        "test MariaDB (port {port}) exited during startup ({status}); {}",
-                        logs()
-                    );
-                    if log.contains("Address already in use") || log.contains("Bind on TCP/IP port")
-                    {
+                    last_error = format!("test MariaDB (port {port}) exited during startup ({status}); {}", logs());
+                    if log.contains("Address already in use") || log.contains("Bind on TCP/IP port") {
                         continue;
                     }
                     return Err(last_error);
@@ -369,9 +344,7 @@ impl MariaDb {
                 }
             }
         }
-        Err(format!(
-            "giving up after {PORT_ATTEMPTS} port clashes; last: {last_error}"
-        ))
+        Err(format!("giving up after {PORT_ATTEMPTS} port clashes; last: {last_error}"))
     }
 }
 
@@ -393,22 +366,18 @@ enum Ready {
 async fn wait_ready(child: &mut Child, port: u16, socket: &Path) -> Ready {
     let deadline = Instant::now() + READY_DEADLINE;
     let want_socket = socket.display().to_string();
-    let opts = OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("root"))
-        .prefer_socket(false);
+    let opts =
+        OptsBuilder::default().ip_or_hostname("127.0.0.1").tcp_port(port).user(Some("root")).prefer_socket(false);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Ready::Exited(status);
         }
-        let last_error =
-            match tokio::time::timeout(Duration::from_secs(5), probe(opts.clone())).await {
-                Ok(Ok(sock)) if sock == want_socket => return Ready::Yes,
-                Ok(Ok(sock)) => format!("port {port} is served by another server ({sock})"),
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "connect timed out after 5 s".to_string(),
-            };
+        let last_error = match tokio::time::timeout(Duration::from_secs(5), probe(opts.clone())).await {
+            Ok(Ok(sock)) if sock == want_socket => return Ready::Yes,
+            Ok(Ok(sock)) => format!("port {port} is served by another server ({sock})"),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "connect timed out after 5 s".to_string(),
+        };
         if Instant::now() >= deadline {
             return Ready::TimedOut(last_error);
         }
@@ -424,15 +393,12 @@ async fn probe(opts: OptsBuilder) -> mysql_async::Result<String> {
 }
 
 fn missing_binaries() -> String {
-    "mariadbd / mariadb-install-db not found in PATH or /usr/sbin; run `bash scripts/prereqs.sh`"
-        .to_string()
+    "mariadbd / mariadb-install-db not found in PATH or /usr/sbin; run `bash scripts/prereqs.sh`".to_string()
 }
 
 fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
 /// A port that was free a moment ago (bind 127.0.0.1:0, read, release). Callers must
@@ -457,13 +423,7 @@ fn generate_tls(dir: &Path) -> Result<TlsFiles, String> {
          subjectAltName=IP:127.0.0.1,DNS:localhost\n",
     )
     .map_err(|e| format!("writing {}: {e}", ext.display()))?;
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     let steps: [Vec<&str>; 3] = [
         [
             &["req", "-x509", "-new"][..],
@@ -484,19 +444,8 @@ fn generate_tls(dir: &Path) -> Result<TlsFiles, String> {
             ],
         ]
         .concat(),
-        [
-            &["req", "-new"][..],
-            &ec,
-            &[
-                "-keyout",
-                "server-key.pem",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat(),
+        [&["req", "-new"][..], &ec, &["-keyout", "server-key.pem", "-out", "server.csr", "-subj", "/CN=localhost"]]
+            .concat(),
         vec![
             "x509",
             "-req",
@@ -531,9 +480,5 @@ fn generate_tls(dir: &Path) -> Result<TlsFiles, String> {
             ));
         }
     }
-    Ok(TlsFiles {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("server-cert.pem"),
-        key: dir.join("server-key.pem"),
-    })
+    Ok(TlsFiles { ca: dir.join("ca.pem"), cert: dir.join("server-cert.pem"), key: dir.join("server-key.pem") })
 }

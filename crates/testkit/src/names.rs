@@ -23,12 +23,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// suffix always fits.
 pub fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let suffix = format!(
-        "_{}_{}_{}",
-        base36(u64::from(std::process::id())),
-        base36(n),
-        random_part()
-    );
+    let suffix = format!("_{}_{}_{}", base36(u64::from(std::process::id())), base36(n), random_part());
     let mut head: String = prefix
         .chars()
         .map(|c| match c.to_ascii_lowercase() {
@@ -48,10 +43,7 @@ pub fn unique(prefix: &str) -> String {
 /// containers writing to one server, still differ).
 fn random_part() -> String {
     let mut h = RandomState::new().build_hasher();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     h.write_u128(nanos);
     h.write_u64(COUNTER.load(Ordering::Relaxed));
     let mut s = base36(h.finish());
@@ -89,11 +81,7 @@ mod tests {
                 let name = unique(prefix);
                 assert!(name.len() >= 3 && name.len() <= MAX_LEN, "{name}");
                 assert!(name.starts_with(|c: char| c.is_ascii_lowercase()), "{name}");
-                assert!(
-                    name.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-                    "{name}"
-                );
+                assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{name}");
                 assert!(seen.insert(name.clone()), "duplicate {name}");
             }
         }

@@ -74,11 +74,7 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
 /// The workspace root (two levels above this crate's manifest directory).
 pub(crate) fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .and_then(Path::parent)
-        .expect("crates/testkit has a grandparent")
-        .to_path_buf()
+    manifest.parent().and_then(Path::parent).expect("crates/testkit has a grandparent").to_path_buf()
 }
 
 /// Where `scripts/prereqs.sh` installs things: `$SAMEDAY_CACHE`, else `<workspace>/.cache`.
@@ -97,11 +93,7 @@ pub(crate) fn find_executable(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
-        .find(|p| {
-            std::fs::metadata(p)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
+        .find(|p| std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false))
 }
 
 /// Runs a future to completion on a fresh current-thread runtime in a helper thread, so

@@ -7,8 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, SslOpts};
@@ -27,19 +26,12 @@ async fn shared_mariadb_has_cdc_binlog_settings() {
         .unwrap()
         .unwrap();
     assert_eq!(row, (1, "ROW".into(), "FULL".into(), "FULL".into(), 1));
-    let (server_id, port): (i64, i64) = conn
-        .query_first("SELECT @@server_id, @@port")
-        .await
-        .unwrap()
-        .unwrap();
+    let (server_id, port): (i64, i64) = conn.query_first("SELECT @@server_id, @@port").await.unwrap().unwrap();
     assert_eq!((server_id, port), (1, i64::from(db.port())));
     assert_ne!(db.port(), 3306);
     assert!(db.binlog_dir().join("mysql-bin.index").is_file());
     assert!(db.error_log_path().is_file());
-    assert_eq!(
-        db.url("x"),
-        format!("mysql://root@127.0.0.1:{}/x", db.port())
-    );
+    assert_eq!(db.url("x"), format!("mysql://root@127.0.0.1:{}/x", db.port()));
 }
 
 #[tokio::test]
@@ -53,10 +45,7 @@ async fn shared_mariadb_runs_ddl_and_dml() {
     .await;
     // The URL form works too.
     let mut conn = Conn::from_url(db.url(&schema)).await.unwrap();
-    let name: Option<String> = conn
-        .query_first("SELECT name FROM t WHERE id = 1")
-        .await
-        .unwrap();
+    let name: Option<String> = conn.query_first("SELECT name FROM t WHERE id = 1").await.unwrap();
     assert_eq!(name.as_deref(), Some("one"));
     conn.disconnect().await.unwrap();
 }
@@ -69,10 +58,7 @@ async fn create_database_gives_distinct_names() {
     assert_ne!(a, b);
     let mut conn = db.conn().await;
     let n: Option<i64> = conn
-        .exec_first(
-            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name IN (?, ?)",
-            (&a, &b),
-        )
+        .exec_first("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name IN (?, ?)", (&a, &b))
         .await
         .unwrap();
     assert_eq!(n, Some(2));
@@ -81,9 +67,7 @@ async fn create_database_gives_distinct_names() {
 #[test]
 fn shared_mariadb_is_one_instance_across_threads() {
     let ports: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4)
-            .map(|_| s.spawn(|| MariaDb::shared().port()))
-            .collect();
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| MariaDb::shared().port())).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(ports.windows(2).all(|w| w[0] == w[1]), "{ports:?}");
@@ -91,23 +75,14 @@ fn shared_mariadb_is_one_instance_across_threads() {
 
 #[tokio::test]
 async fn private_mariadb_with_tls_and_extra_args() {
-    let db = MariaDb::start_with(
-        MariaDbOptions::default()
-            .tls(true)
-            .arg("--binlog_row_image=MINIMAL"),
-    );
+    let db = MariaDb::start_with(MariaDbOptions::default().tls(true).arg("--binlog_row_image=MINIMAL"));
     assert_ne!(db.port(), MariaDb::shared().port());
     let ca = db.ca_pem_path().expect("TLS instance has a CA");
     assert!(ca.is_file());
 
     // Verified against the generated CA, by IP address.
-    let mut conn = Conn::new(db.opts(None).ssl_opts(db.ssl_opts().unwrap()))
-        .await
-        .unwrap();
-    let cipher: Option<(String, String)> = conn
-        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-        .await
-        .unwrap();
+    let mut conn = Conn::new(db.opts(None).ssl_opts(db.ssl_opts().unwrap())).await.unwrap();
+    let cipher: Option<(String, String)> = conn.query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'").await.unwrap();
     let cipher = cipher.unwrap().1;
     assert!(!cipher.is_empty(), "connection is not encrypted");
     let image: Option<String> = conn.query_first("SELECT @@binlog_row_image").await.unwrap();
@@ -116,10 +91,7 @@ async fn private_mariadb_with_tls_and_extra_args() {
 
     // Without the CA the certificate must be rejected, i.e. verification is real.
     let untrusted = Conn::new(db.opts(None).ssl_opts(SslOpts::default())).await;
-    assert!(
-        untrusted.is_err(),
-        "TLS without the test CA should fail verification"
-    );
+    assert!(untrusted.is_err(), "TLS without the test CA should fail verification");
 
     // Plain connections still work.
     db.exec("SELECT 1").await;
@@ -156,20 +128,12 @@ async fn kinesalite_stream_roundtrip() {
     }
     let records = kinesis.read_all(&stream).await;
     assert_eq!(records.len(), 3, "{records:?}");
-    let mut for_a: Vec<&[u8]> = records
-        .iter()
-        .filter(|r| r.2 == "a")
-        .map(|r| r.3.as_slice())
-        .collect();
+    let mut for_a: Vec<&[u8]> = records.iter().filter(|r| r.2 == "a").map(|r| r.3.as_slice()).collect();
     assert_eq!(for_a.len(), 2);
     assert_eq!(for_a.remove(0), b"first", "per-key order is kept");
     assert!(records.iter().any(|r| r.2 == "b" && r.3 == b"second"));
     // Same key, same shard.
-    let shards: Vec<&str> = records
-        .iter()
-        .filter(|r| r.2 == "a")
-        .map(|r| r.0.as_str())
-        .collect();
+    let shards: Vec<&str> = records.iter().filter(|r| r.2 == "a").map(|r| r.0.as_str()).collect();
     assert_eq!(shards[0], shards[1]);
     // An empty stream reads as empty.
     let empty = names::unique("testkit_empty");
@@ -185,19 +149,9 @@ async fn moto_dynamodb_roundtrip() {
     ddb.create_table()
         .table_name(&table)
         .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
+            AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build().unwrap(),
         )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
+        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap())
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
@@ -226,14 +180,8 @@ async fn moto_dynamodb_roundtrip() {
 fn fauxqs_answers_http() {
     let fauxqs = Fauxqs::shared();
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", fauxqs.port())).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     assert!(response.starts_with("HTTP/1.1 "), "{response:?}");
@@ -266,13 +214,7 @@ async fn victim_process() {
     }
     let db = MariaDb::shared();
     let kinesalite = Kinesalite::shared();
-    println!(
-        "VICTIM {} {} {} {}",
-        db.pid(),
-        db.port(),
-        db.scratch_dir().display(),
-        kinesalite.pid()
-    );
+    println!("VICTIM {} {} {} {}", db.pid(), db.port(), db.scratch_dir().display(), kinesalite.pid());
     std::io::stdout().flush().unwrap();
     tokio::time::sleep(Duration::from_secs(120)).await;
 }
@@ -280,12 +222,7 @@ async fn victim_process() {
 #[tokio::test]
 async fn servers_die_with_a_killed_test_process() {
     let mut victim = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "victim_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "victim_process", "--nocapture", "--test-threads=1"])
         .env("SAMEDAY_TESTKIT_VICTIM", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -299,29 +236,18 @@ async fn servers_die_with_a_killed_test_process() {
         .find_map(|l| l.split_once("VICTIM ").map(|(_, rest)| rest.to_string()))
         .expect("victim printed its servers");
     let parts: Vec<&str> = line.split(' ').collect();
-    let (db_pid, port, dir, kinesalite_pid): (u32, u16, &Path, u32) = (
-        parts[0].parse().unwrap(),
-        parts[1].parse().unwrap(),
-        Path::new(parts[2]),
-        parts[3].parse().unwrap(),
-    );
+    let (db_pid, port, dir, kinesalite_pid): (u32, u16, &Path, u32) =
+        (parts[0].parse().unwrap(), parts[1].parse().unwrap(), Path::new(parts[2]), parts[3].parse().unwrap());
     assert!(process_alive(db_pid) && process_alive(kinesalite_pid));
 
     victim.kill().unwrap(); // SIGKILL: no destructors, no atexit
     victim.wait().unwrap();
 
-    wait_until(
-        Duration::from_secs(10),
-        "the victim's mariadbd and kinesalite to exit",
-        || async { !process_alive(db_pid) && !process_alive(kinesalite_pid) },
-    )
+    wait_until(Duration::from_secs(10), "the victim's mariadbd and kinesalite to exit", || async {
+        !process_alive(db_pid) && !process_alive(kinesalite_pid)
+    })
     .await;
-    wait_until(
-        Duration::from_secs(10),
-        "the victim's MariaDB dir to be removed",
-        || async { !dir.exists() },
-    )
-    .await;
+    wait_until(Duration::from_secs(10), "the victim's MariaDB dir to be removed", || async { !dir.exists() }).await;
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 
@@ -329,9 +255,7 @@ async fn servers_die_with_a_killed_test_process() {
 fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // state is the field after the parenthesised command name
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }

@@ -20,13 +20,8 @@ impl KinesisSink {
 
     /// Checks that the stream exists and is writable; returns its status line.
     pub async fn check(&self) -> Result<String, SinkError> {
-        let out = self
-            .client
-            .describe_stream_summary()
-            .stream_name(&self.stream)
-            .send()
-            .await
-            .map_err(|e| SinkError {
+        let out =
+            self.client.describe_stream_summary().stream_name(&self.stream).send().await.map_err(|e| SinkError {
                 message: format!("DescribeStreamSummary {}: {}", self.stream, describe(&e)),
                 transient: classify(&e) == Retry::Transient,
             })?;
@@ -50,17 +45,12 @@ impl RecordSink for KinesisSink {
                     .expect("partition key and data are set")
             })
             .collect();
-        let out = self
-            .client
-            .put_records()
-            .stream_name(&self.stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .map_err(|e| SinkError {
+        let out = self.client.put_records().stream_name(&self.stream).set_records(Some(entries)).send().await.map_err(
+            |e| SinkError {
                 message: format!("PutRecords to {}: {}", self.stream, describe(&e)),
                 transient: classify(&e) == Retry::Transient,
-            })?;
+            },
+        )?;
         let results = out.records();
         if results.len() != batch.len() {
             return Err(SinkError {

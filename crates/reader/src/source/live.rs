@@ -49,7 +49,9 @@ pub fn opts(cfg: &SourceConfig) -> Opts {
             b = b.ssl_opts(Some(ssl));
         }
         TlsMode::InsecureSkipVerify => {
-            b = b.ssl_opts(Some(SslOpts::default().with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true)));
+            b = b.ssl_opts(Some(
+                SslOpts::default().with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true),
+            ));
         }
     }
     b.into()
@@ -102,16 +104,17 @@ pub async fn server_info(conn: &mut Conn, cfg: &SourceConfig) -> Result<ServerIn
 
 /// The binlog files the server still has, oldest first, with their sizes.
 pub async fn binary_logs(conn: &mut Conn, cfg: &SourceConfig) -> Result<Vec<(String, u64)>, ReaderError> {
-    let rows: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.map_err(|e| source_error(cfg, "SHOW BINARY LOGS", e))?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|mut r| Some((r.take::<String, _>(0)?, r.take::<u64, _>(1).unwrap_or(0))))
-        .collect())
+    let rows: Vec<mysql_async::Row> =
+        conn.query("SHOW BINARY LOGS").await.map_err(|e| source_error(cfg, "SHOW BINARY LOGS", e))?;
+    Ok(rows.into_iter().filter_map(|mut r| Some((r.take::<String, _>(0)?, r.take::<u64, _>(1).unwrap_or(0)))).collect())
 }
 
 /// MariaDB JSON columns (`db.table.column`): MariaDB stores JSON as LONGTEXT with a
 /// `json_valid()` check constraint, which is the only place the type survives.
-pub async fn mariadb_json_columns(conn: &mut Conn, cfg: &SourceConfig) -> Result<std::collections::HashSet<String>, ReaderError> {
+pub async fn mariadb_json_columns(
+    conn: &mut Conn,
+    cfg: &SourceConfig,
+) -> Result<std::collections::HashSet<String>, ReaderError> {
     let rows: Vec<(String, String, String)> = conn
         .query(
             "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
@@ -171,27 +174,25 @@ pub async fn resolve_start(
             })?;
             Ok(Start::File(BinlogPosition::new(file, size.max(4))))
         }
-        StartPosition::File(p) => {
-            match logs.iter().find(|(f, _)| *f == p.file) {
-                None => Err(ReaderError::PositionPurged {
-                    source_addr: cfg.address(),
-                    position: p.to_string(),
-                    server_message: format!(
-                        "the server's binary logs are {}",
-                        match (logs.first(), logs.last()) {
-                            (Some(a), Some(b)) => format!("{} .. {}", a.0, b.0),
-                            _ => "none".into(),
-                        }
-                    ),
-                }),
-                Some((_, size)) if p.pos > *size => Err(ReaderError::PositionPurged {
-                    source_addr: cfg.address(),
-                    position: p.to_string(),
-                    server_message: format!("{} is only {size} bytes long", p.file),
-                }),
-                Some(_) => Ok(Start::File(p.clone())),
-            }
-        }
+        StartPosition::File(p) => match logs.iter().find(|(f, _)| *f == p.file) {
+            None => Err(ReaderError::PositionPurged {
+                source_addr: cfg.address(),
+                position: p.to_string(),
+                server_message: format!(
+                    "the server's binary logs are {}",
+                    match (logs.first(), logs.last()) {
+                        (Some(a), Some(b)) => format!("{} .. {}", a.0, b.0),
+                        _ => "none".into(),
+                    }
+                ),
+            }),
+            Some((_, size)) if p.pos > *size => Err(ReaderError::PositionPurged {
+                source_addr: cfg.address(),
+                position: p.to_string(),
+                server_message: format!("{} is only {size} bytes long", p.file),
+            }),
+            Some(_) => Ok(Start::File(p.clone())),
+        },
         StartPosition::Gtid(set @ GtidSet::Mariadb(_)) if info.mariadb => Ok(Start::Gtid(set.clone())),
         StartPosition::Gtid(set @ GtidSet::Mysql(_)) if !info.mariadb => {
             mysql_sids(set).map_err(ReaderError::Config)?;
@@ -224,7 +225,12 @@ pub struct LiveStream {
 impl LiveStream {
     /// Registers as a replica and requests the binlog from `start`. With `non_blocking`
     /// the stream ends at the server's current end of binlog (replay, tail --to).
-    pub async fn open(cfg: &SourceConfig, info: &ServerInfo, start: &Start, non_blocking: bool) -> Result<Self, ReaderError> {
+    pub async fn open(
+        cfg: &SourceConfig,
+        info: &ServerInfo,
+        start: &Start,
+        non_blocking: bool,
+    ) -> Result<Self, ReaderError> {
         let mut conn = connect(cfg).await?;
         let heartbeat_ns = cfg.heartbeat_secs * 1_000_000_000;
         let mut setup = vec![format!("SET @master_heartbeat_period = {heartbeat_ns}")];
@@ -251,11 +257,13 @@ impl LiveStream {
             req = req.with_non_blocking();
         }
         let stream = conn.get_binlog_stream(req).await.map_err(|e| match e {
-            mysql_async::Error::Server(se) if se.code == ER_MASTER_FATAL_ERROR_READING_BINLOG => ReaderError::PositionPurged {
-                source_addr: cfg.address(),
-                position: describe_start(start),
-                server_message: se.message,
-            },
+            mysql_async::Error::Server(se) if se.code == ER_MASTER_FATAL_ERROR_READING_BINLOG => {
+                ReaderError::PositionPurged {
+                    source_addr: cfg.address(),
+                    position: describe_start(start),
+                    server_message: se.message,
+                }
+            }
             other => source_error(cfg, "request binlog", other),
         })?;
         Ok(Self {
@@ -292,7 +300,11 @@ impl LiveStream {
             }
             Some(Err(e)) => {
                 let transient = !matches!(e, mysql_async::Error::Server(_));
-                return Err(ReaderError::Source { source_addr: self.addr.clone(), message: format!("binlog stream: {e}"), transient });
+                return Err(ReaderError::Source {
+                    source_addr: self.addr.clone(),
+                    message: format!("binlog stream: {e}"),
+                    transient,
+                });
             }
         };
         let raw = event.header().event_type_raw();
@@ -328,7 +340,8 @@ mod tests {
 
     #[test]
     fn mysql_gtid_sets_become_sids_with_tags_and_intervals() {
-        let set: GtidSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7,3e11fa47-71ca-11e1-9e33-c80aa9429562:blue:1-3".parse().unwrap();
+        let set: GtidSet =
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7,3e11fa47-71ca-11e1-9e33-c80aa9429562:blue:1-3".parse().unwrap();
         let sids = mysql_sids(&set).unwrap();
         assert_eq!(sids.len(), 2);
         assert_eq!(sids[0].intervals().len(), 2);
