@@ -301,6 +301,7 @@ async fn injected_partial_failures_and_throttling_never_reorder_or_lose() {
         gtid_set,
         stop_at: None,
         non_blocking: false,
+        format: Default::default(),
     };
     let pcfg = PublisherConfig { linger: Duration::from_millis(5), ..Default::default() };
     let pipeline = tokio::spawn(run_pipeline::<_, FileCheckpointStore>(
@@ -628,4 +629,61 @@ async fn sigterm_flushes_and_checkpoints_within_10_s() {
         "checkpoint {} vs last {last} / now {now}",
         cp.position
     );
+}
+
+#[tokio::test]
+async fn single_100k_row_transaction_streams_with_bounded_memory() {
+    set_aws_env();
+    let env = Env::new("bigtxn", 4).await;
+    let maria = MariaDb::shared();
+    let db = &env.db;
+    maria.exec(&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, due DATETIME(3), note VARCHAR(100))")).await;
+    let cfg = env.write_config("latest");
+    let log = env.dir.path().join("reader.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut reader = sameday(&["reader", "--config", cfg.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    sameday_testkit::wait_until(Duration::from_secs(20), "reader streaming", || {
+        let log = log.clone();
+        async move { std::fs::read_to_string(&log).map(|s| s.contains("streaming the binlog")).unwrap_or(false) }
+    })
+    .await;
+    // One transaction, 100,000 rows.
+    maria
+        .exec(&format!(
+            "INSERT INTO {db}.t SELECT seq, NOW(3) + INTERVAL seq SECOND, REPEAT('n', 60) FROM {db}.seq_1_to_100000"
+        ))
+        .await;
+    let mut peak_kib = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        peak_kib = peak_kib.max(vm_hwm_kib(reader.id()).unwrap_or(0));
+        let n = raw_records(&env.stream).await.len();
+        if n >= 100_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {n} of 100000 records after 120 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    peak_kib = peak_kib.max(vm_hwm_kib(reader.id()).unwrap_or(0));
+    sigterm(&reader);
+    assert!(wait_child(&mut reader, Duration::from_secs(10)).is_some_and(|s| s.success()));
+    let records = raw_records(&env.stream).await;
+    let ids: HashSet<i64> = records
+        .iter()
+        .map(|(_, d)| int_of(&serde_json::from_slice::<serde_json::Value>(d).unwrap()["key"]["id"]))
+        .collect();
+    assert_eq!(ids.len(), 100_000, "every row of the transaction arrived");
+    println!(
+        "100k-row transaction: {} records in {:?}, reader peak RSS {} MiB",
+        records.len(),
+        started.elapsed(),
+        peak_kib / 1024
+    );
+    assert!(peak_kib < 100 * 1024, "reader peak RSS {} MiB exceeds 100 MiB", peak_kib / 1024);
 }

@@ -185,3 +185,50 @@ async fn reader_starts_from_a_mariadb_gtid_position() {
     let domain = gtid.split('-').next().unwrap();
     assert!(cp.gtid_set.unwrap().to_string().split(',').any(|g| g.starts_with(&format!("{domain}-"))));
 }
+
+async fn master_position(maria: &MariaDb) -> String {
+    use mysql_async::prelude::Queryable;
+    let mut c = maria.conn().await;
+    let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
+    let (file, pos): (String, u64) = (row.get(0).unwrap(), row.get(1).unwrap());
+    format!("{file}:{pos}")
+}
+
+#[tokio::test]
+async fn dms_format_matches_the_aws_dms_kinesis_shape() {
+    let maria = MariaDb::shared();
+    let db = maria.create_database("dms").await;
+    maria.exec(&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, v VARCHAR(10))")).await;
+    let from = master_position(maria).await;
+    maria
+        .exec(&format!("INSERT INTO {db}.t VALUES (1,'a'); UPDATE {db}.t SET v='b' WHERE id=1; DELETE FROM {db}.t"))
+        .await;
+    let to = master_position(maria).await;
+    let out = std::process::Command::new(common::sameday_bin())
+        .args([
+            "replay",
+            "--source",
+            &format!("mysql://root@127.0.0.1:{}", maria.port()),
+            "--tables",
+            &format!("{db}.*"),
+        ])
+        .args(["--from", &from, "--to", &to, "--format", "dms", "--sink", "stdout"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    let ops: Vec<&str> = lines.iter().map(|l| l["metadata"]["operation"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["insert", "update", "delete"]);
+    for l in &lines {
+        assert_eq!(l["metadata"]["record-type"], "data");
+        assert_eq!(l["metadata"]["schema-name"], db.as_str());
+        assert_eq!(l["metadata"]["table-name"], "t");
+        assert!(l["metadata"]["transaction-id"].is_u64(), "{l}");
+        assert!(l["metadata"]["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(lines[1]["data"], serde_json::json!({"id": 1, "v": "b"}));
+    assert_eq!(lines[1]["before-image"], serde_json::json!({"id": 1, "v": "a"}));
+    assert_eq!(lines[2]["data"], serde_json::json!({"id": 1, "v": "b"}), "a delete carries the deleted row");
+}

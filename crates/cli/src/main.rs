@@ -80,6 +80,24 @@ struct SourceArgs {
     /// Replica server id to register with (must be unique on the source).
     #[arg(long, default_value_t = 4_242_424)]
     server_id: u32,
+    /// Record format: sameday's envelope or AWS DMS's Kinesis JSON.
+    #[arg(long, value_enum, default_value = "sameday")]
+    format: FormatArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Sameday,
+    Dms,
+}
+
+impl From<FormatArg> for sameday_reader::kinesis::config::RecordFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Sameday => Self::Sameday,
+            FormatArg::Dms => Self::Dms,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -203,7 +221,8 @@ async fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
     let mut conn = live::connect(&src).await?;
     let start = live::resolve_start(&mut conn, &src, &info, &start).await?;
     let shutdown = sameday_core::shutdown::on_signals();
-    let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at: None, non_blocking: false };
+    let format = args.source.format.into();
+    let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at: None, non_blocking: false, format };
     run_pipeline::<_, FileCheckpointStore>(
         run,
         Arc::new(StdoutSink::default()),
@@ -270,6 +289,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 .context("--to must be a byte offset with --binlog-file")?,
         };
         let files = args.binlog_files.clone();
+        let format = args.source.format.into();
         // With a server at hand, MariaDB JSON columns come out as JSON, as in the live run.
         let json_columns = match source_of(&args.source) {
             Ok((src, _, _)) => {
@@ -292,6 +312,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 None,
             );
             decoder.set_json_columns(json_columns);
+            let mut decoder = decoder.with_format(format);
             replay_files(&files, &range, &mut decoder, |o| Ok(tx.blocking_send(vec![o]).is_ok()))
         });
         let shutdown = CancellationToken::new();
@@ -318,7 +339,8 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let info = prepare_source(&src, &filter).await?;
         let mut conn = live::connect(&src).await?;
         let start = live::resolve_start(&mut conn, &src, &info, &from).await?;
-        let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at, non_blocking: true };
+        let format = args.source.format.into();
+        let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at, non_blocking: true, format };
         let shutdown = sameday_core::shutdown::on_signals();
         let m = ReaderMetrics::default();
         match (args.dry_run, args.sink) {

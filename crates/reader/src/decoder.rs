@@ -27,6 +27,7 @@ use sameday_core::{BinlogPosition, GtidSet};
 
 use crate::error::DecodeError;
 use crate::filter::TableFilter;
+use crate::kinesis::config::RecordFormat;
 use crate::schema::TableSchema;
 use crate::value::{decode_cell, write_cell, write_json_str, Cell};
 
@@ -116,6 +117,7 @@ pub struct Decoder {
     payload: Option<(u64, u64)>,
     /// `db.table.column` of MariaDB JSON columns (LONGTEXT + json_valid), from the server.
     json_columns: std::collections::HashSet<String>,
+    format: RecordFormat,
     /// Reused JSON buffer.
     buf: Vec<u8>,
     before: Vec<Option<Cell>>,
@@ -134,6 +136,7 @@ impl Decoder {
             gtid_set,
             payload: None,
             json_columns: Default::default(),
+            format: RecordFormat::Sameday,
             buf: Vec::with_capacity(4096),
             before: Vec::new(),
             after: Vec::new(),
@@ -156,6 +159,12 @@ impl Decoder {
     /// Sets the current file (the fake ROTATE at connect, or the next file on replay).
     pub fn set_file(&mut self, file: impl Into<String>) {
         self.file = file.into();
+    }
+
+    /// Emits records in `format` (the sameday envelope by default).
+    pub fn with_format(mut self, format: RecordFormat) -> Self {
+        self.format = format;
+        self
     }
 
     /// Declares which text columns hold JSON (MariaDB stores JSON as LONGTEXT with a
@@ -460,7 +469,7 @@ impl Decoder {
             let id = format!("{}/{event_seq}/{row_in_event}", txn.id);
             let index = txn.rows;
             txn.rows += 1;
-            let (key_pk, data) = encode_record(
+            let (key_pk, mut data) = encode_record(
                 &mut self.buf,
                 &schema,
                 op,
@@ -472,6 +481,16 @@ impl Decoder {
                 before_cols.map(|_| self.before.as_slice()),
                 after_cols.map(|_| self.after.as_slice()),
             );
+            if self.format == RecordFormat::Dms {
+                data = encode_dms(
+                    &mut self.buf,
+                    &schema,
+                    op,
+                    txn,
+                    before_cols.map(|_| self.before.as_slice()),
+                    after_cols.map(|_| self.after.as_slice()),
+                );
+            }
             out.push(Output::Row(Record {
                 partition_key: key_pk,
                 data,
@@ -594,6 +613,50 @@ fn encode_record(
         partition_key(&schema.db, &schema.table, &key_text)
     };
     (pk, buf.clone())
+}
+
+/// AWS DMS's Kinesis record: `data` (the row after the change; before it for a delete),
+/// `metadata`, and for updates a top-level `before-image` (DMS `BeforeImageSettings` with
+/// `FieldName: before-image`, `ColumnFilter: all`). `transaction-id` is the GTID sequence
+/// number (or the transaction's file offset), as DMS gives a number there.
+fn encode_dms(
+    buf: &mut Vec<u8>,
+    schema: &TableSchema,
+    op: Op,
+    txn: &Txn,
+    before: Option<&[Option<Cell>]>,
+    after: Option<&[Option<Cell>]>,
+) -> Vec<u8> {
+    use std::io::Write;
+    buf.clear();
+    buf.extend_from_slice(b"{\"data\":");
+    write_image(buf, schema, if op == Op::Delete { before } else { after });
+    if op == Op::Update {
+        buf.extend_from_slice(b",\"before-image\":");
+        write_image(buf, schema, before);
+    }
+    let ts = crate::value::format_timestamp((txn.ts_ms / 1000) as i64, ((txn.ts_ms % 1000) * 1000) as u32, 6);
+    let _ = write!(
+        buf,
+        ",\"metadata\":{{\"timestamp\":\"{ts}\",\"record-type\":\"data\",\"operation\":\"{}\"",
+        op.as_str()
+    );
+    buf.extend_from_slice(b",\"partition-key-type\":\"primary-key\",\"schema-name\":");
+    write_json_str(buf, &schema.db);
+    buf.extend_from_slice(b",\"table-name\":");
+    write_json_str(buf, &schema.table);
+    let number = txn.id.rsplit(['-', ':']).next().and_then(|n| n.parse::<u64>().ok());
+    match number {
+        Some(n) => {
+            let _ = write!(buf, ",\"transaction-id\":{n}}}}}");
+        }
+        None => {
+            buf.extend_from_slice(b",\"transaction-id\":");
+            write_json_str(buf, &txn.id);
+            buf.extend_from_slice(b"}}");
+        }
+    }
+    buf.clone()
 }
 
 fn write_image(buf: &mut Vec<u8>, schema: &TableSchema, image: Option<&[Option<Cell>]>) {

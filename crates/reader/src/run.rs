@@ -39,6 +39,7 @@ pub struct SourceRun {
     pub stop_at: Option<BinlogPosition>,
     /// End at the server's current end of binlog instead of waiting for more.
     pub non_blocking: bool,
+    pub format: crate::kinesis::config::RecordFormat,
 }
 
 /// Streams events from the source through a decoder into `tx`, reconnecting after
@@ -55,7 +56,8 @@ pub async fn stream_source(
         Start::File(p) => p.file.clone(),
         Start::Gtid(_) | Start::MysqlGtid(_) => String::new(),
     };
-    let mut decoder = Decoder::new(run.info.server_id, filter, initial_file, run.gtid_set.clone());
+    let mut decoder =
+        Decoder::new(run.info.server_id, filter, initial_file, run.gtid_set.clone()).with_format(run.format);
     if run.info.mariadb {
         decoder.set_json_columns(json_columns(&run.cfg).await?);
     }
@@ -264,6 +266,7 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
             gtid_set,
             stop_at: None,
             non_blocking: false,
+            format: cfg.kinesis.format,
         },
         Arc::new(sink),
         Some(store),

@@ -188,7 +188,7 @@ fn push_fraction(out: &mut String, micros: u32, digits: u8) {
 }
 
 /// A TIMESTAMP as UTC ISO-8601 with `Z`; the zero timestamp stays MySQL's zero date.
-fn format_timestamp(secs: i64, micros: u32, digits: u8) -> String {
+pub(crate) fn format_timestamp(secs: i64, micros: u32, digits: u8) -> String {
     if secs == 0 && micros == 0 {
         let mut out = "0000-00-00T00:00:00".to_owned();
         push_fraction(&mut out, 0, digits);

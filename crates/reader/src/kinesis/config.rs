@@ -21,6 +21,18 @@ fn default_in_flight() -> usize {
     DEFAULT_MAX_IN_FLIGHT_REQUESTS
 }
 
+/// The shape of each Kinesis record.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordFormat {
+    /// sameday's versioned change envelope (`docs/envelope.md`); what the consumer reads.
+    #[default]
+    Sameday,
+    /// AWS DMS's Kinesis JSON (`data` + `metadata`, `before-image` on updates), so
+    /// existing DMS consumers can switch without changes.
+    Dms,
+}
+
 /// `[kinesis]` in the reader's config file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +47,8 @@ pub struct KinesisConfig {
     /// Concurrent PutRecords requests.
     #[serde(default = "default_in_flight")]
     pub max_in_flight_requests: usize,
+    #[serde(default)]
+    pub format: RecordFormat,
 }
 
 impl KinesisConfig {
