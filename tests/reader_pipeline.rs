@@ -16,8 +16,8 @@ async fn reader_streams_inserts_updates_and_deletes_in_commit_order() {
     let maria = MariaDb::shared();
     maria.exec(&format!("CREATE TABLE {}.t (id INT PRIMARY KEY, v VARCHAR(20))", env.db)).await;
     let shutdown = CancellationToken::new();
-    let reader = tokio::spawn(sameday_reader::run::run_reader(env.config("latest"), shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = common::current_position().await;
+    let reader = tokio::spawn(sameday_reader::run::run_reader(env.config(&start), shutdown.clone()));
     let db = &env.db;
     maria
         .exec(&format!(
@@ -57,14 +57,14 @@ async fn reader_streams_over_tls_verified_against_a_private_ca() {
     let env = Env::new("tls", 1).await;
     let db = sameday_testkit::names::unique("tlsdb");
     tls.exec(&format!("CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, v TEXT)")).await;
-    let mut cfg = env.config("latest");
+    // A fresh private server: reading from its first binlog misses nothing.
+    let mut cfg = env.config("earliest");
     cfg.source.port = tls.port();
     cfg.source.tls = sameday_reader::config::TlsMode::Verify;
     cfg.source.tls_ca_file = Some(tls.ca_pem_path().expect("TLS instance has a CA").to_path_buf());
     cfg.filter.include = vec![format!("{db}.*")];
     let shutdown = CancellationToken::new();
     let reader = tokio::spawn(sameday_reader::run::run_reader(cfg.clone(), shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
     tls.exec(&format!("INSERT INTO {db}.t VALUES (1, 'over tls')")).await;
     let records = env.wait_for_records(1, Duration::from_secs(20)).await;
     shutdown.cancel();
@@ -231,4 +231,36 @@ async fn dms_format_matches_the_aws_dms_kinesis_shape() {
     assert_eq!(lines[1]["data"], serde_json::json!({"id": 1, "v": "b"}));
     assert_eq!(lines[1]["before-image"], serde_json::json!({"id": 1, "v": "a"}));
     assert_eq!(lines[2]["data"], serde_json::json!({"id": 1, "v": "b"}), "a delete carries the deleted row");
+}
+
+#[tokio::test]
+async fn reader_reconnects_after_the_server_drops_its_connection() {
+    use mysql_async::prelude::Queryable;
+    set_aws_env();
+    // A private server: killing replication threads must not disturb other tests' readers.
+    let maria = MariaDb::start();
+    let env = Env::new("reconnect", 1).await;
+    let db = sameday_testkit::names::unique("recon");
+    maria.exec(&format!("CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY)")).await;
+    // From the start of this private server's binlog: nothing written before the reader
+    // connects can be missed.
+    let mut cfg = env.config("earliest");
+    cfg.source.port = maria.port();
+    cfg.filter.include = vec![format!("{db}.*")];
+    let shutdown = CancellationToken::new();
+    let reader = tokio::spawn(sameday_reader::run::run_reader(cfg, shutdown.clone()));
+    maria.exec(&format!("INSERT INTO {db}.t VALUES (1)")).await;
+    env.wait_for_records(1, Duration::from_secs(20)).await;
+    let mut conn = maria.conn().await;
+    let dumps: Vec<u64> =
+        conn.query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'").await.unwrap();
+    assert_eq!(dumps.len(), 1, "one replication connection");
+    conn.query_drop(format!("KILL {}", dumps[0])).await.unwrap();
+    maria.exec(&format!("INSERT INTO {db}.t VALUES (2); INSERT INTO {db}.t VALUES (3)")).await;
+    let records = env.wait_for_records(3, Duration::from_secs(30)).await;
+    shutdown.cancel();
+    reader.await.unwrap().unwrap();
+    let mut ids: Vec<i64> = records.iter().map(|(_, e)| e.key["id"].as_i64().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids, [1, 2, 3], "no change lost across the reconnect");
 }

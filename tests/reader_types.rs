@@ -12,7 +12,7 @@ use sameday_testkit::{Kinesalite, MariaDb};
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
-/// Starts the reader at the end of the binlog and gives it time to connect.
+/// Starts the reader at the current end of the binlog (no race with its start-up).
 async fn start_reader(
     env: &Env,
 ) -> (
@@ -20,8 +20,8 @@ async fn start_reader(
     tokio::task::JoinHandle<Result<sameday_reader::publisher::PublishSummary, sameday_reader::error::ReaderError>>,
 ) {
     let shutdown = CancellationToken::new();
-    let reader = tokio::spawn(sameday_reader::run::run_reader(env.config("latest"), shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let start = common::current_position().await;
+    let reader = tokio::spawn(sameday_reader::run::run_reader(env.config(&start), shutdown.clone()));
     (shutdown, reader)
 }
 

@@ -122,3 +122,15 @@ pub fn set_aws_env() {
 pub fn sameday_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sameday"))
 }
+
+/// The shared MariaDB's current end of binlog as `FILE:POS`: a start position that sees
+/// everything written after this call, with no race against the reader's start-up.
+pub async fn current_position() -> String {
+    use mysql_async::prelude::Queryable;
+    let mut c = MariaDb::shared().conn().await;
+    let row: mysql_async::Row =
+        c.query_first("SHOW MASTER STATUS").await.expect("SHOW MASTER STATUS").expect("binlog on");
+    let (file, pos): (String, u64) = (row.get(0).expect("file"), row.get(1).expect("pos"));
+    let _ = c.disconnect().await;
+    format!("{file}:{pos}")
+}
