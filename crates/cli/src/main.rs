@@ -313,7 +313,21 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             );
             decoder.set_json_columns(json_columns);
             let mut decoder = decoder.with_format(format);
-            replay_files(&files, &range, &mut decoder, |o| Ok(tx.blocking_send(vec![o]).is_ok()))
+            // Hand outputs over in chunks: one channel message per row costs more than decoding it.
+            let mut chunk = Vec::with_capacity(512);
+            let mut open = true;
+            replay_files(&files, &range, &mut decoder, |o| {
+                let boundary = matches!(o, Output::Commit(_));
+                chunk.push(o);
+                if boundary || chunk.len() >= 512 {
+                    open = tx.blocking_send(std::mem::replace(&mut chunk, Vec::with_capacity(512))).is_ok();
+                }
+                Ok(open)
+            })?;
+            if open && !chunk.is_empty() {
+                let _ = tx.blocking_send(chunk);
+            }
+            Ok::<(), sameday_reader::error::ReaderError>(())
         });
         let shutdown = CancellationToken::new();
         let publish = async {

@@ -14,13 +14,16 @@
 //! the front is therefore *durable*: every record before it is in Kinesis. Only durable
 //! commits are saved, at most once per `checkpoint_interval`, and always on shutdown.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sameday_core::aws::Backoff;
 use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore};
 use sameday_core::health::Health;
+use prometheus_client::metrics::counter::Counter;
+use rustc_hash::{FxHashMap, FxHashSet};
+use sameday_core::envelope::Op;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -101,7 +104,9 @@ pub struct Publisher<S, C> {
     pending_bytes: usize,
     /// Slots in state Pending (ready or waiting for their key).
     pending_count: usize,
-    in_flight_keys: HashSet<String>,
+    in_flight_keys: FxHashSet<String>,
+    /// Row counters by (table, op), so the hot path skips the labelled-family lookup.
+    row_counters: FxHashMap<(Arc<str>, Op), Counter>,
     requests: JoinSet<InFlight>,
     backoff: Backoff,
     retry_at: Option<Instant>,
@@ -133,7 +138,8 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             base_seq: 0,
             pending_bytes: 0,
             pending_count: 0,
-            in_flight_keys: HashSet::new(),
+            in_flight_keys: FxHashSet::default(),
+            row_counters: FxHashMap::default(),
             requests: JoinSet::new(),
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(10)),
             retry_at: None,
@@ -178,8 +184,8 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             }
             self.dispatch(!intake_open);
             self.advance();
-            let no_records_left =
-                self.requests.is_empty() && !self.queue.iter().any(|s| matches!(s.kind, Kind::Row { .. }));
+            // With nothing in flight, every row not pending is delivered.
+            let no_records_left = self.requests.is_empty() && self.pending_count == 0;
             if !intake_open && (no_records_left || drain_deadline.is_some_and(|d| Instant::now() >= d)) {
                 break;
             }
@@ -219,7 +225,13 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
 
     fn accept_row(&mut self, r: Record) {
         let size = r.data.len() + r.partition_key.len();
-        self.metrics.rows.get_or_create(&TableOp { table: r.table.to_string(), op: r.op.as_str().to_owned() }).inc();
+        let metrics = &self.metrics;
+        self.row_counters
+            .entry((r.table.clone(), r.op))
+            .or_insert_with(|| {
+                metrics.rows.get_or_create(&TableOp { table: r.table.to_string(), op: r.op.as_str().to_owned() }).clone()
+            })
+            .inc();
         self.metrics.bytes.inc_by(r.data.len() as u64);
         if size > self.sink.max_record_bytes() {
             let reason = format!(
@@ -235,7 +247,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         }
         self.pending_count += 1;
         self.queue.push_back(Slot {
-            kind: Kind::Row { record: SinkRecord { partition_key: r.partition_key, data: r.data } },
+            kind: Kind::Row { record: SinkRecord { partition_key: r.partition_key, data: r.data.into() } },
             state: State::Pending,
         });
     }
@@ -271,25 +283,19 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
                 return;
             }
             let lingered = self.oldest_pending.is_some_and(|t| t.elapsed() >= self.cfg.linger);
-            let (seqs, batch, bytes) = self.build_batch();
+            // Build a batch only when it is worth a request: enough records could fill one,
+            // the oldest waited its linger, or we are draining.
+            let enough = self.pending_count >= MAX_RECORDS_PER_REQUEST
+                || self.pending_bytes.saturating_mul(10) >= MAX_BYTES_PER_REQUEST.saturating_mul(9);
+            if !(enough || lingered || draining) {
+                return;
+            }
+            let (seqs, batch) = self.build_batch();
             if batch.is_empty() {
                 // Everything pending waits for its key: keep the linger clock running so
                 // those records go out as soon as their keys are free.
                 if self.pending_count == 0 {
                     self.oldest_pending = None;
-                }
-                return;
-            }
-            let full = batch.len() >= MAX_RECORDS_PER_REQUEST || bytes * 10 >= MAX_BYTES_PER_REQUEST * 9;
-            if !(full || lingered || draining) {
-                // Not worth a request yet: put the picks back.
-                for &s in &seqs {
-                    let slot = &mut self.queue[(s - self.base_seq) as usize];
-                    slot.state = State::Pending;
-                    self.pending_count += 1;
-                    if let Kind::Row { record, .. } = &slot.kind {
-                        self.in_flight_keys.remove(&record.partition_key);
-                    }
                 }
                 return;
             }
@@ -304,11 +310,11 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
     }
 
     /// Picks records whose key has nothing earlier unacknowledged, in queue order.
-    fn build_batch(&mut self) -> (Vec<u64>, Vec<SinkRecord>, usize) {
+    fn build_batch(&mut self) -> (Vec<u64>, Vec<SinkRecord>) {
         let mut seqs = Vec::new();
         let mut batch = Vec::new();
         let mut bytes = 0usize;
-        let mut blocked: HashSet<&str> = HashSet::new();
+        let mut blocked: FxHashSet<&str> = FxHashSet::default();
         let mut picked_idx = Vec::new();
         for (i, slot) in self.queue.iter().enumerate().take(SCAN_WINDOW) {
             let Kind::Row { record, .. } = &slot.kind else { continue };
@@ -339,7 +345,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             }
             seqs.push(self.base_seq + i as u64);
         }
-        (seqs, batch, bytes)
+        (seqs, batch)
     }
 
     fn complete(

@@ -113,7 +113,7 @@ async fn partial_failures_never_reorder_a_key_or_lose_a_record() {
     assert_eq!(summary.delivered as u32, total);
     let mut last: HashMap<String, u32> = HashMap::new();
     for r in log.iter() {
-        let text = String::from_utf8(r.data.clone()).unwrap();
+        let text = String::from_utf8(r.data.to_vec()).unwrap();
         let n: u32 = text.split(':').nth(1).unwrap().parse().unwrap();
         let prev = last.insert(r.partition_key.clone(), n).unwrap_or(0);
         assert_eq!(n, prev + 1, "key {} out of order", r.partition_key);

@@ -10,7 +10,8 @@ use std::sync::Mutex;
 #[derive(Debug, Clone)]
 pub struct SinkRecord {
     pub partition_key: String,
-    pub data: Vec<u8>,
+    /// Shared, so handing a record to a request does not copy it.
+    pub data: bytes::Bytes,
 }
 
 /// What happened to one record of a batch.

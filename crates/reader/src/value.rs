@@ -131,6 +131,18 @@ fn convert(col: &ColumnInfo, v: Value) -> Cell {
             }
             Cell::Bytes(b)
         }
+        // Validate without building a document, then embed the stored text as it is.
+        // Validate without building a document, then embed the stored text as it is; a
+        // document spread over lines is re-serialized so every record stays one line.
+        (_, Value::Bytes(b)) if col.json_text && !b.iter().any(|&c| c == b'\n' || c == b'\r') => {
+            match serde_json::from_slice::<serde::de::IgnoredAny>(&b) {
+                Ok(_) => match String::from_utf8(b) {
+                    Ok(text) => Cell::Json(text),
+                    Err(e) => text(col.text, e.into_bytes()),
+                },
+                Err(_) => text(col.text, b),
+            }
+        }
         (_, Value::Bytes(b)) if col.json_text => match serde_json::from_slice::<serde_json::Value>(&b) {
             Ok(v) => Cell::Json(v.to_string()),
             // Not valid JSON after all (the check can be disabled): keep the text.

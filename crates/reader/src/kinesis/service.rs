@@ -40,7 +40,7 @@ impl RecordSink for KinesisSink {
             .map(|r| {
                 PutRecordsRequestEntry::builder()
                     .partition_key(&r.partition_key)
-                    .data(Blob::new(r.data.clone()))
+                    .data(Blob::new(r.data.to_vec()))
                     .build()
                     .expect("partition key and data are set")
             })
