@@ -220,21 +220,19 @@ async fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
     let info = prepare_source(&src, &filter).await?;
     let mut conn = live::connect(&src).await?;
     let start = live::resolve_start(&mut conn, &src, &info, &start).await?;
-    let shutdown = sameday_core::shutdown::on_signals();
     let format = args.source.format.into();
     let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at: None, non_blocking: false, format };
-    run_pipeline::<_, FileCheckpointStore>(
-        run,
-        Arc::new(StdoutSink::default()),
-        None,
-        quick(),
-        ReaderMetrics::default(),
-        None,
-        None,
-        shutdown,
-    )
-    .await?;
+    stream_to(run, Arc::new(StdoutSink::default()), quick()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Streams a live source into `sink` without a checkpoint store (tail, replay), until the
+/// source ends or SIGTERM/SIGINT.
+async fn stream_to<S: RecordSink>(run: SourceRun, sink: Arc<S>, pcfg: PublisherConfig) -> anyhow::Result<()> {
+    let shutdown = sameday_core::shutdown::on_signals();
+    run_pipeline::<_, FileCheckpointStore>(run, sink, None, pcfg, ReaderMetrics::default(), None, None, shutdown)
+        .await?;
+    Ok(())
 }
 
 fn quick() -> PublisherConfig {
@@ -355,52 +353,13 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let start = live::resolve_start(&mut conn, &src, &info, &from).await?;
         let format = args.source.format.into();
         let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at, non_blocking: true, format };
-        let shutdown = sameday_core::shutdown::on_signals();
-        let m = ReaderMetrics::default();
         match (args.dry_run, args.sink) {
-            (true, _) => {
-                run_pipeline::<_, FileCheckpointStore>(run, counting.clone(), None, quick(), m, None, None, shutdown)
-                    .await?
-            }
-            (false, SinkKind::Stdout) => {
-                run_pipeline::<_, FileCheckpointStore>(
-                    run,
-                    Arc::new(StdoutSink::default()),
-                    None,
-                    quick(),
-                    m,
-                    None,
-                    None,
-                    shutdown,
-                )
-                .await?
-            }
-            (false, SinkKind::Null) => {
-                run_pipeline::<_, FileCheckpointStore>(
-                    run,
-                    Arc::new(NullSink::default()),
-                    None,
-                    quick(),
-                    m,
-                    None,
-                    None,
-                    shutdown,
-                )
-                .await?
-            }
+            (true, _) => stream_to(run, counting.clone(), quick()).await?,
+            (false, SinkKind::Stdout) => stream_to(run, Arc::new(StdoutSink::default()), quick()).await?,
+            (false, SinkKind::Null) => stream_to(run, Arc::new(NullSink::default()), quick()).await?,
             (false, SinkKind::Kinesis) => {
                 let cfg = cfg.context("--sink kinesis needs --config (for the stream name and AWS settings)")?;
-                run_pipeline::<_, FileCheckpointStore>(
-                    run,
-                    kinesis_sink(&cfg).await?,
-                    None,
-                    PublisherConfig::default(),
-                    m,
-                    None,
-                    None,
-                    shutdown,
-                )
-                .await?
+                stream_to(run, kinesis_sink(&cfg).await?, PublisherConfig::default()).await?
             }
         };
     }

@@ -18,12 +18,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sameday_core::aws::Backoff;
-use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore};
-use sameday_core::health::Health;
 use prometheus_client::metrics::counter::Counter;
 use rustc_hash::{FxHashMap, FxHashSet};
+use sameday_core::aws::Backoff;
+use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore};
 use sameday_core::envelope::Op;
+use sameday_core::health::Health;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -229,7 +229,10 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         self.row_counters
             .entry((r.table.clone(), r.op))
             .or_insert_with(|| {
-                metrics.rows.get_or_create(&TableOp { table: r.table.to_string(), op: r.op.as_str().to_owned() }).clone()
+                metrics
+                    .rows
+                    .get_or_create(&TableOp { table: r.table.to_string(), op: r.op.as_str().to_owned() })
+                    .clone()
             })
             .inc();
         self.metrics.bytes.inc_by(r.data.len() as u64);

@@ -16,39 +16,13 @@
 
 const path = require('path')
 const { pathToFileURL } = require('url')
+const { parseArgs, npmDir, intArg, exitWithParent } = require('./wrapper')
 
-function parseArgs(argv) {
-  const out = {}
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (!a.startsWith('--')) throw new Error(`unexpected argument: ${a}`)
-    let key = a.slice(2), val
-    const eq = key.indexOf('=')
-    if (eq >= 0) { val = key.slice(eq + 1); key = key.slice(0, eq) }
-    else { val = argv[++i]; if (val === undefined) throw new Error(`missing value for --${key}`) }
-    out[key] = val
-  }
-  return out
-}
-
-function npmDir() {
-  if (process.env.SAMEDAY_NPM_DIR) return process.env.SAMEDAY_NPM_DIR
-  if (process.env.SAMEDAY_CACHE) return path.join(process.env.SAMEDAY_CACHE, 'npm')
-  return path.join(__dirname, '..', '..', '..', '.cache', 'npm')
-}
-
-function exitWithParent() {
-  const ppid = process.ppid
-  setInterval(() => { if (process.ppid !== ppid) process.exit(0) }, 500).unref()
-}
 
 async function main() {
-  const args = parseArgs(process.argv.slice(2))
-  for (const k of Object.keys(args)) {
-    if (!['port', 'region', 'verbose'].includes(k)) throw new Error(`unknown option --${k}`)
-  }
-  const port = args.port === undefined ? 0 : Number(args.port)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('--port must be 0..65535')
+  const args = parseArgs(process.argv.slice(2), ['port', 'region', 'verbose'])
+  const port = intArg(args, 'port', 0)
+  if (port > 65535) throw new Error('--port must be 0..65535')
   const verbose = args.verbose !== undefined && args.verbose !== '0' && args.verbose !== 'false'
 
   // fauxqs is ESM with an import-only "exports" map: import its entry file by absolute URL.
@@ -58,9 +32,6 @@ async function main() {
   await app.listen({ port, host: '127.0.0.1' })
   process.stdout.write(`LISTENING ${app.server.address().port}\n`)
 
-  const stop = () => process.exit(0) // in-memory: nothing to flush
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
   exitWithParent()
 }
 

@@ -14,43 +14,11 @@
 'use strict'
 
 const path = require('path')
+const { parseArgs, npmDir, intArg, exitWithParent } = require('./wrapper')
 
-function parseArgs(argv) {
-  const out = {}
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (!a.startsWith('--')) throw new Error(`unexpected argument: ${a}`)
-    let key = a.slice(2), val
-    const eq = key.indexOf('=')
-    if (eq >= 0) { val = key.slice(eq + 1); key = key.slice(0, eq) }
-    else { val = argv[++i]; if (val === undefined) throw new Error(`missing value for --${key}`) }
-    out[key] = val
-  }
-  return out
-}
-
-function npmDir() {
-  if (process.env.SAMEDAY_NPM_DIR) return process.env.SAMEDAY_NPM_DIR
-  if (process.env.SAMEDAY_CACHE) return path.join(process.env.SAMEDAY_CACHE, 'npm')
-  return path.join(__dirname, '..', '..', '..', '.cache', 'npm')
-}
-
-function intArg(args, name, dflt) {
-  if (args[name] === undefined) return dflt
-  const n = Number(args[name])
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer`)
-  return n
-}
-
-function exitWithParent() {
-  const ppid = process.ppid
-  setInterval(() => { if (process.ppid !== ppid) process.exit(0) }, 500).unref()
-}
 
 function main() {
-  const args = parseArgs(process.argv.slice(2))
-  const known = ['port', 'shardLimit', 'createStreamMs', 'deleteStreamMs', 'updateStreamMs']
-  for (const k of Object.keys(args)) if (!known.includes(k)) throw new Error(`unknown option --${k}`)
+  const args = parseArgs(process.argv.slice(2), ['port', 'shardLimit', 'createStreamMs', 'deleteStreamMs', 'updateStreamMs'])
   const port = intArg(args, 'port', 0)
   const options = {
     // no `path` => kinesalite uses memdown (in-memory store)
@@ -65,9 +33,6 @@ function main() {
   server.listen(port, '127.0.0.1', () => {
     process.stdout.write(`LISTENING ${server.address().port}\n`)
   })
-  const stop = () => process.exit(0) // in-memory: nothing to flush
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
   exitWithParent()
 }
 
