@@ -25,8 +25,10 @@ use crate::publisher::{PublishSummary, Publisher, PublisherConfig};
 use crate::sink::RecordSink;
 use crate::source::live::{self, LiveEvent, LiveStream, ServerInfo, Start};
 
-/// Outputs buffered between the decoder and the publisher (in chunks of one event each).
-const CHANNEL_CHUNKS: usize = 256;
+/// Chunks buffered between the decoder and the publisher.
+const CHANNEL_CHUNKS: usize = 64;
+/// Outputs per chunk within a large transaction (a commit always ends a chunk).
+const CHUNK_OUTPUTS: usize = 512;
 
 /// What to stream from a live source.
 pub struct SourceRun {
@@ -91,7 +93,10 @@ pub async fn stream_source(
                 n = stream.next() => n,
             };
             match next {
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    let _ = tx.send(std::mem::take(&mut out)).await;
+                    return Ok(());
+                }
                 Ok(Some(LiveEvent::File(f))) => decoder.set_file(f),
                 Ok(Some(LiveEvent::Event(ev))) => {
                     if let Some(stop) = &run.stop_at {
@@ -101,30 +106,41 @@ pub async fn stream_source(
                             u64::from(h.log_pos()).saturating_sub(u64::from(h.event_size())),
                         );
                         if h.log_pos() != 0 && at.cmp_same_server(stop).is_ge() {
+                            let _ = tx.send(std::mem::take(&mut out)).await;
                             return Ok(());
                         }
                     }
                     tracing::trace!(event_type = ev.header().event_type_raw(), log_pos = ev.header().log_pos(), file = %decoder.file(), "event");
+                    let scanned = out.len();
                     decoder.handle(&ev, &mut out)?;
                     if let Some(h) = &health {
                         h.beat();
                     }
                     backoff.reset();
-                    if out.is_empty() {
+                    let fresh = &out[scanned..];
+                    if fresh.is_empty() {
                         continue;
                     }
-                    if run.info.mariadb && out.iter().any(|o| matches!(o, Output::SchemaChange { .. })) {
+                    let ddl = fresh.iter().any(|o| matches!(o, Output::SchemaChange { .. }));
+                    let commit = fresh.iter().rev().find_map(|o| match o {
+                        Output::Commit(c) => Some(c.next.clone()),
+                        _ => None,
+                    });
+                    if run.info.mariadb && ddl {
                         // A DDL may add or drop a JSON column; its next table map uses this.
                         match json_columns(&run.cfg).await {
                             Ok(cols) => decoder.set_json_columns(cols),
                             Err(e) => tracing::warn!(error = %e, "cannot refresh the MariaDB JSON columns after a DDL"),
                         }
                     }
-                    if let Some(c) = out.iter().rev().find_map(|o| match o {
-                        Output::Commit(c) => Some(c),
-                        _ => None,
-                    }) {
-                        last_commit = Some(c.next.clone());
+                    // Hand over at every commit (so latency is one transaction) and every
+                    // CHUNK_OUTPUTS outputs of a large one: one wake-up per event cost more
+                    // than decoding the event.
+                    if commit.is_none() && out.len() < CHUNK_OUTPUTS {
+                        continue;
+                    }
+                    if let Some(next) = commit {
+                        last_commit = Some(next);
                     }
                     if tx.send(std::mem::take(&mut out)).await.is_err() {
                         return Ok(()); // the publisher stopped; its error is reported there
@@ -132,7 +148,9 @@ pub async fn stream_source(
                 }
                 Err(e) if e.is_transient() => {
                     // Resume at the last transaction boundary; a partly sent transaction is
-                    // sent again (same ids), which later stages de-duplicate.
+                    // sent again (same ids), which later stages de-duplicate. Rows of it not
+                    // handed over yet are simply read again.
+                    out.clear();
                     if let Some(p) = &last_commit {
                         start = Start::File(p.clone());
                     }

@@ -79,7 +79,8 @@ fn convert(col: &ColumnInfo, v: Value) -> Cell {
         }
         (MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE, Value::Date(y, m, d, ..)) => Cell::Str(format!("{y:04}-{m:02}-{d:02}")),
         (MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2, Value::Date(y, mo, d, h, mi, s, us)) => {
-            let mut out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
+            let mut out = String::with_capacity(26);
+            push_datetime(&mut out, u32::from(y), mo, d, h, mi, s);
             push_fraction(&mut out, us, fsp(col));
             Cell::Str(out)
         }
@@ -185,6 +186,27 @@ fn text(kind: TextKind, b: Vec<u8>) -> Cell {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SS` without the formatting machinery (this runs for every value).
+fn push_datetime(out: &mut String, y: u32, mo: u8, d: u8, h: u8, mi: u8, s: u8) {
+    fn two(out: &mut String, n: u8) {
+        out.push(char::from(b'0' + n / 10 % 10));
+        out.push(char::from(b'0' + n % 10));
+    }
+    out.push(char::from(b'0' + (y / 1000 % 10) as u8));
+    out.push(char::from(b'0' + (y / 100 % 10) as u8));
+    two(out, (y % 100) as u8);
+    out.push('-');
+    two(out, mo);
+    out.push('-');
+    two(out, d);
+    out.push('T');
+    two(out, h);
+    out.push(':');
+    two(out, mi);
+    out.push(':');
+    two(out, s);
+}
+
 /// Fractional-second digits the column declares (DATETIME(6) -> 6).
 fn fsp(col: &ColumnInfo) -> u8 {
     col.meta.first().copied().unwrap_or(0).min(6)
@@ -194,9 +216,12 @@ fn push_fraction(out: &mut String, micros: u32, digits: u8) {
     if digits == 0 {
         return;
     }
-    let frac = format!("{micros:06}");
     out.push('.');
-    out.push_str(&frac[..digits as usize]);
+    let mut div = 100_000;
+    for _ in 0..digits.min(6) {
+        out.push(char::from(b'0' + (micros / div % 10) as u8));
+        div /= 10;
+    }
 }
 
 /// A TIMESTAMP as UTC ISO-8601 with `Z`; the zero timestamp stays MySQL's zero date.
@@ -232,15 +257,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Writes `cell` as JSON into `out`.
 pub(crate) fn write_cell(out: &mut Vec<u8>, cell: &Cell) {
-    use std::io::Write;
     match cell {
         Cell::Null => out.extend_from_slice(b"null"),
-        Cell::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Cell::UInt(u) => {
-            let _ = write!(out, "{u}");
-        }
+        Cell::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        Cell::UInt(u) => out.extend_from_slice(itoa::Buffer::new().format(*u).as_bytes()),
         Cell::Float(f) => write_float(out, f64::from(*f), f.is_finite(), Some(*f)),
         Cell::Double(d) => write_float(out, *d, d.is_finite(), None),
         Cell::Str(s) => write_json_str(out, s),
