@@ -264,3 +264,101 @@ async fn reader_reconnects_after_the_server_drops_its_connection() {
     ids.dedup();
     assert_eq!(ids, [1, 2, 3], "no change lost across the reconnect");
 }
+
+#[tokio::test]
+async fn filters_drop_excluded_tables_and_columns() {
+    set_aws_env();
+    let env = Env::new("filters", 1).await;
+    let maria = MariaDb::shared();
+    let db = &env.db;
+    maria
+        .exec(&format!(
+            "CREATE TABLE {db}.users (id INT PRIMARY KEY, email VARCHAR(50), password VARCHAR(50));
+             CREATE TABLE {db}.audit_log (id INT PRIMARY KEY)"
+        ))
+        .await;
+    let mut cfg = env.config(&common::current_position().await);
+    cfg.filter.exclude = vec![format!("{db}.audit_*")];
+    cfg.filter.exclude_columns = vec![format!("{db}.users.password")];
+    let shutdown = CancellationToken::new();
+    let reader = tokio::spawn(sameday_reader::run::run_reader(cfg, shutdown.clone()));
+    maria
+        .exec(&format!(
+            "INSERT INTO {db}.audit_log VALUES (1); INSERT INTO {db}.users VALUES (1, 'a@x', 's3cret');
+             INSERT INTO {db}.audit_log VALUES (2); UPDATE {db}.users SET email = 'b@x' WHERE id = 1"
+        ))
+        .await;
+    let records = env.wait_for_records(2, Duration::from_secs(20)).await;
+    // Give a wrongly included audit row time to show up before concluding.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = if env.records().await.len() > records.len() { env.records().await } else { records };
+    shutdown.cancel();
+    reader.await.unwrap().unwrap();
+    assert_eq!(records.len(), 2, "only the users changes: {records:?}");
+    for (_, e) in &records {
+        assert_eq!(e.table, "users");
+        for image in [&e.before, &e.after].into_iter().flatten() {
+            assert!(!image.contains_key("password"), "excluded column leaked: {image:?}");
+            assert!(image.contains_key("email"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn tail_prints_change_records_without_aws_or_config() {
+    use std::io::BufRead;
+    let maria = MariaDb::shared();
+    let db = maria.create_database("tail").await;
+    maria.exec(&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, v TEXT)")).await;
+    let from = master_position(maria).await;
+    let mut child = std::process::Command::new(common::sameday_bin())
+        .args(["tail", "--source", &format!("mysql://root@127.0.0.1:{}", maria.port())])
+        .args(["--tables", &format!("{db}.*"), "--from", &from])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    maria.exec(&format!("INSERT INTO {db}.t VALUES (1, 'hello'); DELETE FROM {db}.t")).await;
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout).lines().take(2).map(|l| l.unwrap()).collect::<Vec<_>>()
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(20), lines).await.expect("tail printed in time").unwrap();
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "tail exits cleanly on SIGTERM");
+    let envs: Vec<sameday_core::ChangeEnvelope> =
+        lines.iter().map(|l| sameday_core::ChangeEnvelope::from_slice(l.as_bytes()).unwrap()).collect();
+    assert_eq!(envs[0].op, Op::Insert);
+    assert_eq!(envs[0].after.as_ref().unwrap()["v"], "hello");
+    assert_eq!(envs[1].op, Op::Delete);
+}
+
+#[tokio::test]
+async fn positions_shows_and_sets_the_checkpoint() {
+    set_aws_env();
+    let env = Env::new("positions", 1).await;
+    let cfg = env.write_config("latest");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::sameday_bin()).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cfg_s = cfg.to_str().unwrap();
+    let (ok, out, err) = run(&["positions", "--config", cfg_s]);
+    assert!(ok && out.contains("no checkpoint"), "{out}{err}");
+    let here = master_position(MariaDb::shared()).await;
+    let (ok, out, err) = run(&["positions", "--config", cfg_s, "--set", &here]);
+    assert!(ok && out.contains(&format!("checkpoint set to {here}")), "{out}{err}");
+    let (ok, out, _) = run(&["positions", "--config", cfg_s]);
+    assert!(ok && out.contains(&here), "{out}");
+    // A position the server does not have is refused, and the checkpoint stays.
+    let (ok, _, err) = run(&["positions", "--config", cfg_s, "--set", "mysql-bin.999999:4"]);
+    assert!(!ok && err.contains("no longer on"), "{err}");
+    let (_, out, _) = run(&["positions", "--config", cfg_s]);
+    assert!(out.contains(&here), "{out}");
+}

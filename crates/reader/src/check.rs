@@ -104,6 +104,23 @@ pub async fn preflight(
             ),
         });
     }
+    // Another connected replica with our id: the server would drop one of the two
+    // connections every time the other connects.
+    if let Ok(rows) = conn.query::<mysql_async::Row, _>("SHOW SLAVE HOSTS").await {
+        for mut r in rows {
+            if r.take::<u32, _>(0) == Some(cfg.server_id) {
+                let host: String = r.take(1).unwrap_or_default();
+                problems.push(Problem {
+                    blocking: false,
+                    message: format!(
+                        "a replica connected to {addr} already uses server_id {} (host {host:?}); if that is not this \
+                         reader's previous task, give source.server_id a unique value",
+                        cfg.server_id
+                    ),
+                });
+            }
+        }
+    }
     // Grants.
     let grants: Vec<String> = conn.query("SHOW GRANTS").await.map_err(|e| source_error(cfg, "SHOW GRANTS", e))?;
     let all = grants.join("\n").to_ascii_uppercase();
