@@ -39,6 +39,12 @@ async fn dynamodb_checkpoint_fences_a_deposed_reader_and_never_moves_backwards()
     second.save(&cp("mysql-bin.000002", 600)).await.unwrap();
     assert_eq!(first.load().await.unwrap(), Some(cp("mysql-bin.000002", 600)));
 
+    // An observer (`sameday positions` without --set) reads without deposing anyone.
+    let observer = DynamoCheckpointStore::observe(client.clone(), &table, "reader/a");
+    assert_eq!(observer.load().await.unwrap(), Some(cp("mysql-bin.000002", 600)));
+    assert!(observer.save(&cp("mysql-bin.000003", 4)).await.is_err());
+    second.save(&cp("mysql-bin.000002", 700)).await.unwrap();
+
     // Operators can move it back on purpose; other keys are independent.
     second.force_save(&cp("mysql-bin.000001", 4)).await.unwrap();
     assert_eq!(second.load().await.unwrap(), Some(cp("mysql-bin.000001", 4)));

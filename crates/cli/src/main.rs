@@ -401,7 +401,8 @@ async fn publish<S: RecordSink>(
 async fn positions(path: &std::path::Path, set: Option<String>) -> anyhow::Result<ExitCode> {
     let cfg = load_reader_config(path)?;
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
-    let store = sameday_reader::run::open_store(&cfg.checkpoint, &aws).await?;
+    // Showing must not depose the running reader; only --set takes the fencing token.
+    let store = sameday_reader::run::open_store(&cfg.checkpoint, &aws, set.is_some()).await?;
     let current = store.load().await?;
     match &current {
         Some(cp) => println!(

@@ -47,6 +47,12 @@ impl DynamoCheckpointStore {
         Ok(Self { client, table: table.to_owned(), key: key.to_owned(), fence })
     }
 
+    /// A read-only handle that does not take ownership: the running reader keeps its
+    /// fence (for `sameday positions` without `--set`). Its saves fail.
+    pub fn observe(client: Client, table: &str, key: &str) -> Self {
+        Self { client, table: table.to_owned(), key: key.to_owned(), fence: 0 }
+    }
+
     pub fn fence(&self) -> u64 {
         self.fence
     }
@@ -82,6 +88,14 @@ impl DynamoCheckpointStore {
     }
 
     async fn write(&self, cp: &Checkpoint, force: bool) -> Result<(), CheckpointError> {
+        if self.fence == 0 {
+            return Err(remote(
+                &self.table,
+                &self.key,
+                Retry::Permanent,
+                "this handle only observes the checkpoint (opened without a fencing token)".into(),
+            ));
+        }
         let json = serde_json::to_string(cp).expect("a checkpoint always serializes");
         let condition =
             if force { "fence = :fence" } else { "fence = :fence AND (attribute_not_exists(ord) OR ord <= :ord)" };

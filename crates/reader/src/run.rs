@@ -193,9 +193,12 @@ pub async fn prepare_source(cfg: &SourceConfig, filter: &FilterConfig) -> Result
     Ok(info)
 }
 
+/// Opens the configured checkpoint store. With `own`, a DynamoDB store takes the fencing
+/// token (deposing any other reader on the key); without, it only observes.
 pub async fn open_store(
     cfg: &CheckpointConfig,
     aws: &aws_config::SdkConfig,
+    own: bool,
 ) -> Result<AnyCheckpointStore, ReaderError> {
     Ok(match cfg {
         CheckpointConfig::File { path, .. } => {
@@ -203,7 +206,11 @@ pub async fn open_store(
         }
         CheckpointConfig::Dynamodb { table, key, .. } => {
             let client = aws_sdk_dynamodb::Client::new(aws);
-            AnyCheckpointStore::Dynamo(DynamoCheckpointStore::open(client, table, key).await?)
+            AnyCheckpointStore::Dynamo(if own {
+                DynamoCheckpointStore::open(client, table, key).await?
+            } else {
+                DynamoCheckpointStore::observe(client, table, key)
+            })
         }
     })
 }
@@ -260,7 +267,7 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
     let status =
         sink.check().await.map_err(|e| ReaderError::Sink { stream: cfg.kinesis.stream.clone(), message: e.message })?;
     tracing::info!(stream = %cfg.kinesis.stream, %status, "Kinesis stream ready");
-    let store = Arc::new(open_store(&cfg.checkpoint, &aws).await?);
+    let store = Arc::new(open_store(&cfg.checkpoint, &aws, true).await?);
     let checkpoint = store.load().await?;
     match &checkpoint {
         Some(cp) => tracing::info!(position = %cp.position, store = %store.describe(), "resuming from checkpoint"),
