@@ -116,6 +116,11 @@ async fn metrics_and_healthz_report_rows_lag_and_readiness() {
         body.contains(&want_insert) && body.contains(&want_delete) && body.contains("sameday_kinesis_records_total 4")
     })
     .await;
+    // Idle and caught up: the server's heartbeat brings the lag to zero.
+    sameday_testkit::wait_until(Duration::from_secs(10), "lag back to 0 on heartbeat", || async {
+        http_get(&addr, "/metrics").await.1.lines().any(|l| l == "sameday_reader_lag_seconds 0.0")
+    })
+    .await;
     let (_, body) = http_get(&addr, "/metrics").await;
     for name in [
         "sameday_reader_lag_seconds",

@@ -88,6 +88,8 @@ pub enum Output {
         statement: String,
         position: BinlogPosition,
     },
+    /// The server sent a heartbeat: it has nothing newer, so replication lag is zero.
+    CaughtUp,
 }
 
 #[derive(Debug)]
@@ -284,6 +286,7 @@ impl Decoder {
             EventData::TableMapEvent(tme) => self.table_map(&tme, event.data(), start)?,
             EventData::RowsEvent(rows) => self.rows(&rows, raw_type, start, out)?,
             EventData::TransactionPayloadEvent(_) => self.payload = Some((start, end)),
+            EventData::HeartbeatEvent if self.txn.is_none() => out.push(Output::CaughtUp),
             EventData::IncidentEvent(i) => {
                 return Err(DecodeError::Event {
                     event: "INCIDENT".into(),

@@ -214,6 +214,9 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
                 Output::DeadLetter(d) => {
                     self.dead_letter(&d.table, &d.position, None, None, &d.reason, None);
                 }
+                Output::CaughtUp => {
+                    self.metrics.lag_seconds.set(0.0);
+                }
                 Output::SchemaChange { db, statement, position } => {
                     self.metrics.schema_changes.get_or_create(&Table { table: db.clone() }).inc();
                     tracing::warn!(db = %db, %position, statement = %truncate(&statement, 300), "schema change on a watched schema; the stream continues with the new table definition");

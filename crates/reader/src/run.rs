@@ -133,10 +133,10 @@ pub async fn stream_source(
                             Err(e) => tracing::warn!(error = %e, "cannot refresh the MariaDB JSON columns after a DDL"),
                         }
                     }
-                    // Hand over at every commit (so latency is one transaction) and every
+                    // Hand over between transactions (so latency is one transaction) and every
                     // CHUNK_OUTPUTS outputs of a large one: one wake-up per event cost more
                     // than decoding the event.
-                    if commit.is_none() && out.len() < CHUNK_OUTPUTS {
+                    if decoder.in_transaction() && out.len() < CHUNK_OUTPUTS {
                         continue;
                     }
                     if let Some(next) = commit {
