@@ -54,21 +54,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 # ------------------------------------------------------------------ private MariaDB
-PORT="$(free_port)"
-mariadb-install-db --no-defaults --datadir="$WORK/db" --user=root --auth-root-authentication-method=normal \
-  --skip-test-db >"$WORK/install.log" 2>&1
-/usr/sbin/mariadbd --no-defaults --user=root --datadir="$WORK/db" --socket="$WORK/mysql.sock" \
-  --port="$PORT" --bind-address=127.0.0.1 --pid-file="$WORK/mysql.pid" \
-  --log-bin="$WORK/db/mysql-bin" --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
-  --server-id=1 --max-binlog-size=1G --log-error="$WORK/mysql.err" --skip-name-resolve \
-  --innodb-buffer-pool-size=256M --innodb-log-file-size=256M --innodb-flush-log-at-trx-commit=0 --sync-binlog=0 &
-PIDS+=($!)
-SQL=(mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$PORT" -uroot)
-for _ in $(seq 1 120); do "${SQL[@]}" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.25; done
-"${SQL[@]}" -e 'SELECT 1' >/dev/null || { cat "$WORK/mysql.err"; exit 1; }
+start_mariadb --max-binlog-size=1G --innodb-buffer-pool-size=256M --innodb-log-file-size=256M \
+  --innodb-flush-log-at-trx-commit=0 --sync-binlog=0
 VERSION="$("${SQL[@]}" -N -e 'SELECT VERSION()')"
 say "MariaDB $VERSION on 127.0.0.1:$PORT (datadir $WORK/db)"
 

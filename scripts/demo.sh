@@ -20,21 +20,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 # --- MariaDB
-MYPORT="$(free_port)"
-mariadb-install-db --no-defaults --datadir="$WORK/db" --user=root --auth-root-authentication-method=normal \
-  --skip-test-db >"$WORK/install.log" 2>&1
-/usr/sbin/mariadbd --no-defaults --user=root --datadir="$WORK/db" --socket="$WORK/mysql.sock" \
-  --port="$MYPORT" --bind-address=127.0.0.1 --pid-file="$WORK/mysql.pid" \
-  --log-bin="$WORK/db/mysql-bin" --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
-  --server-id=1 --log-error="$WORK/mysql.err" --innodb-buffer-pool-size=64M --skip-name-resolve &
-PIDS+=($!)
-SQL=(mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$MYPORT" -uroot)
-for _ in $(seq 1 120); do "${SQL[@]}" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.25; done
-"${SQL[@]}" -e 'SELECT 1' >/dev/null || { cat "$WORK/mysql.err"; exit 1; }
-echo "demo: MariaDB $("${SQL[@]}" -N -e 'SELECT VERSION()') on 127.0.0.1:$MYPORT"
+start_mariadb --innodb-buffer-pool-size=64M
+echo "demo: MariaDB $("${SQL[@]}" -N -e 'SELECT VERSION()') on 127.0.0.1:$PORT"
 
 # --- Kinesis emulator (kinesalite, loopback only)
 node crates/testkit/emulators/kinesalite.js --port 0 >"$WORK/kinesalite.out" 2>"$WORK/kinesalite.err" &
@@ -55,7 +46,7 @@ start_position = "latest"
 dead_letter_path = "$WORK/dead-letters.jsonl"
 [source]
 host = "127.0.0.1"
-port = $MYPORT
+port = $PORT
 user = "root"
 server_id = 4242
 tls = "disabled"

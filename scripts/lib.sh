@@ -1,0 +1,21 @@
+# Sourced by demo.sh and bench_reader.sh: a private MariaDB (own datadir under $WORK, free
+# loopback port, binlog ROW / FULL image / FULL metadata) that never touches a system one.
+# Needs: $WORK, $PY (a python for free_port), and a PIDS array the caller's trap kills.
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_mariadb [extra mariadbd args...]: sets PORT and SQL (a mariadb client command array).
+start_mariadb() {
+  PORT="$(free_port)"
+  mariadb-install-db --no-defaults --datadir="$WORK/db" --user=root --auth-root-authentication-method=normal \
+    --skip-test-db >"$WORK/install.log" 2>&1
+  /usr/sbin/mariadbd --no-defaults --user=root --datadir="$WORK/db" --socket="$WORK/mysql.sock" \
+    --port="$PORT" --bind-address=127.0.0.1 --pid-file="$WORK/mysql.pid" \
+    --log-bin="$WORK/db/mysql-bin" --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
+    --server-id=1 --log-error="$WORK/mysql.err" --skip-name-resolve "$@" &
+  PIDS+=($!)
+  SQL=(mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$PORT" -uroot)
+  for _ in $(seq 1 120); do "${SQL[@]}" -e 'SELECT 1' >/dev/null 2>&1 && return 0; sleep 0.25; done
+  cat "$WORK/mysql.err" >&2
+  return 1
+}
