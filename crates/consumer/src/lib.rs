@@ -1,0 +1,5 @@
+//! The consumer: reads the Kinesis stream's shards under leases shared by every consumer
+//! task (like the Kinesis Client Library, without Java) and fans each change into SQS,
+//! keeping per-key commit order and forwarding only what the current day needs.
+
+pub mod shard_lease;

@@ -1,0 +1,1 @@
+//! Shard leases (in progress).
