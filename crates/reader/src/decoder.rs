@@ -37,12 +37,11 @@ const MARIA_BINLOG_CHECKPOINT: u8 = 161;
 const MARIA_GTID: u8 = 162;
 const MARIA_GTID_LIST: u8 = 163;
 const MARIA_START_ENCRYPTION: u8 = 164;
+/// 165 is QUERY_COMPRESSED, 166..=171 the compressed rows events (log_bin_compress=ON).
 const MARIA_QUERY_COMPRESSED: u8 = 165;
-const MARIA_ROWS_COMPRESSED_FIRST: u8 = 166;
 const MARIA_ROWS_COMPRESSED_LAST: u8 = 171;
-/// MariaDB GTID event flags.
+/// MariaDB GTID event flag: the transaction is one statement (DDL) with no BEGIN/COMMIT.
 const FL_STANDALONE: u8 = 1;
-const FL_GROUP_COMMIT_ID: u8 = 2;
 
 /// One change record, encoded as the wire envelope.
 #[derive(Debug, Clone)]
@@ -229,7 +228,6 @@ impl Decoder {
                 })
             }
             MARIA_QUERY_COMPRESSED..=MARIA_ROWS_COMPRESSED_LAST => {
-                let _ = MARIA_ROWS_COMPRESSED_FIRST;
                 return Err(DecodeError::Unsupported {
                     event: format!("MariaDB compressed event (type {raw_type})"),
                     position: at(start),
@@ -314,7 +312,6 @@ impl Decoder {
         let seq = u64::from_le_bytes(data[0..8].try_into().expect("8 bytes"));
         let domain = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
         let flags = data[12];
-        let _ = FL_GROUP_COMMIT_ID;
         let gtid = MariaGtid { domain, server: event.header().server_id(), seq };
         let text = gtid.to_string();
         self.begin(text.clone(), Some(text), Some(gtid), None, ts_ms, flags & FL_STANDALONE != 0);
