@@ -2,4 +2,5 @@
 //! task (like the Kinesis Client Library, without Java) and fans each change into SQS,
 //! keeping per-key commit order and forwarding only what the current day needs.
 
+pub mod message;
 pub mod shard_lease;

@@ -1,0 +1,72 @@
+//! From a change envelope to an SQS message: FIFO group and de-duplication ids.
+//!
+//! - `MessageGroupId` is the row's identity (`db.table:<key>`, the same text as the Kinesis
+//!   partition key), so one row's changes are delivered in order and different rows in
+//!   parallel. SQS allows 128 characters; longer keys become a stable digest.
+//! - `MessageDeduplicationId` is the envelope's event id, so a replay inside SQS's 5-minute
+//!   window is dropped by SQS itself. Event ids only use characters SQS accepts.
+
+use sameday_core::envelope::{fnv1a_128, ChangeEnvelope};
+
+/// SQS limit for MessageGroupId and MessageDeduplicationId.
+pub const MAX_SQS_ID_CHARS: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FifoIds {
+    pub group_id: String,
+    pub dedup_id: String,
+}
+
+/// Characters SQS accepts in group and de-duplication ids: alphanumerics and punctuation.
+fn sqs_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c.is_ascii_punctuation()
+}
+
+/// An id that SQS accepts: kept as is when short and clean, else a stable digest that
+/// keeps a readable prefix (equal inputs always give equal ids).
+pub fn sqs_id(text: &str) -> String {
+    if text.len() <= MAX_SQS_ID_CHARS && text.chars().all(sqs_id_char) {
+        return text.to_owned();
+    }
+    let prefix: String = text.chars().filter(|c| sqs_id_char(*c)).take(MAX_SQS_ID_CHARS - 34).collect();
+    format!("{prefix}#{:032x}", fnv1a_128(text.as_bytes()))
+}
+
+pub fn fifo_ids(env: &ChangeEnvelope) -> FifoIds {
+    FifoIds { group_id: sqs_id(&env.partition_key()), dedup_id: sqs_id(&env.id) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_clean_ids_are_kept() {
+        assert_eq!(sqs_id("app.schedule:42"), "app.schedule:42");
+        assert_eq!(sqs_id("0-1-270/0/3"), "0-1-270/0/3");
+    }
+
+    #[test]
+    fn long_or_unusual_ids_are_digested_stably() {
+        let long = format!("app.schedule:{}", "x".repeat(300));
+        let a = sqs_id(&long);
+        assert!(a.len() <= MAX_SQS_ID_CHARS && a.chars().all(sqs_id_char), "{a}");
+        assert_eq!(a, sqs_id(&long));
+        assert_ne!(a, sqs_id(&format!("app.schedule:{}", "y".repeat(300))));
+        let spaced = sqs_id("app.t:hello world é");
+        assert!(spaced.chars().all(sqs_id_char) && spaced.starts_with("app.t:helloworld"), "{spaced}");
+        assert_ne!(spaced, sqs_id("app.t:helloworld"), "a digest keeps distinct keys distinct");
+    }
+
+    #[test]
+    fn envelope_ids_map_to_group_and_dedup() {
+        let env: ChangeEnvelope = serde_json::from_value(serde_json::json!({
+            "v": 1, "id": "0-1-7/0/0", "op": "insert", "db": "app", "table": "schedule",
+            "key": {"id": 5}, "before": null, "after": {"id": 5},
+            "source": {"server_id": 1, "file": "mysql-bin.000001", "pos": 400, "gtid": "0-1-7", "ts_ms": 1},
+            "txn": {"id": "0-1-7", "index": 0}
+        }))
+        .unwrap();
+        assert_eq!(fifo_ids(&env), FifoIds { group_id: "app.schedule:5".into(), dedup_id: "0-1-7/0/0".into() });
+    }
+}
