@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod position;
 pub mod secret;
 pub mod shutdown;
+pub mod window;
 
 pub use envelope::{ChangeEnvelope, Op};
 pub use position::{BinlogPosition, GtidSet, StartPosition};
