@@ -4,3 +4,4 @@
 
 pub mod message;
 pub mod shard_lease;
+pub mod sqs;
