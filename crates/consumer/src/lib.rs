@@ -4,4 +4,5 @@
 
 pub mod message;
 pub mod shard_lease;
+pub mod shard_reader;
 pub mod sqs;

@@ -1,0 +1,163 @@
+//! Reads one Kinesis shard in order, from a lease checkpoint.
+//!
+//! - Starts with GetShardIterator AFTER_SEQUENCE_NUMBER of the checkpoint (or TRIM_HORIZON /
+//!   LATEST), and after that follows NextShardIterator; an expired iterator is replaced by
+//!   a new one after the last sequence number returned, so nothing is skipped or repeated.
+//! - Keeps to the per-shard read quota (5 GetRecords per second) and backs off on
+//!   throttling.
+//! - Reports the end of a closed shard (no next iterator) so its lease can record
+//!   SHARD_END and the children may start.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::types::ShardIteratorType;
+use aws_sdk_kinesis::Client;
+use sameday_core::aws::{classify, describe, Backoff, Retry};
+
+use crate::shard_lease::{SequenceNumber, ShardCheckpoint};
+
+/// Kinesis allows 5 GetRecords calls per second per shard.
+pub const MIN_READ_INTERVAL: Duration = Duration::from_millis(200);
+/// Records per GetRecords call (service maximum 10,000).
+pub const DEFAULT_READ_LIMIT: i32 = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardRecord {
+    pub sequence: SequenceNumber,
+    pub partition_key: String,
+    pub data: Vec<u8>,
+    /// ApproximateArrivalTimestamp, ms since the epoch.
+    pub arrival_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardBatch {
+    pub records: Vec<ShardRecord>,
+    /// MillisBehindLatest of the call (the lag metric).
+    pub millis_behind: Option<i64>,
+    /// The shard is closed and fully read.
+    pub shard_end: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("Kinesis {stream}/{shard}: {message}")]
+pub struct ReadError {
+    pub stream: String,
+    pub shard: String,
+    pub message: String,
+    pub transient: bool,
+}
+
+pub struct ShardReader {
+    client: Client,
+    stream: String,
+    shard: String,
+    start: ShardCheckpoint,
+    last: Option<SequenceNumber>,
+    iterator: Option<String>,
+    ended: bool,
+    limit: i32,
+    last_call: Option<Instant>,
+    backoff: Backoff,
+}
+
+impl ShardReader {
+    pub fn new(client: Client, stream: &str, shard: &str, start: ShardCheckpoint) -> Self {
+        let last = match &start {
+            ShardCheckpoint::Sequence(s) => Some(s.clone()),
+            _ => None,
+        };
+        Self {
+            client,
+            stream: stream.to_owned(),
+            shard: shard.to_owned(),
+            ended: start == ShardCheckpoint::ShardEnd,
+            start,
+            last,
+            iterator: None,
+            limit: DEFAULT_READ_LIMIT,
+            last_call: None,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
+        }
+    }
+
+    /// The last sequence number handed out (what a checkpoint may name).
+    pub fn last_sequence(&self) -> Option<&SequenceNumber> {
+        self.last.as_ref()
+    }
+
+    fn error(&self, message: String, transient: bool) -> ReadError {
+        ReadError { stream: self.stream.clone(), shard: self.shard.clone(), message, transient }
+    }
+
+    async fn fresh_iterator(&mut self) -> Result<String, ReadError> {
+        let mut req = self.client.get_shard_iterator().stream_name(&self.stream).shard_id(&self.shard);
+        req = match (&self.last, &self.start) {
+            (Some(seq), _) => req
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(seq.to_string()),
+            (None, ShardCheckpoint::Latest) => req.shard_iterator_type(ShardIteratorType::Latest),
+            (None, _) => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.error(format!("GetShardIterator: {}", describe(&e)), classify(&e) == Retry::Transient))?;
+        out.shard_iterator()
+            .map(str::to_owned)
+            .ok_or_else(|| self.error("GetShardIterator returned no iterator".into(), true))
+    }
+
+    /// The next records of the shard (possibly none), waiting as the read quota requires.
+    pub async fn next_batch(&mut self) -> Result<ShardBatch, ReadError> {
+        if self.ended {
+            return Ok(ShardBatch { shard_end: true, ..Default::default() });
+        }
+        if let Some(t) = self.last_call {
+            let wait = MIN_READ_INTERVAL.saturating_sub(t.elapsed());
+            tokio::time::sleep(wait).await;
+        }
+        let iterator = match self.iterator.take() {
+            Some(it) => it,
+            None => self.fresh_iterator().await?,
+        };
+        self.last_call = Some(Instant::now());
+        let res = self.client.get_records().shard_iterator(&iterator).limit(self.limit).send().await;
+        let out = match res {
+            Ok(out) => out,
+            Err(e) => {
+                let expired = e.as_service_error().is_some_and(|s| s.is_expired_iterator_exception());
+                if expired {
+                    // Start again right after the last record we returned.
+                    return Ok(ShardBatch::default());
+                }
+                if classify(&e) == Retry::Transient {
+                    self.iterator = Some(iterator);
+                    tokio::time::sleep(self.backoff.next_delay()).await;
+                    return Ok(ShardBatch::default());
+                }
+                return Err(self.error(format!("GetRecords: {}", describe(&e)), false));
+            }
+        };
+        self.backoff.reset();
+        let mut records = Vec::with_capacity(out.records().len());
+        for r in out.records() {
+            let sequence: SequenceNumber = r
+                .sequence_number()
+                .parse()
+                .map_err(|e| self.error(format!("bad sequence number {:?}: {e}", r.sequence_number()), false))?;
+            records.push(ShardRecord {
+                sequence,
+                partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                data: r.data().as_ref().to_vec(),
+                arrival_ms: r.approximate_arrival_timestamp().and_then(|t| t.to_millis().ok()),
+            });
+        }
+        if let Some(r) = records.last() {
+            self.last = Some(r.sequence.clone());
+        }
+        self.iterator = out.next_shard_iterator().map(str::to_owned);
+        self.ended = self.iterator.is_none();
+        Ok(ShardBatch { records, millis_behind: out.millis_behind_latest(), shard_end: self.ended })
+    }
+}
