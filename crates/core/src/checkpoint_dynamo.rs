@@ -60,31 +60,7 @@ impl DynamoCheckpointStore {
     /// Creates the checkpoint table (on-demand) if it does not exist; for local set-ups and
     /// tests. Production tables come from CloudFormation.
     pub async fn ensure_table(client: &Client, table: &str) -> Result<(), CheckpointError> {
-        let res = client
-            .create_table()
-            .table_name(table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(KEY_ATTR)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .expect("attribute definition has all fields"),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(KEY_ATTR)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .expect("key schema has all fields"),
-            )
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
-            Err(e) => Err(remote(table, "-", classify(&e), describe(&e))),
-        }
+        ensure_string_key_table(client, table, KEY_ATTR).await.map_err(|(retry, msg)| remote(table, "-", retry, msg))
     }
 
     async fn write(&self, cp: &Checkpoint, force: bool) -> Result<(), CheckpointError> {
@@ -196,6 +172,37 @@ impl CheckpointStore for DynamoCheckpointStore {
 
     fn describe(&self) -> String {
         format!("dynamodb:{}/{} (fence {})", self.table, self.key, self.fence)
+    }
+}
+
+/// Creates an on-demand table keyed by one string attribute unless it exists (local
+/// set-ups and tests; production tables come from CloudFormation). Errors come back
+/// classified, with a readable description.
+pub async fn ensure_string_key_table(client: &Client, table: &str, key_attr: &str) -> Result<(), (Retry, String)> {
+    let res = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key_attr)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute definition has all fields"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key_attr)
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key schema has all fields"),
+        )
+        .send()
+        .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
+        Err(e) => Err((classify(&e), describe(&e))),
     }
 }
 

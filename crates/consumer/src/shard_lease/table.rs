@@ -39,32 +39,9 @@ impl LeaseTable {
     /// Creates the table (on-demand) if it does not exist; for local set-ups and tests.
     /// Production tables come from CloudFormation.
     pub async fn ensure_table(&self) -> Result<(), LeaseError> {
-        let res = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(SHARD_ID_ATTR)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .expect("attribute definition has all fields"),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(SHARD_ID_ATTR)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .expect("key schema has all fields"),
-            )
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
-            Err(e) => Err(self.remote("-", classify(&e), describe(&e))),
-        }
+        sameday_core::checkpoint_dynamo::ensure_string_key_table(&self.client, &self.table, SHARD_ID_ATTR)
+            .await
+            .map_err(|(retry, msg)| self.remote("-", retry, msg))
     }
 
     /// Creates a lease for every shard that has none; returns how many were created.
