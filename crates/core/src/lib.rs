@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod ordered;
 pub mod position;
 pub mod secret;
 pub mod shutdown;

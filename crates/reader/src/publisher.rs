@@ -14,16 +14,16 @@
 //! the front is therefore *durable*: every record before it is in Kinesis. Only durable
 //! commits are saved, at most once per `checkpoint_interval`, and always on shutdown.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use sameday_core::aws::Backoff;
 use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore};
 use sameday_core::envelope::Op;
 use sameday_core::health::Health;
+use sameday_core::ordered::{OrderedQueue, Ticket};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -63,23 +63,6 @@ impl Default for PublisherConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Pending,
-    InFlight,
-    Done,
-}
-
-enum Kind {
-    Row { record: SinkRecord },
-    Commit(Commit),
-}
-
-struct Slot {
-    kind: Kind,
-    state: State,
-}
-
 /// What a run achieved.
 #[derive(Debug, Default, Clone)]
 pub struct PublishSummary {
@@ -89,7 +72,7 @@ pub struct PublishSummary {
     pub checkpoints_saved: u64,
 }
 
-type InFlight = (Vec<u64>, Result<Vec<RecordOutcome>, crate::sink::SinkError>);
+type InFlight = (Vec<Ticket>, Result<Vec<RecordOutcome>, crate::sink::SinkError>);
 
 pub struct Publisher<S, C> {
     sink: Arc<S>,
@@ -99,12 +82,8 @@ pub struct Publisher<S, C> {
     dead_letters: Option<DeadLetterFile>,
     health: Option<Arc<Health>>,
     // state
-    queue: VecDeque<Slot>,
-    base_seq: u64,
-    pending_bytes: usize,
-    /// Slots in state Pending (ready or waiting for their key).
-    pending_count: usize,
-    in_flight_keys: FxHashSet<String>,
+    /// Records and commits in binlog order (see `sameday_core::ordered`).
+    queue: OrderedQueue<SinkRecord, Commit>,
     /// Row counters by (table, op), so the hot path skips the labelled-family lookup.
     row_counters: FxHashMap<(Arc<str>, Op), Counter>,
     requests: JoinSet<InFlight>,
@@ -134,11 +113,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             metrics,
             dead_letters,
             health,
-            queue: VecDeque::new(),
-            base_seq: 0,
-            pending_bytes: 0,
-            pending_count: 0,
-            in_flight_keys: FxHashSet::default(),
+            queue: OrderedQueue::default(),
             row_counters: FxHashMap::default(),
             requests: JoinSet::new(),
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(10)),
@@ -163,8 +138,8 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         let mut tick = tokio::time::interval(Duration::from_millis(5).max(self.cfg.linger / 2));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let full =
-                self.queue.len() >= self.cfg.max_pending_records || self.pending_bytes >= self.cfg.max_pending_bytes;
+            let full = self.queue.len() >= self.cfg.max_pending_records
+                || self.queue.undelivered_bytes() >= self.cfg.max_pending_bytes;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if drain_deadline.is_none() => {
@@ -185,7 +160,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             self.dispatch(!intake_open);
             self.advance();
             // With nothing in flight, every row not pending is delivered.
-            let no_records_left = self.requests.is_empty() && self.pending_count == 0;
+            let no_records_left = self.requests.is_empty() && self.queue.pending() == 0;
             if !intake_open && (no_records_left || drain_deadline.is_some_and(|d| Instant::now() >= d)) {
                 break;
             }
@@ -209,7 +184,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
                     self.metrics.transactions.inc();
                     let lag = now_ms().saturating_sub(c.ts_ms) as f64 / 1000.0;
                     self.metrics.lag_seconds.set(lag);
-                    self.queue.push_back(Slot { kind: Kind::Commit(c), state: State::Done });
+                    self.queue.push_mark(c);
                 }
                 Output::DeadLetter(d) => {
                     self.dead_letter(&d.table, &d.position, None, None, &d.reason, None);
@@ -247,15 +222,11 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             self.dead_letter(&r.table, &r.position, Some(&r.id), Some(&r.partition_key), &reason, Some(&r.data));
             return;
         }
-        self.pending_bytes += size;
         if self.oldest_pending.is_none() {
             self.oldest_pending = Some(Instant::now());
         }
-        self.pending_count += 1;
-        self.queue.push_back(Slot {
-            kind: Kind::Row { record: SinkRecord { partition_key: r.partition_key, data: r.data.into() } },
-            state: State::Pending,
-        });
+        let key = r.partition_key.clone();
+        self.queue.push(key, size, SinkRecord { partition_key: r.partition_key, data: r.data.into() });
     }
 
     fn dead_letter(
@@ -291,16 +262,20 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             let lingered = self.oldest_pending.is_some_and(|t| t.elapsed() >= self.cfg.linger);
             // Build a batch only when it is worth a request: enough records could fill one,
             // the oldest waited its linger, or we are draining.
-            let enough = self.pending_count >= MAX_RECORDS_PER_REQUEST
-                || self.pending_bytes.saturating_mul(10) >= MAX_BYTES_PER_REQUEST.saturating_mul(9);
+            let enough = self.queue.pending() >= MAX_RECORDS_PER_REQUEST
+                || self.queue.undelivered_bytes().saturating_mul(10) >= MAX_BYTES_PER_REQUEST.saturating_mul(9);
             if !(enough || lingered || draining) {
                 return;
             }
-            let (seqs, batch) = self.build_batch();
+            let (seqs, batch): (Vec<Ticket>, Vec<SinkRecord>) = self
+                .queue
+                .take_batch(MAX_RECORDS_PER_REQUEST, MAX_BYTES_PER_REQUEST, SCAN_WINDOW, |_, _| true)
+                .into_iter()
+                .unzip();
             if batch.is_empty() {
                 // Everything pending waits for its key: keep the linger clock running so
                 // those records go out as soon as their keys are free.
-                if self.pending_count == 0 {
+                if self.queue.pending() == 0 {
                     self.oldest_pending = None;
                 }
                 return;
@@ -311,52 +286,13 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
                 let res = sink.put(&batch).await;
                 (seqs, res)
             });
-            self.oldest_pending = if self.pending_count > 0 { Some(Instant::now()) } else { None };
+            self.oldest_pending = if self.queue.pending() > 0 { Some(Instant::now()) } else { None };
         }
-    }
-
-    /// Picks records whose key has nothing earlier unacknowledged, in queue order.
-    fn build_batch(&mut self) -> (Vec<u64>, Vec<SinkRecord>) {
-        let mut seqs = Vec::new();
-        let mut batch = Vec::new();
-        let mut bytes = 0usize;
-        let mut blocked: FxHashSet<&str> = FxHashSet::default();
-        let mut picked_idx = Vec::new();
-        for (i, slot) in self.queue.iter().enumerate().take(SCAN_WINDOW) {
-            let Kind::Row { record, .. } = &slot.kind else { continue };
-            let key = record.partition_key.as_str();
-            if slot.state != State::Pending {
-                continue;
-            }
-            if self.in_flight_keys.contains(key) || blocked.contains(key) {
-                blocked.insert(key);
-                continue;
-            }
-            let size = record.data.len() + key.len();
-            if batch.len() == MAX_RECORDS_PER_REQUEST || bytes + size > MAX_BYTES_PER_REQUEST {
-                break;
-            }
-            // One record per key per request: later ones of the key wait their turn.
-            blocked.insert(key);
-            bytes += size;
-            picked_idx.push(i);
-            batch.push(record.clone());
-        }
-        for i in picked_idx {
-            let slot = &mut self.queue[i];
-            slot.state = State::InFlight;
-            self.pending_count -= 1;
-            if let Kind::Row { record, .. } = &slot.kind {
-                self.in_flight_keys.insert(record.partition_key.clone());
-            }
-            seqs.push(self.base_seq + i as u64);
-        }
-        (seqs, batch)
     }
 
     fn complete(
         &mut self,
-        seqs: Vec<u64>,
+        seqs: Vec<Ticket>,
         result: Result<Vec<RecordOutcome>, crate::sink::SinkError>,
     ) -> Result<(), ReaderError> {
         let outcomes = match result {
@@ -374,22 +310,16 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         };
         let mut any_failed = false;
         let mut any_delivered = false;
-        for (seq, outcome) in seqs.into_iter().zip(outcomes) {
-            let slot = &mut self.queue[(seq - self.base_seq) as usize];
-            let Kind::Row { record, .. } = &slot.kind else { continue };
-            self.in_flight_keys.remove(&record.partition_key);
+        for (ticket, outcome) in seqs.into_iter().zip(outcomes) {
             match outcome {
                 RecordOutcome::Delivered => {
-                    slot.state = State::Done;
-                    self.pending_bytes =
-                        self.pending_bytes.saturating_sub(record.data.len() + record.partition_key.len());
+                    self.queue.complete(ticket, true);
                     self.metrics.records.inc();
                     self.summary.delivered += 1;
                     any_delivered = true;
                 }
                 RecordOutcome::Retry { code } => {
-                    slot.state = State::Pending;
-                    self.pending_count += 1;
+                    self.queue.complete(ticket, false);
                     any_failed = true;
                     if code != "request" {
                         self.metrics.failed_records.get_or_create(&Code { error_code: code }).inc();
@@ -415,15 +345,8 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
 
     /// Pops the acknowledged front of the queue; commits popped become durable.
     fn advance(&mut self) {
-        while let Some(front) = self.queue.front() {
-            if front.state != State::Done {
-                break;
-            }
-            let slot = self.queue.pop_front().expect("front exists");
-            self.base_seq += 1;
-            if let Kind::Commit(c) = slot.kind {
-                self.durable = Some(c);
-            }
+        if let Some(c) = self.queue.pop_done().pop() {
+            self.durable = Some(c);
         }
         let behind = self
             .saved

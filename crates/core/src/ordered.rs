@@ -1,0 +1,214 @@
+//! Per-key ordered delivery through a sink that fails per item and may reorder within a
+//! request (Kinesis PutRecords, SQS SendMessageBatch), with progress marks behind it.
+//!
+//! Guarantees:
+//! - **At most one item per key in flight.** An item is handed out only when no earlier
+//!   item of its key is unacknowledged, so resending a failed item can never let a later
+//!   item of the same key overtake it, and a request never holds two items of one key.
+//! - **Marks only behind delivery.** Items and marks (a commit position, a shard sequence
+//!   number) keep their order; [`OrderedQueue::pop_done`] releases a mark only when every
+//!   item before it was delivered (or given up on by the caller), so a checkpoint taken
+//!   from a mark never runs ahead of the sink.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    InFlight,
+    Done,
+}
+
+enum Entry<T, M> {
+    Item { key: String, size: usize, item: T },
+    Mark(M),
+}
+
+struct Slot<T, M> {
+    entry: Entry<T, M>,
+    state: State,
+}
+
+/// Identifies an item handed out by [`OrderedQueue::take_batch`].
+pub type Ticket = u64;
+
+pub struct OrderedQueue<T, M> {
+    slots: VecDeque<Slot<T, M>>,
+    /// Ticket of `slots[0]`.
+    base: Ticket,
+    pending: usize,
+    undelivered_bytes: usize,
+    in_flight_keys: FxHashSet<String>,
+}
+
+impl<T, M> Default for OrderedQueue<T, M> {
+    fn default() -> Self {
+        Self { slots: VecDeque::new(), base: 0, pending: 0, undelivered_bytes: 0, in_flight_keys: FxHashSet::default() }
+    }
+}
+
+impl<T: Clone, M> OrderedQueue<T, M> {
+    /// Queues an item of `key`, `size` bytes as the sink counts them.
+    pub fn push(&mut self, key: String, size: usize, item: T) {
+        self.pending += 1;
+        self.undelivered_bytes += size;
+        self.slots.push_back(Slot { entry: Entry::Item { key, size, item }, state: State::Pending });
+    }
+
+    /// Queues a progress mark behind everything queued so far.
+    pub fn push_mark(&mut self, mark: M) {
+        self.slots.push_back(Slot { entry: Entry::Mark(mark), state: State::Done });
+    }
+
+    /// Items and marks held (delivered ones leave with [`Self::pop_done`]).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Items waiting to be handed out (ready or waiting for their key).
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Bytes of items not delivered yet (pending and in flight).
+    pub fn undelivered_bytes(&self) -> usize {
+        self.undelivered_bytes
+    }
+
+    /// Hands out up to `max_items` / `max_bytes` of pending items in queue order, at most
+    /// one per key and none whose key has an earlier unacknowledged item, looking at no
+    /// more than `window` slots. `compatible(first, other)` restricts the batch (e.g. to
+    /// the first item's destination queue).
+    pub fn take_batch(
+        &mut self,
+        max_items: usize,
+        max_bytes: usize,
+        window: usize,
+        compatible: impl Fn(&T, &T) -> bool,
+    ) -> Vec<(Ticket, T)> {
+        let mut picked: Vec<usize> = Vec::new();
+        let mut bytes = 0usize;
+        {
+            let mut blocked: FxHashSet<&str> = FxHashSet::default();
+            let mut first: Option<&T> = None;
+            for (i, slot) in self.slots.iter().enumerate().take(window) {
+                let Entry::Item { key, size, item } = &slot.entry else { continue };
+                if slot.state != State::Pending {
+                    continue;
+                }
+                if self.in_flight_keys.contains(key.as_str()) || blocked.contains(key.as_str()) {
+                    blocked.insert(key);
+                    continue;
+                }
+                // Later items of this key wait for this one, whether it is picked or not.
+                blocked.insert(key);
+                if first.is_some_and(|f| !compatible(f, item)) {
+                    continue;
+                }
+                if picked.len() == max_items || (bytes + size > max_bytes && !picked.is_empty()) {
+                    break;
+                }
+                bytes += size;
+                first.get_or_insert(item);
+                picked.push(i);
+            }
+        }
+        let mut out = Vec::with_capacity(picked.len());
+        for i in picked {
+            let slot = &mut self.slots[i];
+            slot.state = State::InFlight;
+            self.pending -= 1;
+            if let Entry::Item { key, item, .. } = &slot.entry {
+                self.in_flight_keys.insert(key.clone());
+                out.push((self.base + i as Ticket, item.clone()));
+            }
+        }
+        out
+    }
+
+    /// Records the outcome of a handed-out item: delivered (or given up on and handled by
+    /// the caller, e.g. dead-lettered), or to be sent again.
+    pub fn complete(&mut self, ticket: Ticket, delivered: bool) {
+        let Some(slot) = ticket.checked_sub(self.base).and_then(|i| self.slots.get_mut(i as usize)) else { return };
+        let Entry::Item { key, size, .. } = &slot.entry else { return };
+        if slot.state != State::InFlight {
+            return;
+        }
+        self.in_flight_keys.remove(key);
+        if delivered {
+            slot.state = State::Done;
+            self.undelivered_bytes = self.undelivered_bytes.saturating_sub(*size);
+        } else {
+            slot.state = State::Pending;
+            self.pending += 1;
+        }
+    }
+
+    /// Removes the delivered front of the queue and returns the marks it passed, oldest
+    /// first: each is now durable.
+    pub fn pop_done(&mut self) -> Vec<M> {
+        let mut marks = Vec::new();
+        while self.slots.front().is_some_and(|s| s.state == State::Done) {
+            let slot = self.slots.pop_front().expect("front exists");
+            self.base += 1;
+            if let Entry::Mark(m) = slot.entry {
+                marks.push(m);
+            }
+        }
+        marks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q() -> OrderedQueue<(&'static str, u32), u32> {
+        OrderedQueue::default()
+    }
+
+    #[test]
+    fn one_item_per_key_in_flight_and_failed_items_go_first_again() {
+        let mut q = q();
+        q.push("a".into(), 1, ("a", 1));
+        q.push("b".into(), 1, ("b", 1));
+        q.push("a".into(), 1, ("a", 2));
+        q.push_mark(10);
+        let batch = q.take_batch(10, 100, 100, |_, _| true);
+        assert_eq!(batch.iter().map(|(_, i)| *i).collect::<Vec<_>>(), [("a", 1), ("b", 1)]);
+        assert!(q.take_batch(10, 100, 100, |_, _| true).is_empty(), "a:2 waits for a:1");
+        q.complete(batch[0].0, false); // a:1 failed
+        q.complete(batch[1].0, true);
+        let again = q.take_batch(10, 100, 100, |_, _| true);
+        assert_eq!(again.iter().map(|(_, i)| *i).collect::<Vec<_>>(), [("a", 1)], "a:1 again, never a:2 first");
+        assert!(q.pop_done().is_empty(), "nothing durable while a:1 is out");
+        q.complete(again[0].0, true);
+        let last = q.take_batch(10, 100, 100, |_, _| true);
+        assert_eq!(last[0].1, ("a", 2));
+        q.complete(last[0].0, true);
+        assert_eq!(q.pop_done(), [10]);
+        assert!(q.is_empty() && q.pending() == 0 && q.undelivered_bytes() == 0);
+    }
+
+    #[test]
+    fn batches_respect_limits_and_compatibility() {
+        let mut q = q();
+        for i in 0..5 {
+            q.push(format!("k{i}"), 40, (if i % 2 == 0 { "q1" } else { "q2" }, i));
+        }
+        let b = q.take_batch(10, 100, 100, |a, b| a.0 == b.0);
+        assert_eq!(b.iter().map(|(_, i)| i.1).collect::<Vec<_>>(), [0, 2], "same destination, 80 of 100 bytes");
+        let b = q.take_batch(1, 100, 100, |a, b| a.0 == b.0);
+        assert_eq!(b.len(), 1);
+        // An item larger than the byte limit still goes out alone.
+        let mut big = OrderedQueue::<u8, ()>::default();
+        big.push("x".into(), 1000, 1);
+        assert_eq!(big.take_batch(10, 100, 100, |_, _| true).len(), 1);
+    }
+}
