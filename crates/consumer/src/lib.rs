@@ -2,7 +2,9 @@
 //! task (like the Kinesis Client Library, without Java) and fans each change into SQS,
 //! keeping per-key commit order and forwarding only what the current day needs.
 
+pub mod fanout;
 pub mod message;
+pub mod route;
 pub mod shard_lease;
 pub mod shard_reader;
 pub mod sqs;

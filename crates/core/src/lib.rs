@@ -11,6 +11,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod ordered;
+pub mod pattern;
 pub mod position;
 pub mod secret;
 pub mod shutdown;

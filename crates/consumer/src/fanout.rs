@@ -1,0 +1,219 @@
+//! One shard's records into SQS, in per-key order, with the shard checkpoint behind it.
+//!
+//! Each Kinesis record becomes zero or more SQS messages (one per routed queue), queued
+//! in an [`OrderedQueue`] keyed by queue + FIFO group, followed by a mark carrying the
+//! record's sequence number. So:
+//! - at most one message per (queue, group) is in flight: a failed entry of a
+//!   SendMessageBatch is resent before any later message of its group, and order holds;
+//! - [`Fanout::durable`] only ever names a sequence number whose records all reached SQS
+//!   (or were filtered out, or dead-lettered), and never moves backwards.
+//!
+//! A record that is not a valid envelope, or whose due time cannot be read, or that SQS
+//! refuses (too large, invalid characters) goes to the dead-letter sink with its shard
+//! and sequence number; the shard keeps going.
+
+use std::future::Future;
+
+use sameday_core::envelope::ChangeEnvelope;
+use sameday_core::ordered::OrderedQueue;
+
+use crate::message::fifo_ids;
+use crate::route::{Decision, Routes};
+use crate::shard_lease::SequenceNumber;
+use crate::sqs::{SendOutcome, SqsError, SqsMessage, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
+
+/// How far ahead a batch is looked for.
+const SCAN_WINDOW: usize = 5_000;
+
+/// Where messages go: one `send` per SendMessageBatch (implemented by the SQS queues and,
+/// in tests, by fault-injecting wrappers).
+pub trait MessageSender: Send + Sync {
+    fn send(
+        &self,
+        queue: usize,
+        batch: &[SqsMessage],
+    ) -> impl Future<Output = Result<Vec<SendOutcome>, SqsError>> + Send;
+    fn is_fifo(&self, queue: usize) -> bool;
+}
+
+/// Every queue of the consumer, by index.
+pub struct Queues(pub Vec<crate::sqs::SqsQueue>);
+
+impl MessageSender for Queues {
+    async fn send(&self, queue: usize, batch: &[SqsMessage]) -> Result<Vec<SendOutcome>, SqsError> {
+        self.0[queue].send_batch(batch).await
+    }
+
+    fn is_fifo(&self, queue: usize) -> bool {
+        self.0[queue].is_fifo()
+    }
+}
+
+/// Something that could not be forwarded, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub shard: String,
+    pub sequence: SequenceNumber,
+    pub reason: String,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct Outgoing {
+    queue: usize,
+    msg: SqsMessage,
+    sequence: SequenceNumber,
+}
+
+/// Counts for metrics and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FanoutStats {
+    pub records: u64,
+    pub sent: u64,
+    pub skipped: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+    pub requests: u64,
+}
+
+pub struct Fanout {
+    shard: String,
+    queue: OrderedQueue<Outgoing, SequenceNumber>,
+    durable: Option<SequenceNumber>,
+    pub stats: FanoutStats,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl Fanout {
+    pub fn new(shard: &str) -> Self {
+        Self {
+            shard: shard.to_owned(),
+            queue: OrderedQueue::default(),
+            durable: None,
+            stats: FanoutStats::default(),
+            dead_letters: Vec::new(),
+        }
+    }
+
+    /// The newest sequence number whose record and everything before it are handled.
+    pub fn durable(&self) -> Option<&SequenceNumber> {
+        self.durable.as_ref()
+    }
+
+    /// Messages not yet accepted by SQS.
+    pub fn pending(&self) -> usize {
+        self.queue.pending()
+    }
+
+    /// Adds one Kinesis record of this shard, in shard order.
+    pub fn push_record(
+        &mut self,
+        sequence: SequenceNumber,
+        data: &[u8],
+        routes: &Routes,
+        fifo: impl Fn(usize) -> bool,
+        now: jiff::Timestamp,
+    ) {
+        self.stats.records += 1;
+        match ChangeEnvelope::from_slice(data) {
+            Err(e) => self.dead_letter(&sequence, format!("not a sameday change envelope: {e}"), data),
+            Ok(env) => match routes.decide(&env, now) {
+                Decision::Skip { .. } => self.stats.skipped += 1,
+                Decision::Invalid(reason) => self.dead_letter(&sequence, reason, data),
+                Decision::Send(queues) => {
+                    let ids = fifo_ids(&env);
+                    let body = String::from_utf8_lossy(data).into_owned();
+                    for q in queues {
+                        let msg = if fifo(q) {
+                            SqsMessage {
+                                body: body.clone(),
+                                group_id: Some(ids.group_id.clone()),
+                                dedup_id: Some(ids.dedup_id.clone()),
+                            }
+                        } else {
+                            SqsMessage { body: body.clone(), group_id: None, dedup_id: None }
+                        };
+                        let key = format!("{q}/{}", ids.group_id);
+                        let size = msg.size();
+                        self.queue.push(key, size, Outgoing { queue: q, msg, sequence: sequence.clone() });
+                    }
+                }
+            },
+        }
+        self.queue.push_mark(sequence);
+        self.advance();
+    }
+
+    fn dead_letter(&mut self, sequence: &SequenceNumber, reason: String, data: &[u8]) {
+        self.stats.dead_lettered += 1;
+        tracing::error!(shard = %self.shard, %sequence, %reason, "record dead-lettered; the shard continues");
+        self.dead_letters.push(DeadLetter {
+            shard: self.shard.clone(),
+            sequence: sequence.clone(),
+            reason,
+            data: data.to_vec(),
+        });
+    }
+
+    fn advance(&mut self) {
+        if let Some(s) = self.queue.pop_done().pop() {
+            self.durable = Some(s);
+        }
+    }
+
+    /// Sends one SendMessageBatch of ready messages (one queue, at most one per group).
+    /// Returns `false` when nothing was ready.
+    pub async fn send_once<S: MessageSender>(&mut self, sender: &S) -> Result<bool, SqsError> {
+        let batch = self.queue.take_batch(MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, SCAN_WINDOW, |a, b| a.queue == b.queue);
+        let Some((_, first)) = batch.first() else { return Ok(false) };
+        let queue = first.queue;
+        let msgs: Vec<SqsMessage> = batch.iter().map(|(_, o)| o.msg.clone()).collect();
+        self.stats.requests += 1;
+        let outcomes = match sender.send(queue, &msgs).await {
+            Ok(o) => o,
+            Err(e) => {
+                for (t, _) in &batch {
+                    self.queue.complete(*t, false);
+                }
+                self.stats.retried += batch.len() as u64;
+                return if e.transient { Ok(true) } else { Err(e) };
+            }
+        };
+        for ((ticket, out), outcome) in batch.into_iter().zip(outcomes) {
+            match outcome {
+                SendOutcome::Sent => {
+                    self.stats.sent += 1;
+                    self.queue.complete(ticket, true);
+                }
+                SendOutcome::Retry { .. } => {
+                    self.stats.retried += 1;
+                    self.queue.complete(ticket, false);
+                }
+                SendOutcome::Rejected { code, message } => {
+                    let reason = format!("SQS refused the message ({code}: {message})");
+                    self.dead_letter(&out.sequence, reason, out.msg.body.as_bytes());
+                    self.queue.complete(ticket, true);
+                }
+            }
+        }
+        self.advance();
+        Ok(true)
+    }
+
+    /// Sends until every queued message is accepted (retrying failed entries in order).
+    pub async fn flush<S: MessageSender>(&mut self, sender: &S) -> Result<(), SqsError> {
+        let mut backoff =
+            sameday_core::aws::Backoff::new(std::time::Duration::from_millis(20), std::time::Duration::from_secs(2));
+        while self.queue.pending() > 0 {
+            let before = self.stats.sent + self.stats.dead_lettered;
+            self.send_once(sender).await?;
+            if self.stats.sent + self.stats.dead_lettered == before {
+                tokio::time::sleep(backoff.next_delay()).await;
+            } else {
+                backoff.reset();
+            }
+        }
+        self.advance();
+        Ok(())
+    }
+}
