@@ -44,18 +44,10 @@ if ! "$PY" -c 'import pymysqlreplication' 2>/dev/null; then
   "$REPO/.cache/venv/bin/pip" install -q "mysql-replication==$PYMYSQLREPL_VERSION"
 fi
 
-WORK="$(mktemp -d /tmp/sameday-bench.XXXXXX)"
-mkdir -p "$OUT" "$WORK/t" "$WORK/raw"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
 # shellcheck source=scripts/lib.sh
 source "$REPO/scripts/lib.sh"
+work_dir bench "${BENCH_KEEP:-0}"
+mkdir -p "$OUT" "$WORK/t" "$WORK/raw"
 
 # ------------------------------------------------------------------ private MariaDB
 start_mariadb --max-binlog-size=1G --innodb-buffer-pool-size=256M --innodb-log-file-size=256M \

@@ -11,17 +11,9 @@ echo "demo: building sameday (release)"
 cargo build --release --locked -p sameday 2>&1 | tail -1
 BIN="$REPO/target/release/sameday"
 PY="$REPO/.cache/venv/bin/python"
-WORK="$(mktemp -d /tmp/sameday-demo.XXXXXX)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ "${DEMO_KEEP:-0}" = 1 ]; then echo "demo: kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
 # shellcheck source=scripts/lib.sh
 source "$REPO/scripts/lib.sh"
+work_dir demo "${DEMO_KEEP:-0}"
 
 # --- MariaDB
 start_mariadb --innodb-buffer-pool-size=64M

@@ -1,6 +1,21 @@
 # Sourced by demo.sh and bench_reader.sh: a private MariaDB (own datadir under $WORK, free
 # loopback port, binlog ROW / FULL image / FULL metadata) that never touches a system one.
-# Needs: $WORK, $PY (a python for free_port), and a PIDS array the caller's trap kills.
+# Needs: $PY (a python for free_port). Call work_dir first.
+
+# work_dir NAME KEEP: makes $WORK (a temp dir) and PIDS; on exit kills every PID in PIDS
+# and removes $WORK unless KEEP is 1.
+work_dir() {
+  WORK="$(mktemp -d "/tmp/sameday-$1.XXXXXX")"
+  PIDS=()
+  KEEP_WORK="${2:-0}"
+  trap cleanup_work EXIT
+}
+
+cleanup_work() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "$KEEP_WORK" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
