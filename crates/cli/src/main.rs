@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore, FileCheckpointStore};
+use sameday_consumer::config::ConsumerConfig;
+use sameday_consumer::shard_lease::LeaseTable;
 use sameday_core::StartPosition;
 use sameday_reader::config::{ReaderConfig, SourceConfig};
 use sameday_reader::decoder::{Decoder, Output};
@@ -37,6 +39,16 @@ struct Cli {
 enum Command {
     /// Run the binlog reader daemon: MySQL/MariaDB row changes to Kinesis.
     Reader {
+        #[arg(long, env = "SAMEDAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the consumer daemon: Kinesis shards (leases shared by every consumer task) to SQS.
+    Consumer {
+        #[arg(long, env = "SAMEDAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Show the consumer's shard leases: owner, expiry, checkpoint, parents.
+    Leases {
         #[arg(long, env = "SAMEDAY_CONFIG")]
         config: PathBuf,
     },
@@ -160,6 +172,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             tracing::info!(delivered = summary.delivered, dead_lettered = summary.dead_lettered, checkpoint = ?summary.last_durable.map(|c| c.next.to_string()), "reader stopped");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Consumer { config } => {
+            let cfg = load_consumer_config(&config)?;
+            let shutdown = sameday_core::shutdown::on_signals();
+            sameday_consumer::run::run_consumer(cfg, shutdown).await?;
+            tracing::info!("consumer stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Leases { config } => leases(&config).await,
         Command::Check { config } => check(&config).await,
         Command::Tail(args) => tail(args).await,
         Command::Replay(args) => replay(args).await,
@@ -172,6 +192,30 @@ fn load_reader_config(path: &std::path::Path) -> anyhow::Result<ReaderConfig> {
     let cfg: ReaderConfig = sameday_core::config_file::load(Some(path), std::env::vars())?;
     cfg.validate().map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
     Ok(cfg)
+}
+
+fn load_consumer_config(path: &std::path::Path) -> anyhow::Result<ConsumerConfig> {
+    let cfg: ConsumerConfig = sameday_core::config_file::load(Some(path), std::env::vars())?;
+    cfg.validate().map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+    Ok(cfg)
+}
+
+async fn leases(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let cfg = load_consumer_config(path)?;
+    let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
+    let table = LeaseTable::new(aws_sdk_dynamodb::Client::new(&aws), &cfg.leases.table);
+    let now = now_ms();
+    println!("{:<28} {:<40} {:>10} {:<16} checkpoint", "shard", "owner", "expires_in", "parents");
+    for l in table.list().await? {
+        let expires = if l.owner.is_some() && l.expires_at_ms > now {
+            format!("{} ms", l.expires_at_ms - now)
+        } else {
+            "-".into()
+        };
+        let owner = l.live_owner(now).unwrap_or(if l.owner.is_some() { "(expired)" } else { "(free)" });
+        println!("{:<28} {:<40} {:>10} {:<16} {}", l.shard_id, owner, expires, l.parent_shard_ids.join(","), l.checkpoint);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {

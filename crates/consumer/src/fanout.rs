@@ -164,40 +164,71 @@ impl Fanout {
     /// Sends one SendMessageBatch of ready messages (one queue, at most one per group).
     /// Returns `false` when nothing was ready.
     pub async fn send_once<S: MessageSender>(&mut self, sender: &S) -> Result<bool, SqsError> {
-        let batch = self.queue.take_batch(MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, SCAN_WINDOW, |a, b| a.queue == b.queue);
-        let Some((_, first)) = batch.first() else { return Ok(false) };
-        let queue = first.queue;
-        let msgs: Vec<SqsMessage> = batch.iter().map(|(_, o)| o.msg.clone()).collect();
-        self.stats.requests += 1;
-        let outcomes = match sender.send(queue, &msgs).await {
-            Ok(o) => o,
-            Err(e) => {
-                for (t, _) in &batch {
-                    self.queue.complete(*t, false);
-                }
-                self.stats.retried += batch.len() as u64;
-                return if e.transient { Ok(true) } else { Err(e) };
+        self.send_round(sender, 1).await
+    }
+
+    /// Sends up to `max_requests` SendMessageBatch requests at once. Their batches are
+    /// disjoint in queue+group (each group has at most one message in flight), so they may
+    /// complete in any order without reordering a group. Returns `false` when nothing was
+    /// ready. A non-transient request error is returned after every outcome is applied.
+    pub async fn send_round<S: MessageSender>(&mut self, sender: &S, max_requests: usize) -> Result<bool, SqsError> {
+        let mut batches = Vec::new();
+        while batches.len() < max_requests.max(1) {
+            let batch =
+                self.queue.take_batch(MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, SCAN_WINDOW, |a, b| a.queue == b.queue);
+            if batch.is_empty() {
+                break;
             }
-        };
-        for ((ticket, out), outcome) in batch.into_iter().zip(outcomes) {
-            match outcome {
-                SendOutcome::Sent => {
-                    self.stats.sent += 1;
-                    self.queue.complete(ticket, true);
+            batches.push(batch);
+        }
+        if batches.is_empty() {
+            return Ok(false);
+        }
+        let requests = batches.iter().map(|batch| {
+            let queue = batch[0].1.queue;
+            let msgs: Vec<SqsMessage> = batch.iter().map(|(_, o)| o.msg.clone()).collect();
+            async move { sender.send(queue, &msgs).await }
+        });
+        let results = futures_util::future::join_all(requests).await;
+        self.stats.requests += results.len() as u64;
+        let mut fatal = None;
+        for (batch, result) in batches.into_iter().zip(results) {
+            let outcomes = match result {
+                Ok(o) => o,
+                Err(e) => {
+                    for (t, _) in &batch {
+                        self.queue.complete(*t, false);
+                    }
+                    self.stats.retried += batch.len() as u64;
+                    if !e.transient {
+                        fatal = Some(e);
+                    }
+                    continue;
                 }
-                SendOutcome::Retry { .. } => {
-                    self.stats.retried += 1;
-                    self.queue.complete(ticket, false);
-                }
-                SendOutcome::Rejected { code, message } => {
-                    let reason = format!("SQS refused the message ({code}: {message})");
-                    self.dead_letter(&out.sequence, reason, out.msg.body.as_bytes());
-                    self.queue.complete(ticket, true);
+            };
+            for ((ticket, out), outcome) in batch.into_iter().zip(outcomes) {
+                match outcome {
+                    SendOutcome::Sent => {
+                        self.stats.sent += 1;
+                        self.queue.complete(ticket, true);
+                    }
+                    SendOutcome::Retry { .. } => {
+                        self.stats.retried += 1;
+                        self.queue.complete(ticket, false);
+                    }
+                    SendOutcome::Rejected { code, message } => {
+                        let reason = format!("SQS refused the message ({code}: {message})");
+                        self.dead_letter(&out.sequence, reason, out.msg.body.as_bytes());
+                        self.queue.complete(ticket, true);
+                    }
                 }
             }
         }
         self.advance();
-        Ok(true)
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(true),
+        }
     }
 
     /// Sends until every queued message is accepted (retrying failed entries in order).

@@ -2,9 +2,13 @@
 //! task (like the Kinesis Client Library, without Java) and fans each change into SQS,
 //! keeping per-key commit order and forwarding only what the current day needs.
 
+pub mod config;
+pub mod dead_letter;
 pub mod fanout;
 pub mod message;
+pub mod metrics;
 pub mod route;
+pub mod run;
 pub mod shard_lease;
 pub mod shard_reader;
 pub mod sqs;

@@ -81,6 +81,12 @@ impl ShardReader {
         }
     }
 
+    /// Records per GetRecords call (1..=10,000).
+    pub fn with_limit(mut self, limit: i32) -> Self {
+        self.limit = limit.clamp(1, 10_000);
+        self
+    }
+
     /// The last sequence number handed out (what a checkpoint may name).
     pub fn last_sequence(&self) -> Option<&SequenceNumber> {
         self.last.as_ref()

@@ -18,6 +18,17 @@ pub const KINESIS_BATCH_RECORDS: &str = "sameday_kinesis_batch_records";
 pub const KINESIS_FAILED_RECORDS: &str = "sameday_kinesis_failed_records";
 pub const KINESIS_RETRIES: &str = "sameday_kinesis_retries";
 pub const KINESIS_RECORDS: &str = "sameday_kinesis_records";
+pub const CONSUMER_RECORDS: &str = "sameday_consumer_records";
+pub const CONSUMER_FORWARDED: &str = "sameday_consumer_forwarded_messages";
+pub const CONSUMER_SKIPPED: &str = "sameday_consumer_skipped_records";
+pub const CONSUMER_DEAD_LETTERS: &str = "sameday_consumer_dead_letters";
+pub const CONSUMER_SQS_REQUESTS: &str = "sameday_consumer_sqs_requests";
+pub const CONSUMER_SQS_RETRIES: &str = "sameday_consumer_sqs_retried_messages";
+pub const CONSUMER_CHECKPOINTS: &str = "sameday_consumer_checkpoint_writes";
+pub const CONSUMER_LEASES_HELD: &str = "sameday_consumer_leases_held";
+pub const CONSUMER_LEASE_EVENTS: &str = "sameday_consumer_lease_events";
+pub const CONSUMER_MILLIS_BEHIND: &str = "sameday_consumer_millis_behind_latest";
+pub const CONSUMER_ARRIVAL_LAG_SECONDS: &str = "sameday_consumer_arrival_lag_seconds";
 
 /// A registry shared by every component of one process.
 #[derive(Clone, Default)]
