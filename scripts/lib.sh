@@ -34,3 +34,18 @@ start_mariadb() {
   cat "$WORK/mysql.err" >&2
   return 1
 }
+
+# start_emulator VAR COMMAND...: runs an emulator wrapper (it prints `LISTENING <port>`),
+# waits for it and sets VAR to its http://127.0.0.1:PORT endpoint.
+start_emulator() {
+  local var="$1" name
+  shift
+  name="$(basename "$2" | cut -d. -f1)"
+  "$@" --port 0 >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  PIDS+=($!)
+  for _ in $(seq 1 200); do grep -q LISTENING "$WORK/$name.out" 2>/dev/null && break; sleep 0.1; done
+  local port
+  port="$(awk '/LISTENING/{print $2}' "$WORK/$name.out")"
+  [ -n "$port" ] || { cat "$WORK/$name.err" >&2; return 1; }
+  printf -v "$var" 'http://127.0.0.1:%s' "$port"
+}

@@ -164,19 +164,33 @@ impl Fanout {
     /// Sends one SendMessageBatch of ready messages (one queue, at most one per group).
     /// Returns `false` when nothing was ready.
     pub async fn send_once<S: MessageSender>(&mut self, sender: &S) -> Result<bool, SqsError> {
-        self.send_round(sender, 1).await
+        self.send_round(sender, 1, false).await
     }
 
     /// Sends up to `max_requests` SendMessageBatch requests at once. Their batches are
     /// disjoint in queue+group (each group has at most one message in flight), so they may
     /// complete in any order without reordering a group. Returns `false` when nothing was
     /// ready. A non-transient request error is returned after every outcome is applied.
-    pub async fn send_round<S: MessageSender>(&mut self, sender: &S, max_requests: usize) -> Result<bool, SqsError> {
+    /// With `full_only`, a batch smaller than SQS allows stays queued for a later round
+    /// (while the shard is behind, more records follow at once: fewer, fuller requests).
+    pub async fn send_round<S: MessageSender>(
+        &mut self,
+        sender: &S,
+        max_requests: usize,
+        full_only: bool,
+    ) -> Result<bool, SqsError> {
         let mut batches = Vec::new();
         while batches.len() < max_requests.max(1) {
             let batch =
                 self.queue.take_batch(MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, SCAN_WINDOW, |a, b| a.queue == b.queue);
             if batch.is_empty() {
+                break;
+            }
+            let bytes: usize = batch.iter().map(|(_, o)| o.msg.size()).sum();
+            if full_only && batch.len() < MAX_BATCH_ENTRIES && bytes < MAX_BATCH_BYTES / 2 {
+                for (t, _) in &batch {
+                    self.queue.complete(*t, false);
+                }
                 break;
             }
             batches.push(batch);

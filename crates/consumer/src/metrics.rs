@@ -28,6 +28,7 @@ pub struct ConsumerMetrics {
     pub sqs_requests: Counter,
     pub sqs_retries: Counter,
     pub checkpoints: Counter,
+    pub lease_renewals: Counter,
     pub leases_held: Gauge,
     pub lease_events: Family<LeaseEvent, Counter>,
     pub millis_behind: Family<Shard, Gauge>,
@@ -56,6 +57,7 @@ impl ConsumerMetrics {
             m.sqs_retries.clone(),
         );
         registry.register(names::CONSUMER_CHECKPOINTS, "Shard checkpoint writes to DynamoDB", m.checkpoints.clone());
+        registry.register(names::CONSUMER_LEASE_RENEWALS, "Lease renewals written to DynamoDB", m.lease_renewals.clone());
         registry.register(names::CONSUMER_LEASES_HELD, "Shard leases this task holds", m.leases_held.clone());
         registry.register(names::CONSUMER_LEASE_EVENTS, "Shard leases taken, stolen, lost, released", m.lease_events.clone());
         registry.register(

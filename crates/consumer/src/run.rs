@@ -197,6 +197,9 @@ async fn coordinate(ctx: Arc<Context>, sync_interval_ms: u64, health: &Health, s
     let tick = Duration::from_millis((lease_ms / 4).max(100));
     let sync_every = Duration::from_millis(sync_interval_ms);
     let mut next_sync = Instant::now();
+    // The first tick is immediate: a starting task takes its leases at once.
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -227,7 +230,7 @@ async fn coordinate(ctx: Arc<Context>, sync_interval_ms: u64, health: &Health, s
                 ctx.metrics.millis_behind.remove(&Shard { shard: shard.clone() });
                 ctx.metrics.arrival_lag_seconds.remove(&Shard { shard });
             }
-            _ = tokio::time::sleep(tick) => {}
+            _ = ticker.tick() => {}
         }
         if Instant::now() >= next_sync {
             next_sync = Instant::now() + sync_every;
@@ -328,6 +331,8 @@ struct ShardTask {
     fanout: Fanout,
     reported: FanoutStats,
     label: Shard,
+    /// The last read left more records in the shard (MillisBehindLatest > 0).
+    behind: bool,
 }
 
 impl ShardTask {
@@ -341,6 +346,7 @@ impl ShardTask {
             last_checkpoint: Instant::now(),
             reported: FanoutStats::default(),
             label,
+            behind: false,
         }
     }
 
@@ -386,6 +392,7 @@ impl ShardTask {
                 match batch {
                     Ok(batch) => {
                         ended = batch.shard_end;
+                        self.behind = !ended && !batch.records.is_empty() && batch.millis_behind.unwrap_or(0) > 0;
                         self.take_in(batch);
                     }
                     Err(e) if e.transient => {
@@ -452,11 +459,14 @@ impl ShardTask {
         self.report();
     }
 
-    /// Sends every ready message; returns true when SQS made no progress (back off).
+    /// Sends every ready message (while the shard is behind and reading is not paused,
+    /// only full batches: the rest go with the next read's); returns true when SQS made no
+    /// progress (back off).
     async fn send_ready(&mut self) -> bool {
+        let full_only = self.behind && self.fanout.pending() < self.ctx.max_pending;
         loop {
             let before = self.fanout.stats.sent + self.fanout.stats.dead_lettered;
-            match self.fanout.send_round(&self.ctx.queues, self.ctx.max_in_flight).await {
+            match self.fanout.send_round(&self.ctx.queues, self.ctx.max_in_flight, full_only).await {
                 Ok(false) => {
                     self.report();
                     return false;
@@ -516,6 +526,7 @@ impl ShardTask {
             Ok(lease) => {
                 self.lease = lease;
                 self.last_renew = Instant::now();
+                self.ctx.metrics.lease_renewals.inc();
                 Ok(())
             }
             Err(e) => self.lease_trouble(e),

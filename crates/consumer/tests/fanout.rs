@@ -171,3 +171,46 @@ async fn bad_record_is_dead_lettered_with_shard_and_sequence() {
     assert_eq!(fanout.durable(), Some(&seq(2)), "the shard keeps going past the bad record");
     assert_eq!(fanout.stats.sent, 1);
 }
+
+/// Accepts everything; records the size of each request.
+#[derive(Default)]
+struct Recording(std::sync::Mutex<Vec<usize>>);
+
+impl MessageSender for Recording {
+    async fn send(&self, _queue: usize, batch: &[SqsMessage]) -> Result<Vec<SendOutcome>, SqsError> {
+        self.0.lock().unwrap().push(batch.len());
+        Ok(vec![SendOutcome::Sent; batch.len()])
+    }
+
+    fn is_fifo(&self, _queue: usize) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn full_only_rounds_keep_the_partial_tail_for_the_next_read() {
+    let routes = Routes::new(
+        &[RouteConfig { tables: vec!["app.*".into()], queues: vec!["q".into()], same_day_rule: None }],
+        &[],
+        |_| 0,
+    )
+    .unwrap();
+    let sender = Recording::default();
+    let mut fanout = Fanout::new("s");
+    let now = jiff::Timestamp::now();
+    for n in 1..=25 {
+        fanout.push_record(seq(n), &envelope(&format!("e{n}"), n as i64, 1, "x"), &routes, |_| true, now);
+    }
+    while fanout.send_round(&sender, 4, true).await.unwrap() {}
+    assert_eq!(*sender.0.lock().unwrap(), [10, 10], "two full requests, the tail waits");
+    assert_eq!((fanout.pending(), fanout.durable()), (5, Some(&seq(20))));
+    assert_eq!(fanout.stats.retried, 0, "holding back is not a retry");
+    // More records arrive; then the shard is caught up and everything goes.
+    for n in 26..=30 {
+        fanout.push_record(seq(n), &envelope(&format!("e{n}"), n as i64, 1, "x"), &routes, |_| true, now);
+    }
+    while fanout.send_round(&sender, 4, true).await.unwrap() {}
+    fanout.flush(&sender).await.unwrap();
+    assert_eq!(*sender.0.lock().unwrap(), [10, 10, 10]);
+    assert_eq!(fanout.durable(), Some(&seq(30)));
+}

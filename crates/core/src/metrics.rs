@@ -25,6 +25,7 @@ pub const CONSUMER_DEAD_LETTERS: &str = "sameday_consumer_dead_letters";
 pub const CONSUMER_SQS_REQUESTS: &str = "sameday_consumer_sqs_requests";
 pub const CONSUMER_SQS_RETRIES: &str = "sameday_consumer_sqs_retried_messages";
 pub const CONSUMER_CHECKPOINTS: &str = "sameday_consumer_checkpoint_writes";
+pub const CONSUMER_LEASE_RENEWALS: &str = "sameday_consumer_lease_renewals";
 pub const CONSUMER_LEASES_HELD: &str = "sameday_consumer_leases_held";
 pub const CONSUMER_LEASE_EVENTS: &str = "sameday_consumer_lease_events";
 pub const CONSUMER_MILLIS_BEHIND: &str = "sameday_consumer_millis_behind_latest";
