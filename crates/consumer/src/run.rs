@@ -392,7 +392,11 @@ impl ShardTask {
                 match batch {
                     Ok(batch) => {
                         ended = batch.shard_end;
-                        self.behind = !ended && !batch.records.is_empty() && batch.millis_behind.unwrap_or(0) > 0;
+                        // More is waiting when the call was full or Kinesis says so.
+                        let full = batch.records.len() >= self.ctx.read_limit as usize;
+                        self.behind = !ended
+                            && !batch.records.is_empty()
+                            && (full || batch.millis_behind.unwrap_or(0) > 0);
                         self.take_in(batch);
                     }
                     Err(e) if e.transient => {
