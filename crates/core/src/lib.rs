@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod checkpoint_dynamo;
 pub mod config_file;
 pub mod envelope;
+pub mod execution;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -145,10 +145,16 @@ fn start_node(name: &str, script: &str, package: &str) -> Result<Emulator, Strin
 }
 
 fn start_moto() -> Result<Emulator, String> {
+    start_moto_with(&[])
+}
+
+fn start_moto_with(extra_args: &[&str]) -> Result<Emulator, String> {
     let venv = cache_dir().join("venv");
     let python = venv.join("bin/python");
     let script = emulator_script("moto_server.py");
-    Emulator::spawn("moto", &python, &[script.clone().into()], &[python.clone(), venv.join("bin/moto_server"), script])
+    let mut args: Vec<OsString> = vec![script.clone().into()];
+    args.extend(extra_args.iter().map(OsString::from));
+    Emulator::spawn("moto", &python, &args, &[python.clone(), venv.join("bin/moto_server"), script])
 }
 
 /// Methods every emulator wrapper has.
@@ -322,7 +328,40 @@ impl Moto {
     pub async fn kinesis_client(&self) -> aws_sdk_kinesis::Client {
         aws_sdk_kinesis::Client::new(&self.sdk_config().await)
     }
+
+    /// A private instance whose Step Functions *run* executions through moto's ASL
+    /// interpreter (`moto_server.py --sfn-execute`), so Wait and Pass states take effect and
+    /// executions reach SUCCEEDED. The shared instance only records executions (they stay
+    /// RUNNING until stopped), which is what tests asserting names and inputs want.
+    pub fn start_sfn_execute() -> Moto {
+        Moto { inner: start_moto_with(&["--sfn-execute"]).unwrap_or_else(|e| panic!("{e}")) }
+    }
+
+    /// A Step Functions client for this emulator.
+    pub async fn sfn_client(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.sdk_config().await)
+    }
+
+    /// Creates a STANDARD state machine `name` from an ASL document and returns its ARN.
+    /// moto checks the role ARN's form only; a fixed dummy role is used.
+    pub async fn create_state_machine(&self, name: &str, definition_json: &str) -> String {
+        self.sfn_client()
+            .await
+            .create_state_machine()
+            .name(name)
+            .definition(definition_json)
+            .role_arn(MOTO_SFN_ROLE_ARN)
+            .r#type(aws_sdk_sfn::types::StateMachineType::Standard)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto CreateStateMachine {name}: {e:?}"))
+            .state_machine_arn()
+            .to_string()
+    }
 }
+
+/// The role [`Moto::create_state_machine`] passes; moto does not check that it exists.
+pub const MOTO_SFN_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/sameday-test-sfn";
 
 /// fauxqs: an in-memory SQS/SNS/S3 emulator. Queue URLs point back at
 /// `http://127.0.0.1:PORT/000000000000/<name>`.
