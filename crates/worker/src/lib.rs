@@ -5,6 +5,7 @@
 //! - [`sfn`]: idempotent StartExecution / StopExecution.
 //! - [`rate`]: the token bucket that keeps calls under the account's quotas.
 
+pub mod config;
 pub mod effects;
 pub mod rate;
 pub mod sfn;
