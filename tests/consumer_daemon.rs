@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
@@ -17,7 +16,7 @@ use sameday_core::checkpoint::now_ms;
 use sameday_testkit::{names, wait_until, Fauxqs, Kinesalite, Moto};
 use serde_json::{json, Value};
 
-use common::{sameday_bin, set_aws_env};
+use common::{set_aws_env, Daemon};
 
 /// One test's stream, queue, lease table and config directory.
 struct Setup {
@@ -98,20 +97,15 @@ region = "us-east-1"
         path
     }
 
-    fn spawn(&self, worker: &str, config: &Path) -> Consumer {
-        let log = self.dir.path().join(format!("{worker}.log"));
-        let child = Command::new(sameday_bin())
-            .args(["consumer", "--config"])
-            .arg(config)
-            .env("AWS_ENDPOINT_URL_KINESIS", Kinesalite::shared().endpoint())
-            .env("AWS_ENDPOINT_URL_SQS", Fauxqs::shared().endpoint())
-            .env("AWS_ENDPOINT_URL_DYNAMODB", Moto::shared().endpoint())
-            .env("RUST_LOG", "info,sameday_consumer=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn sameday consumer");
-        Consumer { child, log, name: worker.to_owned() }
+    fn spawn(&self, worker: &str, config: &Path) -> Daemon {
+        let envs = [
+            ("AWS_ENDPOINT_URL_KINESIS", Kinesalite::shared().endpoint()),
+            ("AWS_ENDPOINT_URL_SQS", Fauxqs::shared().endpoint()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", Moto::shared().endpoint()),
+        ];
+        let mut d = Daemon::spawn("consumer", config, self.dir.path().join(format!("{worker}.log")), &envs);
+        d.name = worker.to_owned();
+        d
     }
 
     /// Writes one version of each key as a PutRecords batch (one record per key, so the
@@ -206,51 +200,6 @@ region = "us-east-1"
             assert!(start.elapsed() < deadline, "leases are {got:?}, expected {want:?} within {deadline:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-}
-
-struct Consumer {
-    child: Child,
-    log: PathBuf,
-    name: String,
-}
-
-impl Consumer {
-    fn kill9(&mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM; returns how long the process took to exit.
-    fn terminate(&mut self) -> Duration {
-        let start = Instant::now();
-        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success();
-        assert!(ok, "kill -TERM");
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{} exited with {status}; log:\n{}", self.name, self.log_text());
-                return start.elapsed();
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "{} ignored SIGTERM", self.name);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("{} exited early with {status}; log:\n{}", self.name, self.log_text());
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

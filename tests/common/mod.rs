@@ -134,3 +134,67 @@ pub async fn current_position() -> String {
     let _ = c.disconnect().await;
     format!("{file}:{pos}")
 }
+
+/// A `sameday` daemon process of a test; killed when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl Daemon {
+    /// Runs `sameday SUBCOMMAND --config CONFIG` with `envs`, stderr to `log`.
+    pub fn spawn(subcommand: &str, config: &Path, log: PathBuf, envs: &[(&str, String)]) -> Self {
+        let child = std::process::Command::new(sameday_bin())
+            .args([subcommand, "--config"])
+            .arg(config)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", format!("info,sameday_{subcommand}=debug"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn sameday {subcommand}: {e}"));
+        Self { child, log, name: subcommand.to_owned() }
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+
+    /// SIGTERM; asserts a clean exit and returns how long it took.
+    pub fn terminate(&mut self) -> Duration {
+        let start = std::time::Instant::now();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM {}", self.name);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                assert!(status.success(), "{} exited with {status}; log:\n{}", self.name, self.log_text());
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{} ignored SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("{} exited early with {status}; log:\n{}", self.name, self.log_text());
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -47,6 +47,11 @@ enum Command {
         #[arg(long, env = "SAMEDAY_CONFIG")]
         config: PathBuf,
     },
+    /// Run the worker daemon: SQS change messages to Step Functions executions.
+    Worker {
+        #[arg(long, env = "SAMEDAY_CONFIG")]
+        config: PathBuf,
+    },
     /// Show the consumer's shard leases: owner, expiry, checkpoint, parents.
     Leases {
         #[arg(long, env = "SAMEDAY_CONFIG")]
@@ -177,6 +182,15 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let shutdown = sameday_core::shutdown::on_signals();
             sameday_consumer::run::run_consumer(cfg, shutdown).await?;
             tracing::info!("consumer stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker { config } => {
+            let cfg: sameday_worker::config::WorkerConfig =
+                sameday_core::config_file::load(Some(&config), std::env::vars())?;
+            cfg.validate().map_err(|e| anyhow::anyhow!("config file {}: {e}", config.display()))?;
+            let shutdown = sameday_core::shutdown::on_signals();
+            sameday_worker::run::run_worker(cfg, shutdown).await?;
+            tracing::info!("worker stopped");
             Ok(ExitCode::SUCCESS)
         }
         Command::Leases { config } => leases(&config).await,

@@ -20,6 +20,7 @@
 //! caches that `bash scripts/prereqs.sh` installs into `<workspace>/.cache`
 //! (or `$SAMEDAY_CACHE`).
 
+pub mod fault_proxy;
 pub mod emulators;
 pub mod mariadb;
 pub mod names;
@@ -29,6 +30,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use emulators::{aws_config, Fauxqs, Kinesalite, KinesisRecord, Moto};
+pub use fault_proxy::{Fault, FaultProxy};
 pub use mariadb::{MariaDb, MariaDbOptions};
 
 /// Installs rustls' `ring` provider as the process default, unless one is installed

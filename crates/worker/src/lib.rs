@@ -7,5 +7,7 @@
 
 pub mod config;
 pub mod effects;
+pub mod metrics;
 pub mod rate;
+pub mod run;
 pub mod sfn;
