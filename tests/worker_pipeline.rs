@@ -61,7 +61,7 @@ impl Pipeline {
                     .create_queue()
                     .queue_name(name)
                     .attributes(QueueAttributeName::FifoQueue, "true")
-                    .attributes(QueueAttributeName::VisibilityTimeout, "30")
+                    .attributes(QueueAttributeName::VisibilityTimeout, "10")
                     .send()
                     .await
                     .expect("create queue");
@@ -177,7 +177,7 @@ region = "us-east-1"
 [sqs]
 queue = "{queue}"
 wait_time_seconds = 1
-visibility_timeout_seconds = 30
+visibility_timeout_seconds = 10
 dead_letter_queue = "{dlq}"
 [step_functions.start_rate]
 rate_per_second = 200

@@ -53,6 +53,7 @@ pub enum WorkerError {
 struct Held {
     message: Message,
     received: Instant,
+    received_ms: u64,
     /// One of `max_in_flight_messages`, returned when the message is dropped.
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -64,6 +65,15 @@ impl Held {
     fn receipt(&self) -> &str {
         self.message.receipt_handle().unwrap_or_default()
     }
+    /// When SQS accepted the message (ms since the epoch), if it said.
+    fn sent_ms(&self) -> u64 {
+        self.message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     fn group(&self) -> String {
         self.message
             .attributes()
@@ -185,6 +195,7 @@ impl Worker {
                 .visibility_timeout(self.queue.visibility_timeout_seconds)
                 .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                 .send();
             let out = tokio::select! {
                 biased;
@@ -205,7 +216,12 @@ impl Worker {
             };
             for message in messages {
                 let permit = self.permits.clone().try_acquire_owned().ok();
-                let held = Held { message, received: Instant::now(), _permit: permit };
+                let held = Held {
+                    message,
+                    received: Instant::now(),
+                    received_ms: sameday_core::checkpoint::now_ms(),
+                    _permit: permit,
+                };
                 self.metrics.messages.inc();
                 self.held.lock().expect("held").insert(held.id().to_owned(), held.receipt().to_owned());
                 self.metrics.in_flight.inc();
@@ -297,7 +313,18 @@ impl Worker {
             match result {
                 Ok(kind) => {
                     self.metrics.effect(kind);
-                    tracing::info!(change = %env.id, effect = kind, execution = effect_name(effect), "effect done");
+                    // The timestamps let an operator (and the freshness benchmark) see each
+                    // hop: committed (source), queued (SQS), received, done.
+                    tracing::info!(
+                        change = %env.id,
+                        effect = kind,
+                        execution = effect_name(effect),
+                        committed_ms = env.source.ts_ms,
+                        sqs_sent_ms = held.sent_ms(),
+                        received_ms = held.received_ms,
+                        done_ms = sameday_core::checkpoint::now_ms(),
+                        "effect done"
+                    );
                 }
                 Err(e @ SfnError::Conflict { .. }) => return self.poison(held, "conflict", e.to_string()).await,
                 Err(e) => {
