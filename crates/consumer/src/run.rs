@@ -149,7 +149,7 @@ pub async fn connect(cfg: &ConsumerConfig, metrics: ConsumerMetrics) -> Result<C
         routes,
         dead_letters,
         metrics,
-        worker_id: cfg.leases.worker_id.clone().unwrap_or_else(default_worker_id),
+        worker_id: cfg.leases.worker_id.clone().unwrap_or_else(sameday_core::instance_id),
         read_limit: cfg.kinesis.read_limit,
         checkpoint_interval: Duration::from_millis(cfg.leases.checkpoint_interval_ms),
         max_in_flight: cfg.sqs.max_in_flight_requests,
@@ -158,10 +158,6 @@ pub async fn connect(cfg: &ConsumerConfig, metrics: ConsumerMetrics) -> Result<C
     })
 }
 
-fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "consumer".into());
-    format!("{host}-{}-{:08x}", std::process::id(), rand::random::<u32>())
-}
 
 /// Every shard of the stream with its parents (ListShards, paginated; closed shards too).
 pub async fn list_shards(client: &KinesisClient, stream: &str) -> Result<Vec<ShardInfo>, String> {

@@ -6,6 +6,15 @@
 //! fail with [`CheckpointError::Fenced`]: two readers can never both advance a
 //! checkpoint, and a deposed one learns it on its next save and stops. Writes are also
 //! conditional on the position not going backwards (`ord`).
+//!
+//! **Active and standby readers.** [`DynamoCheckpointStore::acquire`] adds a lease to the
+//! same item (`owner`, `lease_expires_ms`): a reader takes the fence only when no other
+//! reader holds an unexpired lease, and otherwise waits as a warm standby. The active
+//! reader renews every third of the lease ([`DynamoCheckpointStore::renew`]); a renew that
+//! finds the fence moved means it was deposed, and since every save is conditional on the
+//! fence, a deposed reader (paused, partitioned, slow) can never write a checkpoint. On a
+//! graceful stop [`DynamoCheckpointStore::release`] ends the lease so the standby takes over
+//! at once instead of after expiry.
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType,
@@ -14,6 +23,13 @@ use aws_sdk_dynamodb::Client;
 
 use crate::aws::{classify, describe, Retry};
 use crate::checkpoint::{now_ms, Checkpoint, CheckpointError, CheckpointStore};
+
+/// Another reader holds the lease: wait as a standby.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standby {
+    pub holder: String,
+    pub expires_ms: u64,
+}
 
 /// Name of the partition key attribute of the checkpoint table.
 pub const KEY_ATTR: &str = "key";
@@ -45,6 +61,106 @@ impl DynamoCheckpointStore {
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| remote(table, key, Retry::Permanent, "UpdateItem returned no fence".into()))?;
         Ok(Self { client, table: table.to_owned(), key: key.to_owned(), fence })
+    }
+
+    /// Takes the fence if no other reader holds an unexpired lease on `key`, as `owner`, for
+    /// `lease_ms`. Returns `Ok(None)` when another reader is active (`Standby` describes it).
+    pub async fn try_acquire(
+        client: Client,
+        table: &str,
+        key: &str,
+        owner: &str,
+        lease_ms: u64,
+    ) -> Result<Result<Self, Standby>, CheckpointError> {
+        let now = now_ms();
+        let item = client
+            .get_item()
+            .table_name(table)
+            .key(KEY_ATTR, AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| remote(table, key, classify(&e), describe(&e)))?
+            .item;
+        let number = |name: &str| {
+            item.as_ref().and_then(|i| i.get(name)).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok())
+        };
+        let holder = item.as_ref().and_then(|i| i.get("owner")).and_then(|v| v.as_s().ok()).cloned();
+        let expires = number("lease_expires_ms").unwrap_or(0);
+        if let Some(holder) = holder.filter(|h| h != owner && expires > now) {
+            return Ok(Err(Standby { holder, expires_ms: expires }));
+        }
+        let observed = number("fence");
+        let mut req = client
+            .update_item()
+            .table_name(table)
+            .key(KEY_ATTR, AttributeValue::S(key.to_owned()))
+            .update_expression("SET #owner = :me, lease_expires_ms = :exp ADD fence :one")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":me", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":exp", AttributeValue::N((now + lease_ms).to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::UpdatedNew);
+        // Only on what we saw: of two standbys racing for an expired lease, one wins.
+        req = match observed {
+            Some(f) => req
+                .condition_expression("fence = :seen")
+                .expression_attribute_values(":seen", AttributeValue::N(f.to_string())),
+            None => req.condition_expression("attribute_not_exists(fence)"),
+        };
+        match req.send().await {
+            Ok(out) => {
+                let fence = out
+                    .attributes()
+                    .and_then(|a| a.get("fence"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| remote(table, key, Retry::Permanent, "UpdateItem returned no fence".into()))?;
+                Ok(Ok(Self { client, table: table.to_owned(), key: key.to_owned(), fence }))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Ok(Err(Standby { holder: "(another reader, just now)".into(), expires_ms: now + lease_ms }))
+            }
+            Err(e) => Err(remote(table, key, classify(&e), describe(&e))),
+        }
+    }
+
+    /// Extends our lease. [`CheckpointError::Fenced`] when another reader took over.
+    pub async fn renew(&self, owner: &str, lease_ms: u64) -> Result<(), CheckpointError> {
+        self.lease_update("SET lease_expires_ms = :exp", owner, now_ms() + lease_ms).await
+    }
+
+    /// Ends our lease at once (graceful stop): a standby takes over on its next look.
+    pub async fn release(&self, owner: &str) -> Result<(), CheckpointError> {
+        self.lease_update("SET lease_expires_ms = :exp", owner, 0).await
+    }
+
+    async fn lease_update(&self, update: &str, owner: &str, expires: u64) -> Result<(), CheckpointError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTR, AttributeValue::S(self.key.clone()))
+            .update_expression(update)
+            .condition_expression("fence = :fence AND #owner = :me")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":fence", AttributeValue::N(self.fence.to_string()))
+            .expression_attribute_values(":me", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":exp", AttributeValue::N(expires.to_string()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                let current = self
+                    .get_item()
+                    .await?
+                    .and_then(|i| i.get("fence").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()))
+                    .unwrap_or(0);
+                Err(CheckpointError::Fenced { key: self.key.clone(), ours: self.fence, current })
+            }
+            Err(e) => Err(remote(&self.table, &self.key, classify(&e), describe(&e))),
+        }
     }
 
     /// A read-only handle that does not take ownership: the running reader keeps its

@@ -20,3 +20,10 @@ pub mod window;
 
 pub use envelope::{ChangeEnvelope, Op};
 pub use position::{BinlogPosition, GtidSet, StartPosition};
+
+/// A name for this process in lease tables: host name (ECS sets `HOSTNAME`), process id and
+/// a random suffix, unique per start so a restarted task never mistakes old leases for its own.
+pub fn instance_id() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "sameday".into());
+    format!("{host}-{}-{:08x}", std::process::id(), rand::random::<u32>())
+}

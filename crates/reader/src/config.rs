@@ -135,8 +135,19 @@ pub enum CheckpointConfig {
         key: String,
         #[serde(default = "default_interval")]
         interval_ms: u64,
+        /// Active/standby: the active reader holds a lease on `key` for this long and renews
+        /// it every third; a second reader waits as a warm standby and takes over (from the
+        /// checkpoint) when the lease expires or is released.
+        #[serde(default = "default_lease")]
+        lease_ms: u64,
     },
 }
+
+fn default_lease() -> u64 {
+    DEFAULT_LEASE_MS
+}
+
+pub const DEFAULT_LEASE_MS: u64 = 10_000;
 
 impl CheckpointConfig {
     pub fn interval_ms(&self) -> u64 {
@@ -206,6 +217,11 @@ impl ReaderConfig {
         crate::filter::TableFilter::new(&self.filter).map_err(|e| format!("filter: {e}"))?;
         if self.checkpoint.interval_ms() == 0 || self.checkpoint.interval_ms() > 60_000 {
             return Err(format!("checkpoint.interval_ms = {} is outside 1..=60000", self.checkpoint.interval_ms()));
+        }
+        if let CheckpointConfig::Dynamodb { lease_ms, .. } = &self.checkpoint {
+            if !(3_000..=600_000).contains(lease_ms) {
+                return Err(format!("checkpoint.lease_ms = {lease_ms} is outside 3000..=600000"));
+            }
         }
         self.start_position.parse::<StartPosition>().map_err(|e| format!("start_position: {e}"))
     }

@@ -20,6 +20,8 @@ pub enum DecodeError {
 pub enum ReaderError {
     #[error("configuration: {0}")]
     Config(String),
+    #[error("deposed: {0}")]
+    Deposed(String),
     #[error("MySQL source {source_addr}: {message}")]
     Source { source_addr: String, message: String, transient: bool },
     #[error(

@@ -267,7 +267,19 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
     let status =
         sink.check().await.map_err(|e| ReaderError::Sink { stream: cfg.kinesis.stream.clone(), message: e.message })?;
     tracing::info!(stream = %cfg.kinesis.stream, %status, "Kinesis stream ready");
-    let store = Arc::new(open_store(&cfg.checkpoint, &aws, true).await?);
+    // With a DynamoDB checkpoint, only the lease holder streams; another reader waits here.
+    let owner = sameday_core::instance_id();
+    let (store, lease_ms) = match &cfg.checkpoint {
+        CheckpointConfig::Dynamodb { table, key, lease_ms, .. } => {
+            let client = aws_sdk_dynamodb::Client::new(&aws);
+            match acquire_lease(client, table, key, &owner, *lease_ms, &health, &shutdown).await? {
+                Some(store) => (AnyCheckpointStore::Dynamo(store), Some(*lease_ms)),
+                None => return Ok(PublishSummary::default()),
+            }
+        }
+        CheckpointConfig::File { .. } => (open_store(&cfg.checkpoint, &aws, true).await?, None),
+    };
+    let store = Arc::new(store);
     let checkpoint = store.load().await?;
     match &checkpoint {
         Some(cp) => tracing::info!(position = %cp.position, store = %store.describe(), "resuming from checkpoint"),
@@ -282,6 +294,12 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
         checkpoint_interval: Duration::from_millis(cfg.checkpoint.interval_ms()),
         ..Default::default()
     };
+    // The lease keeper stops the pipeline the moment another reader holds the fence.
+    let pipeline_stop = shutdown.child_token();
+    let deposed = Arc::new(std::sync::OnceLock::new());
+    let keeper = lease_ms.map(|lease_ms| {
+        tokio::spawn(keep_lease(store.clone(), owner.clone(), lease_ms, pipeline_stop.clone(), deposed.clone()))
+    });
     let result = run_pipeline(
         SourceRun {
             cfg: cfg.source.clone(),
@@ -294,18 +312,101 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
             format: cfg.kinesis.format,
         },
         Arc::new(sink),
-        Some(store),
+        Some(store.clone()),
         pcfg,
         metrics,
         Some(DeadLetterFile::new(&cfg.dead_letter_path)),
         Some(health.clone()),
-        shutdown,
+        pipeline_stop.clone(),
     )
     .await;
+    pipeline_stop.cancel();
+    if let Some(k) = keeper {
+        let _ = k.await;
+    }
+    let result = match deposed.get() {
+        Some(why) => Err(ReaderError::Deposed(why.clone())),
+        None => result,
+    };
     if let Err(e) = &result {
         health.fail(e.to_string());
+    } else if let AnyCheckpointStore::Dynamo(d) = &*store {
+        // Graceful stop: hand the lease to the standby at once.
+        match d.release(&owner).await {
+            Ok(()) => tracing::info!("lease released; a standby reader takes over"),
+            Err(e) => tracing::warn!(error = %e, "cannot release the lease; it expires on its own"),
+        }
     }
     result
+}
+
+/// Waits, as a warm standby, until this reader holds the checkpoint lease; `None` when
+/// `shutdown` fires first.
+async fn acquire_lease(
+    client: aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &str,
+    owner: &str,
+    lease_ms: u64,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Result<Option<DynamoCheckpointStore>, ReaderError> {
+    let mut announced = false;
+    loop {
+        match DynamoCheckpointStore::try_acquire(client.clone(), table, key, owner, lease_ms).await {
+            Ok(Ok(store)) => {
+                tracing::info!(%owner, fence = store.fence(), "active: holding the checkpoint lease");
+                return Ok(Some(store));
+            }
+            Ok(Err(standby)) => {
+                if !announced {
+                    tracing::info!(holder = %standby.holder, expires_ms = standby.expires_ms, "standby: another reader is active; waiting for its lease to end");
+                    announced = true;
+                }
+                // A warm standby is healthy.
+                health.set_ready(true);
+            }
+            Err(e) if e.is_transient() => tracing::warn!(error = %e, "checkpoint lease: retrying"),
+            Err(e) => return Err(e.into()),
+        }
+        health.beat();
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(Duration::from_millis(lease_ms / 3)) => {}
+        }
+    }
+}
+
+/// Renews the lease every third of its duration; on losing it (another reader holds the
+/// fence, or it ran out unrenewed) records why and stops the pipeline.
+async fn keep_lease(
+    store: Arc<AnyCheckpointStore>,
+    owner: String,
+    lease_ms: u64,
+    stop: CancellationToken,
+    deposed: Arc<std::sync::OnceLock<String>>,
+) {
+    let AnyCheckpointStore::Dynamo(d) = &*store else { return };
+    let mut renewed = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(lease_ms / 3)) => {}
+        }
+        match d.renew(&owner, lease_ms).await {
+            Ok(()) => renewed = std::time::Instant::now(),
+            Err(e) if e.is_transient() && renewed.elapsed() < Duration::from_millis(lease_ms * 2 / 3) => {
+                tracing::warn!(error = %e, "lease renew failed; retrying");
+            }
+            Err(e) => {
+                let why = format!("lost the checkpoint lease ({e}); another reader is active");
+                tracing::error!(%why, "stopping: a deposed reader must not publish");
+                let _ = deposed.set(why);
+                stop.cancel();
+                return;
+            }
+        }
+    }
 }
 
 /// Runs a source into a publisher until the source ends or `shutdown`.
