@@ -4,6 +4,9 @@
     demo_aws.py read-stream NAME N           (prints N records from TRIM_HORIZON)
     demo_aws.py create-queue NAME            (FIFO when NAME ends in .fifo; prints the URL)
     demo_aws.py receive QUEUE_URL N          (prints N messages as they arrive, deletes them)
+    demo_aws.py create-fifo-with-dlq NAME    (NAME.fifo with NAME-dlq.fifo as redrive target; prints the URL)
+    demo_aws.py create-state-machine NAME FILE   (Standard; prints the ARN)
+    demo_aws.py executions ARN               (name, status, start and stop of every execution)
 """
 import json
 import sys
@@ -27,6 +30,39 @@ def create_queue(name: str) -> None:
     sqs = boto3.client("sqs")
     attrs = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
     print(sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"])
+
+
+def create_fifo_with_dlq(name: str) -> None:
+    sqs = boto3.client("sqs")
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
+    url = sqs.create_queue(QueueName=f"{name}.fifo", Attributes={
+        "FifoQueue": "true", "VisibilityTimeout": "60", "RedrivePolicy": redrive})["QueueUrl"]
+    print(url)
+
+
+def create_state_machine(name: str, path: str) -> None:
+    sfn = boto3.client("stepfunctions")
+    with open(path) as f:
+        definition = f.read()
+    arn = sfn.create_state_machine(name=name, definition=definition, type="STANDARD",
+                                   roleArn="arn:aws:iam::123456789012:role/sameday-demo")["stateMachineArn"]
+    print(arn)
+
+
+def executions(arn: str) -> None:
+    sfn = boto3.client("stepfunctions")
+    rows = []
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
+        rows += page["executions"]
+    counts = {}
+    for e in sorted(rows, key=lambda e: e["startDate"]):
+        counts[e["status"]] = counts.get(e["status"], 0) + 1
+        stop = e.get("stopDate")
+        print(f"  {e['status']:<9} {e['name']}  started {e['startDate']:%H:%M:%S}"
+              + (f", ended {stop:%H:%M:%S}" if stop else ""))
+    print("  " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + f" (total {len(rows)})")
 
 
 def read_stream(name: str, want: int) -> None:
@@ -77,6 +113,12 @@ if __name__ == "__main__":
         create_stream(sys.argv[2], int(sys.argv[3]))
     elif cmd == "create-queue":
         create_queue(sys.argv[2])
+    elif cmd == "create-fifo-with-dlq":
+        create_fifo_with_dlq(sys.argv[2])
+    elif cmd == "create-state-machine":
+        create_state_machine(sys.argv[2], sys.argv[3])
+    elif cmd == "executions":
+        executions(sys.argv[2])
     elif cmd == "read-stream":
         read_stream(sys.argv[2], int(sys.argv[3]))
     elif cmd == "receive":
