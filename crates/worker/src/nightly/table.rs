@@ -351,7 +351,7 @@ impl<'a> TableReader<'a> {
 }
 
 /// A connection with the session the batch needs.
-pub(crate) async fn open_session(source: &SourceConfig) -> Result<Conn, NightlyError> {
+pub async fn open_session(source: &SourceConfig) -> Result<Conn, NightlyError> {
     let mut conn = live::connect(source).await?;
     for sql in SESSION_SETUP {
         conn.query_drop(*sql).await.map_err(|e| NightlyError::mysql(source, sql, e))?;
