@@ -460,3 +460,121 @@ async fn nightly_rule_naming_a_missing_column_fails_before_starting_anything() {
     assert_success(&out);
     assert_eq!(b.execution_names().await.len(), 1);
 }
+
+/// Every column type a schedule row can carry, with a DATETIME(3) due column.
+const TYPES_DDL: &str = "(
+    id INT PRIMARY KEY, due_at DATETIME(3),
+    ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED,
+    mi MEDIUMINT, miu MEDIUMINT UNSIGNED, i INT, iu INT UNSIGNED, bi BIGINT, biu BIGINT UNSIGNED,
+    dec30 DECIMAL(30,10), dec2 DECIMAL(10,2), f FLOAT, d DOUBLE,
+    dt DATE, dtm DATETIME, dtm6 DATETIME(6), ts0 TIMESTAMP NULL DEFAULT NULL, ts6 TIMESTAMP(6) NULL DEFAULT NULL,
+    tm TIME, tm6 TIME(6), y YEAR,
+    ch CHAR(10) CHARACTER SET utf8mb4, vc VARCHAR(50) CHARACTER SET utf8mb4, tx TEXT CHARACTER SET utf8mb4,
+    l1 VARCHAR(20) CHARACTER SET latin1, cyr VARCHAR(20) CHARACTER SET cp1251,
+    bn BINARY(4), vb VARBINARY(16), bl BLOB,
+    en ENUM('small','medium','large'), st SET('a','b','c','d'),
+    b1 BIT(1), b64 BIT(64), js JSON, jsl JSON, pt POINT
+)";
+
+/// The batch's SQL row mapping gives, for every column, exactly the JSON value the binlog
+/// reader puts in the envelope's after image, and so the same execution name.
+#[tokio::test]
+async fn nightly_rows_equal_cdc_envelope_images_and_names() {
+    use sameday_worker::nightly::table::{open_session, RuleTable, TableReader};
+
+    let env = common::Env::new("nightly_cdc", 1).await;
+    let b = Batch::new("nightly_cdc").await;
+    let db = &env.db;
+    let maria = MariaDb::shared();
+    maria.exec(&format!("CREATE TABLE {db}.t {TYPES_DDL}")).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let start = common::current_position().await;
+    let reader = tokio::spawn(sameday_reader::run::run_reader(env.config(&start), shutdown.clone()));
+    maria
+        .exec(&format!(
+            "SET SESSION sql_mode = ''; SET SESSION time_zone = '+00:00';
+             INSERT INTO {db}.t VALUES (1, '2031-01-15 12:00:00.123',
+                -128, 255, -32768, 65535, -8388608, 16777215, -2147483648, 4294967295,
+                -9223372036854775808, 18446744073709551615,
+                '-12345678901234567890.0123456789', '-0.50', 1.1, -2.5e-300,
+                '2024-02-29', '2024-02-29 23:59:59', '1000-01-01 00:00:00.000001', '2001-02-03 04:05:06',
+                '2038-01-19 03:14:07.999999',
+                '-838:59:59', '100:00:00.5', 2155,
+                'ch😀  ', 'vc 🎉 ünï ', 'text 👩‍💻 done', 'café é €', 'Привет',
+                X'DEADBEEF', X'0102', X'00FF80FE',
+                'medium', 'b,d', b'1', 0xFFFFFFFFFFFFFFFF,
+                '{{\"a\": [1, 2.5, {{\"b\": null}}], \"s\": \"é\", \"big\": 18446744073709551615}}',
+                '{{\n  \"multi\": [\n    true\n  ]\n}}',
+                ST_GeomFromText('POINT(1 2)'));
+             INSERT INTO {db}.t VALUES (2, '2031-01-15 23:59:59.999',
+                127, 0, 32767, 0, 8388607, 0, 2147483647, 0, 9223372036854775807, 0,
+                '12345678901234567890.0123456789', 7, -0.25, 1.2345678901234567e3,
+                '0000-00-00', '0000-00-00 00:00:00', '2000-01-01 00:00:00.5', '0000-00-00 00:00:00',
+                '1970-01-01 00:00:01.000001',
+                '838:59:59', '-00:00:00.000001', 0,
+                '', '', '', '', '',
+                X'00000000', X'', X'',
+                'small', '', b'0', 0,
+                '[]', 'null', NULL);
+             INSERT INTO {db}.t (id, due_at, mi, dec30, tm6) VALUES (3, '2031-01-16 04:29:59', -1, '-0.0000000001', '-100:00:00.5');"
+        ))
+        .await;
+    let records = env.wait_for_records(3, Duration::from_secs(20)).await;
+    shutdown.cancel();
+    reader.await.unwrap().unwrap();
+    let envelope_after = |id: i64| -> Map<String, Value> {
+        records
+            .iter()
+            .find(|(_, e)| e.key["id"] == id)
+            .and_then(|(_, e)| e.after.clone())
+            .unwrap_or_else(|| panic!("no after image for row {id}"))
+    };
+
+    // The rule passes every column to the execution.
+    let columns = [
+        "ti", "tiu", "si", "siu", "mi", "miu", "i", "iu", "bi", "biu", "dec30", "dec2", "f", "d", "dt", "dtm", "dtm6",
+        "ts0", "ts6", "tm", "tm6", "y", "ch", "vc", "tx", "l1", "cyr", "bn", "vb", "bl", "en", "st", "b1", "b64", "js",
+        "jsl", "pt",
+    ];
+    let rule_json = json!({
+        "name": "types", "db": db, "table": "t", "key_columns": ["id"], "due_column": "due_at",
+        "due_type": "datetime", "time_zone": "UTC", "batch_time": "03:30", "overlap_minutes": 60,
+        "input_columns": columns.to_vec(), "state_machine_arn": b.state_machine,
+    });
+    let rule: ScheduleRule = serde_json::from_value(rule_json.clone()).unwrap();
+
+    // The batch's reader, on the same rows.
+    let source: sameday_reader::config::SourceConfig = serde_json::from_value(json!({
+        "host": "127.0.0.1", "port": maria.port(), "user": "root", "server_id": 1, "tls": "disabled"
+    }))
+    .unwrap();
+    let mut conn = open_session(&source).await.unwrap();
+    let table = RuleTable::check(&mut conn, &rule, 1000, true, &source).await.unwrap();
+    let mut pages = TableReader::new(&source, &table);
+    let lower = mysql_async::Value::Date(2031, 1, 1, 0, 0, 0, 0);
+    let upper = mysql_async::Value::Date(2031, 2, 1, 0, 0, 0, 0);
+    let page = pages.page(&lower, &upper, None).await.unwrap();
+    pages.close().await;
+    assert_eq!(page.rows.len(), 3);
+
+    let mut cdc_names = BTreeSet::new();
+    for row in &page.rows {
+        let id = row["id"].as_i64().expect("id");
+        let after = envelope_after(id);
+        for (col, value) in &after {
+            assert_eq!(row.get(col), Some(value), "row {id}, column {col}: SQL vs envelope");
+        }
+        assert_eq!(row.len(), after.len(), "row {id}: same columns");
+        let due = sameday_core::window::due_of_row(&rule, &after).unwrap();
+        let from_cdc = scheduled_execution(&rule, &after, due).unwrap();
+        assert_eq!(scheduled_execution(&rule, row, due).unwrap(), from_cdc, "row {id}: same execution");
+        cdc_names.insert(from_cdc.name);
+    }
+
+    // And the whole batch starts exactly those executions.
+    let config = b.config("nightly.toml", &[&rule_json], 1000, 4, 1000);
+    let out = nightly(&config, &["--date", "2031-01-15"]).await;
+    assert_success(&out);
+    let names: BTreeSet<String> = b.execution_names().await.into_iter().collect();
+    assert_eq!(names, cdc_names);
+}
