@@ -394,10 +394,10 @@ state_machine_arn = "arn:aws:states:us-east-1:123456789012:stateMachine:reminder
     // Today's window ends at the next midnight UTC + 1 h, so +30 min is always inside and
     // +26 h never is.
     let cases = [
-        (1, at(20), at(30)),             // today, rescheduled within today
-        (2, at(26 * 60), at(26 * 60)),   // tomorrow
+        (1, at(20), at(30)),               // today, rescheduled within today
+        (2, at(26 * 60), at(26 * 60)),     // tomorrow
         (3, at(30 * 1440), at(30 * 1440)), // +30 days
-        (4, at(30), at(7 * 1440)),       // moved from today to next week
+        (4, at(30), at(7 * 1440)),         // moved from today to next week
     ];
     for (id, before, after) in &cases {
         let data = serde_json::to_vec(&json!({

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore, FileCheckpointStore};
 use sameday_consumer::config::ConsumerConfig;
 use sameday_consumer::shard_lease::LeaseTable;
+use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore, FileCheckpointStore};
 use sameday_core::StartPosition;
 use sameday_reader::config::{ReaderConfig, SourceConfig};
 use sameday_reader::decoder::{Decoder, Output};
@@ -67,6 +67,23 @@ enum Command {
     /// Re-emit a binlog range with the same event ids as the live stream. Never moves the
     /// live checkpoint.
     Replay(ReplayArgs),
+    /// Start the Step Functions executions of the rows due in the run's window (the daily
+    /// batch). Safe to re-run; exits 1 if any row failed.
+    Nightly {
+        /// Worker config file (its [[rule]], [nightly] and [step_functions] are used).
+        #[arg(long, env = "SAMEDAY_CONFIG")]
+        config: PathBuf,
+        /// Run for this local day (YYYY-MM-DD, in each rule's time zone); default: the
+        /// window containing now.
+        #[arg(long)]
+        date: Option<jiff::civil::Date>,
+        /// Print what would be started, per rule; no Step Functions calls.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+    },
     /// Show (or, with --set, move) the reader's stored checkpoint.
     Positions {
         #[arg(long, env = "SAMEDAY_CONFIG")]
@@ -197,9 +214,24 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Check { config } => check(&config).await,
         Command::Tail(args) => tail(args).await,
         Command::Replay(args) => replay(args).await,
+        Command::Nightly { config, date, dry_run, rule } => nightly(&config, date, dry_run, rule).await,
         Command::Positions { config, set } => positions(&config, set).await,
         Command::Health { url } => health(&url).await,
     }
+}
+
+async fn nightly(
+    path: &std::path::Path,
+    date: Option<jiff::civil::Date>,
+    dry_run: bool,
+    rule: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let cfg: sameday_worker::config::WorkerConfig = sameday_core::config_file::load(Some(path), std::env::vars())?;
+    cfg.validate().map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+    let options = sameday_worker::nightly::NightlyOptions { date, dry_run, rule, now: None };
+    let summary = sameday_worker::nightly::run_nightly(&cfg, &options).await?;
+    println!("{summary}");
+    Ok(if summary.failed() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn load_reader_config(path: &std::path::Path) -> anyhow::Result<ReaderConfig> {
@@ -227,7 +259,14 @@ async fn leases(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             "-".into()
         };
         let owner = l.live_owner(now).unwrap_or(if l.owner.is_some() { "(expired)" } else { "(free)" });
-        println!("{:<28} {:<40} {:>10} {:<16} {}", l.shard_id, owner, expires, l.parent_shard_ids.join(","), l.checkpoint);
+        println!(
+            "{:<28} {:<40} {:>10} {:<16} {}",
+            l.shard_id,
+            owner,
+            expires,
+            l.parent_shard_ids.join(","),
+            l.checkpoint
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -177,8 +177,10 @@ impl ConsumerConfig {
             ));
         }
         if self.leases.shard_sync_interval_ms < 1_000 {
-            return Err("leases.shard_sync_interval_ms must be at least 1000 (ListShards allows 100 calls/s per account)"
-                .into());
+            return Err(
+                "leases.shard_sync_interval_ms must be at least 1000 (ListShards allows 100 calls/s per account)"
+                    .into(),
+            );
         }
         if let Some(id) = &self.leases.worker_id {
             if id.is_empty() || id.len() > 256 {

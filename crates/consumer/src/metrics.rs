@@ -57,9 +57,17 @@ impl ConsumerMetrics {
             m.sqs_retries.clone(),
         );
         registry.register(names::CONSUMER_CHECKPOINTS, "Shard checkpoint writes to DynamoDB", m.checkpoints.clone());
-        registry.register(names::CONSUMER_LEASE_RENEWALS, "Lease renewals written to DynamoDB", m.lease_renewals.clone());
+        registry.register(
+            names::CONSUMER_LEASE_RENEWALS,
+            "Lease renewals written to DynamoDB",
+            m.lease_renewals.clone(),
+        );
         registry.register(names::CONSUMER_LEASES_HELD, "Shard leases this task holds", m.leases_held.clone());
-        registry.register(names::CONSUMER_LEASE_EVENTS, "Shard leases taken, stolen, lost, released", m.lease_events.clone());
+        registry.register(
+            names::CONSUMER_LEASE_EVENTS,
+            "Shard leases taken, stolen, lost, released",
+            m.lease_events.clone(),
+        );
         registry.register(
             names::CONSUMER_MILLIS_BEHIND,
             "MillisBehindLatest of the shard's last GetRecords (the iterator age)",

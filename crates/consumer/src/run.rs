@@ -85,10 +85,15 @@ pub async fn run_consumer(cfg: ConsumerConfig, shutdown: CancellationToken) -> R
     let registry = MetricsRegistry::default();
     let metrics = ConsumerMetrics::new(&registry);
     let health = Health::new();
-    let addr =
-        sameday_core::health::serve(cfg.metrics.listen, health.clone(), registry, Duration::from_secs(60), shutdown.clone())
-            .await
-            .map_err(|e| ConsumerError::Config(format!("metrics.listen: {e}")))?;
+    let addr = sameday_core::health::serve(
+        cfg.metrics.listen,
+        health.clone(),
+        registry,
+        Duration::from_secs(60),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| ConsumerError::Config(format!("metrics.listen: {e}")))?;
     tracing::info!(%addr, "serving /metrics and /healthz");
 
     let ctx = Arc::new(connect(&cfg, metrics).await?);
@@ -138,9 +143,12 @@ pub async fn connect(cfg: &ConsumerConfig, metrics: ConsumerMetrics) -> Result<C
     leases.list().await.map_err(|e| {
         ConsumerError::Startup(format!("{e} (create the table with a string key shard_id, or set leases.create_table)"))
     })?;
-    kinesis.describe_stream_summary().stream_name(&cfg.kinesis.stream).send().await.map_err(|e| {
-        ConsumerError::Startup(format!("Kinesis stream {}: {}", cfg.kinesis.stream, describe(&e)))
-    })?;
+    kinesis
+        .describe_stream_summary()
+        .stream_name(&cfg.kinesis.stream)
+        .send()
+        .await
+        .map_err(|e| ConsumerError::Startup(format!("Kinesis stream {}: {}", cfg.kinesis.stream, describe(&e))))?;
     Ok(Context {
         kinesis,
         stream: cfg.kinesis.stream.clone(),
@@ -390,9 +398,8 @@ impl ShardTask {
                         ended = batch.shard_end;
                         // More is waiting when the call was full or Kinesis says so.
                         let full = batch.records.len() >= self.ctx.read_limit as usize;
-                        self.behind = !ended
-                            && !batch.records.is_empty()
-                            && (full || batch.millis_behind.unwrap_or(0) > 0);
+                        self.behind =
+                            !ended && !batch.records.is_empty() && (full || batch.millis_behind.unwrap_or(0) > 0);
                         self.take_in(batch);
                     }
                     Err(e) if e.transient => {

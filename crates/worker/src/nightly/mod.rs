@@ -1,0 +1,296 @@
+//! The nightly batch (`sameday nightly`): for each rule, starts the Step Functions executions
+//! of the rows due in the run's window, with the names the worker computes for the same rows.
+//!
+//! Guarantees:
+//! - Safe to re-run and to kill at any moment: execution names are deterministic
+//!   ([`sameday_core::execution`]), so a second run finds every execution of the first and
+//!   starts nothing new; there is no state of its own to lose.
+//! - Same names as the CDC path: rows are read with [`crate::row`], the envelope's JSON mapping,
+//!   and go through the same `due_of_row` and `scheduled_execution`.
+//! - Every rule is checked against its table before any execution is started; a rule naming a
+//!   missing column stops the run with an error naming rule, table and column.
+//! - The source sees short autocommit SELECTs only (keyset pages, see [`table`]); Step
+//!   Functions sees at most `nightly.concurrency` calls in flight, paced by the
+//!   `step_functions.start_rate` token bucket. Transient errors are retried ([`start`]); a row
+//!   counts as failed only when retrying stopped or the error is permanent (a name
+//!   conflict), and any failure makes the command exit non-zero.
+//! - Counts are honest: `already_existed` covers running executions too ([`start`]).
+
+pub mod report;
+pub mod run_window;
+pub mod start;
+pub mod table;
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write as _};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use jiff::civil::Date;
+use jiff::Timestamp;
+use mysql_async::prelude::Queryable;
+use sameday_core::execution::{scheduled_execution, ScheduledExecution};
+use sameday_core::window::{due_of_row, ScheduleRule};
+use sameday_reader::config::SourceConfig;
+use sameday_reader::error::ReaderError;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::{NightlyConfig, WorkerConfig};
+use crate::rate::RateLimiter;
+use crate::sfn::{Limiters, SfnError, StartOutcome, StepFunctions};
+use report::{Counters, NightlySummary, RuleSummary};
+use run_window::{Placement, RunWindow};
+use table::{RuleTable, TableReader};
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct NightlyOptions {
+    /// The run of this local day (in each rule's zone); default: the window containing now.
+    pub date: Option<Date>,
+    /// Read and print what would be started; no Step Functions calls.
+    pub dry_run: bool,
+    /// Only the rule with this name.
+    pub rule: Option<String>,
+    /// The run's clock; default: the system clock.
+    pub now: Option<Timestamp>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NightlyError {
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The rule does not fit its table.
+    #[error("schedule rule {rule:?}: table {table} {problem}")]
+    Rule { rule: String, table: String, problem: String },
+    #[error(transparent)]
+    Source(#[from] ReaderError),
+    #[error("schedule rule {rule:?}: {message}; query: {sql}")]
+    Query { rule: String, sql: String, message: String, transient: bool },
+    #[error(transparent)]
+    StepFunctions(#[from] SfnError),
+}
+
+impl NightlyError {
+    fn mysql(source: &SourceConfig, what: &str, e: mysql_async::Error) -> Self {
+        Self::Source(sameday_reader::source::live::source_error(source, what, e))
+    }
+
+    /// A new connection may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Source(e) => e.is_transient(),
+            Self::Query { transient, .. } => *transient,
+            _ => false,
+        }
+    }
+}
+
+/// Runs the batch for every rule (or `options.rule`), one rule after the other.
+pub async fn run_nightly(cfg: &WorkerConfig, options: &NightlyOptions) -> Result<NightlySummary, NightlyError> {
+    let nightly = cfg.nightly.as_ref().ok_or_else(|| {
+        NightlyError::Config("the config has no [nightly] section; sameday nightly needs [nightly.source]".into())
+    })?;
+    let rules: Vec<&ScheduleRule> = match &options.rule {
+        None => cfg.rules.iter().collect(),
+        Some(name) => match cfg.rules.iter().find(|r| &r.name == name) {
+            Some(r) => vec![r],
+            None => {
+                let known: Vec<&str> = cfg.rules.iter().map(|r| r.name.as_str()).collect();
+                return Err(NightlyError::Config(format!("--rule {name:?}: no such rule; the config has {known:?}")));
+            }
+        },
+    };
+    let now = options.now.unwrap_or_else(Timestamp::now);
+
+    // Check every rule before starting anything.
+    let mut conn = table::open_session(&nightly.source).await?;
+    let version: Option<String> = conn
+        .query_first("SELECT @@version")
+        .await
+        .map_err(|e| NightlyError::mysql(&nightly.source, "SELECT @@version", e))?;
+    let mariadb = version.unwrap_or_default().contains("MariaDB");
+    let mut tables = Vec::with_capacity(rules.len());
+    for rule in &rules {
+        tables.push(RuleTable::check(&mut conn, rule, nightly.page_size, mariadb, &nightly.source).await?);
+    }
+    let _ = conn.disconnect().await;
+
+    let limiters = Limiters {
+        start: Arc::new(RateLimiter::new(cfg.step_functions.start_rate.clone())),
+        stop: Arc::new(RateLimiter::new(cfg.step_functions.stop_rate.clone())),
+        describe: Arc::new(RateLimiter::new(cfg.step_functions.describe_rate.clone())),
+    };
+    let sfn = if options.dry_run {
+        None
+    } else {
+        let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
+        Some(StepFunctions::with_limiters(aws_sdk_sfn::Client::new(&aws), limiters.clone()))
+    };
+    let ctx = RuleRun {
+        nightly,
+        sfn: sfn.as_ref(),
+        list_limiter: &limiters.describe,
+        date: options.date,
+        now,
+        tty: std::io::stderr().is_terminal(),
+    };
+    let mut summary = NightlySummary::default();
+    for (rule, table) in rules.into_iter().zip(&tables) {
+        let span = tracing::info_span!("nightly", rule = %rule.name);
+        summary.rules.push(ctx.run(rule, table).instrument(span).await?);
+    }
+    summary.log();
+    Ok(summary)
+}
+
+/// A row to start, with its key for the logs.
+struct Job {
+    execution: ScheduledExecution,
+    key: Value,
+}
+
+struct RuleRun<'a> {
+    nightly: &'a NightlyConfig,
+    sfn: Option<&'a StepFunctions>,
+    list_limiter: &'a RateLimiter,
+    date: Option<Date>,
+    now: Timestamp,
+    tty: bool,
+}
+
+impl RuleRun<'_> {
+    async fn run(&self, rule: &ScheduleRule, table: &RuleTable) -> Result<RuleSummary, NightlyError> {
+        let began = Instant::now();
+        let run = match self.date {
+            Some(day) => RunWindow::for_day(rule, day, self.now),
+            None => RunWindow::current(rule, self.now),
+        };
+        let (lower, upper) = run.sql_bounds(rule);
+        tracing::info!(from = %run.from, until = %run.window.end, dry_run = self.sfn.is_none(), "nightly: rule run begins");
+        let mut reader = TableReader::new(&self.nightly.source, table);
+        let expected = if self.tty { Some(reader.count(&lower, &upper).await?) } else { None };
+        let running = match self.sfn {
+            Some(sfn) => start::running_names(sfn, self.list_limiter, &rule.state_machine_arn).await?,
+            None => HashSet::new(),
+        };
+
+        let counters = Arc::new(Counters::default());
+        let done = CancellationToken::new();
+        let progress =
+            tokio::spawn(report::progress(rule.name.clone(), Arc::clone(&counters), expected, self.tty, done.clone()));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Job>(self.nightly.page_size as usize);
+
+        let read = async {
+            let mut cursor = None;
+            loop {
+                let page = reader.page(&lower, &upper, cursor.as_ref()).await?;
+                for row in page.rows {
+                    Counters::add(&counters.rows_read);
+                    if let Some(job) = self.place(rule, &run, &row, &counters, &running) {
+                        // Closed only if the starting side stopped, which happens only after this side.
+                        let _ = tx.send(job).await;
+                    }
+                }
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            drop(tx);
+            Ok::<_, NightlyError>(())
+        };
+        let jobs = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|job| (job, rx)) });
+        let starting = jobs.for_each_concurrent(self.nightly.concurrency, |job| self.start(rule, job, &counters));
+        let (read_result, ()) = tokio::join!(read, starting);
+
+        done.cancel();
+        let _ = progress.await;
+        let queries = reader.queries;
+        reader.close().await;
+        read_result?;
+        Ok(RuleSummary::from_counters(
+            &rule.name,
+            (run.from, run.window.end),
+            self.sfn.is_none(),
+            &counters,
+            queries,
+            began.elapsed(),
+        ))
+    }
+
+    /// Decides what one row needs; `Some` when it must be started.
+    fn place(
+        &self,
+        rule: &ScheduleRule,
+        run: &RunWindow,
+        row: &Map<String, Value>,
+        counters: &Counters,
+        running: &HashSet<String>,
+    ) -> Option<Job> {
+        let key = key_of(rule, row);
+        let due = match due_of_row(rule, row) {
+            Ok(due) => due,
+            Err(e) => {
+                // Typed columns inside the SQL bounds always parse; count it rather than hide it.
+                Counters::add(&counters.selected);
+                Counters::add(&counters.failed);
+                tracing::error!(key = %key, error = %e, "nightly: unreadable due time");
+                return None;
+            }
+        };
+        match run.place(due) {
+            Placement::Outside => return None,
+            Placement::SkipLate => {
+                Counters::add(&counters.selected);
+                Counters::add(&counters.skipped_late);
+                tracing::debug!(key = %key, due = %due, "nightly: due beyond grace; skipped");
+                return None;
+            }
+            Placement::Start => Counters::add(&counters.selected),
+        }
+        let execution = match scheduled_execution(rule, row, due) {
+            Ok(e) => e,
+            Err(e) => {
+                Counters::add(&counters.failed);
+                tracing::error!(key = %key, error = %e, "nightly: cannot build the execution");
+                return None;
+            }
+        };
+        if self.sfn.is_none() {
+            Counters::add(&counters.started);
+            let line = format!(
+                "would-start rule={:?} name={} due={} key={key}\n",
+                rule.name,
+                execution.name,
+                sameday_core::execution::rfc3339_utc(due)
+            );
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            return None;
+        }
+        if running.contains(&execution.name) {
+            Counters::add(&counters.already_existed);
+            return None;
+        }
+        Some(Job { execution, key })
+    }
+
+    async fn start(&self, rule: &ScheduleRule, job: Job, counters: &Counters) {
+        let Some(sfn) = self.sfn else { return };
+        let e = &job.execution;
+        match start::start_with_retry(sfn, &rule.state_machine_arn, &e.name, &e.input).await {
+            Ok(StartOutcome::Started { .. }) => Counters::add(&counters.started),
+            Ok(StartOutcome::AlreadyExisted { .. }) => Counters::add(&counters.already_existed),
+            Err(err) => {
+                Counters::add(&counters.failed);
+                tracing::error!(key = %job.key, execution = %e.name, error = %err, "nightly: start failed");
+            }
+        }
+    }
+}
+
+fn key_of(rule: &ScheduleRule, row: &Map<String, Value>) -> Value {
+    Value::Object(rule.key_columns.iter().map(|k| (k.clone(), row.get(k).cloned().unwrap_or(Value::Null))).collect())
+}

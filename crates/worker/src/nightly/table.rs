@@ -1,0 +1,419 @@
+//! Reading one rule's table: a check of the rule against the table's columns, then keyset
+//! pages over `(due column, key columns)`.
+//!
+//! - Never `OFFSET`, never a transaction held across pages: each page is one autocommit
+//!   SELECT (READ COMMITTED) that continues strictly after the last row of the previous page,
+//!   so rows inserted or deleted meanwhile neither shift nor repeat the others, and the
+//!   server keeps no snapshot or lock between pages. The key columns must cover the primary
+//!   key, which makes `(due, key)` unique and the order total.
+//! - The continuation is written as `d > ? OR (d = ? AND (k1 > ? OR ...))` next to a plain
+//!   `d >= ?` bound instead of a row constructor `(d, k1) > (?, ?)`, which MariaDB does not
+//!   turn into an index range. An index on the due column (InnoDB appends the primary key)
+//!   makes every page one range scan.
+//! - The cursor is the last row's raw values, sent back as parameters, so the comparison uses
+//!   the column's own type and collation, as ORDER BY does.
+//! - Only the key, due and input columns are selected; they become row images through
+//!   [`RowDecoder`], the envelope's JSON mapping.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row, Statement, Value as SqlValue};
+use sameday_core::window::{DueType, ScheduleRule};
+use sameday_reader::config::SourceConfig;
+use sameday_reader::source::live;
+use serde_json::{Map, Value};
+
+use super::NightlyError;
+use crate::row::RowDecoder;
+
+/// Statements run on every (re)connection: UTC for TIMESTAMP values (the envelope's form),
+/// UTF-8 results, and no snapshot kept between statements.
+const SESSION_SETUP: &[&str] = &[
+    "SET NAMES utf8mb4",
+    "SET SESSION time_zone = '+00:00'",
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    "SET SESSION autocommit = 1",
+];
+/// A page query that fails on the connection (not on the SQL) is retried this often on a
+/// fresh connection, from the same cursor.
+const PAGE_ATTEMPTS: u32 = 5;
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+
+/// `name` as a MySQL identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// A column of the table, from `information_schema.COLUMNS`.
+#[derive(Debug, Clone)]
+struct TableColumn {
+    name: String,
+    data_type: String,
+    primary: bool,
+}
+
+/// The rule checked against its table, with the statements that page through it.
+#[derive(Debug, Clone)]
+pub struct RuleTable {
+    rule: ScheduleRule,
+    json_columns: HashSet<String>,
+    page_size: u32,
+    first_page_sql: String,
+    next_page_sql: String,
+    count_sql: String,
+}
+
+/// Where the next page starts: the last row's raw due and key values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor(Vec<SqlValue>);
+
+/// One page of row images, and where the next one starts (`None` after the last page).
+#[derive(Debug)]
+pub struct Page {
+    pub rows: Vec<Map<String, Value>>,
+    pub next: Option<Cursor>,
+}
+
+impl RuleTable {
+    /// Checks that the table exists, has every column the rule names (exact case, as the
+    /// row images are keyed), that the key columns cover the primary key and that the due
+    /// column's type fits `due_type`.
+    pub async fn check(
+        conn: &mut Conn,
+        rule: &ScheduleRule,
+        page_size: u32,
+        mariadb: bool,
+        source: &SourceConfig,
+    ) -> Result<Self, NightlyError> {
+        let table = format!("{}.{}", rule.db, rule.table);
+        let rows: Vec<(String, String, String)> = conn
+            .exec(
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (&rule.db, &rule.table),
+            )
+            .await
+            .map_err(|e| NightlyError::mysql(source, &format!("read the columns of {table}"), e))?;
+        let columns: Vec<TableColumn> = rows
+            .into_iter()
+            .map(|(name, data_type, key)| TableColumn {
+                name,
+                data_type: data_type.to_ascii_lowercase(),
+                primary: key == "PRI",
+            })
+            .collect();
+        let bad = |problem: String| NightlyError::Rule { rule: rule.name.clone(), table: table.clone(), problem };
+        if columns.is_empty() {
+            return Err(bad(format!("the table does not exist on {} (or the user cannot see it)", source.address())));
+        }
+        let names = || columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+        let find = |name: &str, field: &str| {
+            columns.iter().find(|c| c.name == name).ok_or_else(|| {
+                let hint = match columns.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
+                    Some(c) => format!(" (names are case-sensitive here: the table has {:?})", c.name),
+                    None => String::new(),
+                };
+                bad(format!("has no column {name:?} (the rule's {field}){hint}; its columns are {}", names()))
+            })
+        };
+        let due = find(&rule.due_column, "due_column")?;
+        for k in &rule.key_columns {
+            find(k, "key_columns")?;
+        }
+        for c in &rule.input_columns {
+            find(c, "input_columns")?;
+        }
+        let primary: Vec<&str> = columns.iter().filter(|c| c.primary).map(|c| c.name.as_str()).collect();
+        if primary.is_empty() {
+            return Err(bad("has no primary key; the batch pages over (due, primary key) and needs one".into()));
+        }
+        if let Some(missing) = primary.iter().find(|p| !rule.key_columns.iter().any(|k| k == *p)) {
+            return Err(bad(format!(
+                "key_columns {:?} do not include the primary key column {missing:?} (primary key: {})",
+                rule.key_columns,
+                primary.join(", ")
+            )));
+        }
+        let fits = match rule.due_type {
+            DueType::Datetime => due.data_type == "datetime",
+            DueType::Timestamp => due.data_type == "timestamp",
+            DueType::EpochSeconds | DueType::EpochMillis => {
+                matches!(due.data_type.as_str(), "tinyint" | "smallint" | "mediumint" | "int" | "bigint")
+            }
+        };
+        if !fits {
+            let suggestion = match due.data_type.as_str() {
+                "datetime" => "due_type = \"datetime\"",
+                "timestamp" => "due_type = \"timestamp\"",
+                "int" | "bigint" => "due_type = \"epoch_seconds\" or \"epoch_millis\"",
+                _ => "a DATETIME, TIMESTAMP or integer due column",
+            };
+            return Err(bad(format!(
+                "due_column {:?} is {} but the rule says due_type = {:?}; use {suggestion}",
+                due.name,
+                due.data_type.to_uppercase(),
+                rule.due_type
+            )));
+        }
+
+        let json_columns = if mariadb {
+            let prefix = format!("{}.{}.", rule.db, rule.table);
+            live::mariadb_json_columns(conn, source)
+                .await?
+                .into_iter()
+                .filter_map(|c| c.strip_prefix(&prefix).map(str::to_owned))
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        Ok(Self::new(rule, json_columns, page_size))
+    }
+
+    fn new(rule: &ScheduleRule, json_columns: HashSet<String>, page_size: u32) -> Self {
+        // Due first, then the key columns (the cursor), then the input columns not already there.
+        let mut columns = vec![rule.due_column.clone()];
+        for c in rule.key_columns.iter().chain(&rule.input_columns) {
+            if !columns.contains(c) {
+                columns.push(c.clone());
+            }
+        }
+        let select = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let from = format!("{}.{}", quote_ident(&rule.db), quote_ident(&rule.table));
+        let due = quote_ident(&rule.due_column);
+        let predicate = rule.predicate.as_deref().map(|p| format!("({p}) AND ")).unwrap_or_default();
+        let range = format!("{predicate}{due} >= ? AND {due} < ?");
+        let keys: Vec<String> = rule.key_columns.iter().map(|k| quote_ident(k)).collect();
+        let order = std::iter::once(due.clone()).chain(keys.iter().cloned()).collect::<Vec<_>>().join(", ");
+        let after = after_clause(&due, &keys);
+        Self {
+            rule: rule.clone(),
+            first_page_sql: format!("SELECT {select} FROM {from} WHERE {range} ORDER BY {order} LIMIT {page_size}"),
+            next_page_sql: format!(
+                "SELECT {select} FROM {from} WHERE {range} AND {after} ORDER BY {order} LIMIT {page_size}"
+            ),
+            count_sql: format!("SELECT COUNT(*) FROM {from} WHERE {range}"),
+            json_columns,
+            page_size,
+        }
+    }
+
+    /// The SQL of the first and the following pages (for logs and tests).
+    pub fn page_sql(&self) -> (&str, &str) {
+        (&self.first_page_sql, &self.next_page_sql)
+    }
+
+    fn cursor_params(cursor: &Cursor, upper: &SqlValue) -> Vec<SqlValue> {
+        // d >= last_d AND d < upper AND (d > last_d OR (d = last_d AND (k1 > ? OR (k1 = ? AND ...))))
+        let (due, keys) = cursor.0.split_first().expect("a cursor holds the due value");
+        let mut params = vec![due.clone(), upper.clone(), due.clone(), due.clone()];
+        for (i, k) in keys.iter().enumerate() {
+            params.push(k.clone());
+            if i + 1 < keys.len() {
+                params.push(k.clone());
+            }
+        }
+        params
+    }
+}
+
+/// `(d > ? OR (d = ? AND (k1 > ? OR (k1 = ? AND k2 > ?))))`: strictly after (d, k1, k2).
+fn after_clause(due: &str, keys: &[String]) -> String {
+    fn chain(cols: &[&str]) -> String {
+        match cols {
+            [] => unreachable!("the due column is always there"),
+            [last] => format!("{last} > ?"),
+            [first, rest @ ..] => format!("({first} > ? OR ({first} = ? AND {}))", chain(rest)),
+        }
+    }
+    let cols: Vec<&str> = std::iter::once(due).chain(keys.iter().map(String::as_str)).collect();
+    chain(&cols)
+}
+
+/// A connection to the source reading one rule's table, reconnecting when the connection
+/// breaks (the keyset cursor makes a retried page exact).
+pub struct TableReader<'a> {
+    source: &'a SourceConfig,
+    table: &'a RuleTable,
+    conn: Option<(Conn, Statement, Statement)>,
+    /// SELECTs sent for this table (pages and counts, retries included).
+    pub queries: u64,
+}
+
+impl<'a> TableReader<'a> {
+    pub fn new(source: &'a SourceConfig, table: &'a RuleTable) -> Self {
+        Self { source, table, conn: None, queries: 0 }
+    }
+
+    async fn connection(&mut self) -> Result<&mut (Conn, Statement, Statement), NightlyError> {
+        if self.conn.is_none() {
+            let mut conn = open_session(self.source).await?;
+            let first = conn
+                .prep(&self.table.first_page_sql)
+                .await
+                .map_err(|e| self.query_error(&self.table.first_page_sql, e))?;
+            let next = conn
+                .prep(&self.table.next_page_sql)
+                .await
+                .map_err(|e| self.query_error(&self.table.next_page_sql, e))?;
+            self.conn = Some((conn, first, next));
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    fn query_error(&self, sql: &str, e: mysql_async::Error) -> NightlyError {
+        NightlyError::Query {
+            rule: self.table.rule.name.clone(),
+            sql: sql.to_owned(),
+            message: e.to_string(),
+            transient: !matches!(e, mysql_async::Error::Server(_)),
+        }
+    }
+
+    /// Rows with a due value in `[lower, upper)` matching the predicate (for the progress ETA).
+    pub async fn count(&mut self, lower: &SqlValue, upper: &SqlValue) -> Result<u64, NightlyError> {
+        let sql = self.table.count_sql.clone();
+        self.queries += 1;
+        let (conn, ..) = self.connection().await?;
+        let result = conn.exec_first::<u64, _, _>(sql.as_str(), vec![lower.clone(), upper.clone()]).await;
+        Ok(result.map_err(|e| self.query_error(&sql, e))?.unwrap_or(0))
+    }
+
+    /// The page after `cursor` (the first page without one) within `[lower, upper)`.
+    pub async fn page(
+        &mut self,
+        lower: &SqlValue,
+        upper: &SqlValue,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page, NightlyError> {
+        let mut attempt = 1;
+        loop {
+            self.queries += 1;
+            let result = match self.connection().await {
+                Ok((conn, first, next)) => match cursor {
+                    None => conn.exec::<Row, _, _>(&*first, vec![lower.clone(), upper.clone()]).await,
+                    Some(c) => conn.exec::<Row, _, _>(&*next, RuleTable::cursor_params(c, upper)).await,
+                },
+                Err(e) if e.is_transient() && attempt < PAGE_ATTEMPTS => {
+                    tracing::warn!(rule = %self.table.rule.name, attempt, error = %e, "nightly: reconnecting to the source");
+                    tokio::time::sleep(RECONNECT_BACKOFF * attempt).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match result {
+                Ok(rows) => return Ok(self.decode(rows)),
+                Err(e) => {
+                    let sql = if cursor.is_some() { &self.table.next_page_sql } else { &self.table.first_page_sql };
+                    let err = self.query_error(sql, e);
+                    if !err.is_transient() || attempt >= PAGE_ATTEMPTS {
+                        return Err(err);
+                    }
+                    tracing::warn!(rule = %self.table.rule.name, attempt, error = %err, "nightly: page query failed; retrying on a new connection");
+                    self.conn = None;
+                    tokio::time::sleep(RECONNECT_BACKOFF * attempt).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn decode(&self, rows: Vec<Row>) -> Page {
+        let Some(first) = rows.first() else { return Page { rows: Vec::new(), next: None } };
+        let decoder = RowDecoder::new(first.columns_ref(), |c| self.table.json_columns.contains(c));
+        // The cursor columns come first in the select list: due, then the key columns.
+        let cursor_len = 1 + self.table.rule.key_columns.len();
+        let full = rows.len() as u64 == u64::from(self.table.page_size);
+        let mut next = None;
+        let count = rows.len();
+        let images = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let values = row.unwrap();
+                if i + 1 == count && full {
+                    next = Some(Cursor(values[..cursor_len].to_vec()));
+                }
+                decoder.decode_values(values)
+            })
+            .collect();
+        Page { rows: images, next }
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) {
+        if let Some((conn, ..)) = self.conn.take() {
+            let _ = conn.disconnect().await;
+        }
+    }
+}
+
+/// A connection with the session the batch needs.
+pub async fn open_session(source: &SourceConfig) -> Result<Conn, NightlyError> {
+    let mut conn = live::connect(source).await?;
+    for sql in SESSION_SETUP {
+        conn.query_drop(*sql).await.map_err(|e| NightlyError::mysql(source, sql, e))?;
+    }
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rule(keys: &[&str], predicate: Option<&str>) -> ScheduleRule {
+        serde_json::from_value(json!({
+            "name": "r", "db": "app", "table": "odd`name", "key_columns": keys, "due_column": "due_at",
+            "due_type": "datetime", "time_zone": "UTC", "input_columns": ["user_id", "id"],
+            "predicate": predicate, "state_machine_arn": "arn:aws:states:eu-central-1:123456789012:stateMachine:s",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pages_select_only_the_rule_columns_in_keyset_order() {
+        let t = RuleTable::new(&rule(&["tenant", "id"], Some("status = 'pending'")), HashSet::new(), 500);
+        let (first, next) = t.page_sql();
+        assert_eq!(
+            first,
+            "SELECT `due_at`, `tenant`, `id`, `user_id` FROM `app`.`odd``name` WHERE (status = 'pending') AND \
+             `due_at` >= ? AND `due_at` < ? ORDER BY `due_at`, `tenant`, `id` LIMIT 500"
+        );
+        assert!(
+            next.ends_with(
+                "`due_at` >= ? AND `due_at` < ? AND (`due_at` > ? OR (`due_at` = ? AND (`tenant` > ? OR \
+                 (`tenant` = ? AND `id` > ?)))) ORDER BY `due_at`, `tenant`, `id` LIMIT 500"
+            ),
+            "{next}"
+        );
+        assert!(!next.contains("OFFSET"));
+        let cursor = Cursor(vec![SqlValue::Int(10), SqlValue::Bytes(b"acme".to_vec()), SqlValue::Int(7)]);
+        let params = RuleTable::cursor_params(&cursor, &SqlValue::Int(99));
+        assert_eq!(next.matches('?').count(), params.len());
+        assert_eq!(
+            params,
+            vec![
+                SqlValue::Int(10),
+                SqlValue::Int(99),
+                SqlValue::Int(10),
+                SqlValue::Int(10),
+                SqlValue::Bytes(b"acme".to_vec()),
+                SqlValue::Bytes(b"acme".to_vec()),
+                SqlValue::Int(7),
+            ]
+        );
+    }
+
+    #[test]
+    fn single_key_without_predicate() {
+        let t = RuleTable::new(&rule(&["id"], None), HashSet::new(), 1000);
+        let (first, next) = t.page_sql();
+        assert!(first.contains("WHERE `due_at` >= ? AND `due_at` < ? ORDER BY `due_at`, `id` LIMIT 1000"), "{first}");
+        assert!(next.contains("AND (`due_at` > ? OR (`due_at` = ? AND `id` > ?))"), "{next}");
+        let params = RuleTable::cursor_params(&Cursor(vec![SqlValue::Int(1), SqlValue::Int(2)]), &SqlValue::Int(3));
+        assert_eq!(next.matches('?').count(), params.len());
+    }
+}
