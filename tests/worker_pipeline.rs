@@ -182,6 +182,12 @@ dead_letter_queue = "{dlq}"
 [step_functions.start_rate]
 rate_per_second = 200
 burst = 50
+[nightly.source]
+host = "127.0.0.1"
+port = {port}
+user = "root"
+server_id = 1
+tls = "disabled"
 [metrics]
 listen = "127.0.0.1:0"
 [aws]
@@ -190,6 +196,7 @@ region = "us-east-1"
                 queue = self.queue_url,
                 dlq = self.dlq_url,
                 rule = self.rule_toml(),
+                port = MariaDb::shared().port(),
             ),
         )
         .unwrap();
@@ -501,4 +508,66 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_go
     assert!(reasons.iter().any(|r| r.contains("due_at")), "{reasons:?}");
     p.worker.as_mut().unwrap().assert_running();
     p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nightly_and_cdc_overlapping_on_the_same_rows_leave_one_execution_per_event() {
+    let mut p = Pipeline::new("overlap").await;
+    p.start().await;
+    let now = Timestamp::now();
+    let due = |i: i64| now + SignedDuration::from_secs(1200 + i);
+    let values: Vec<String> = (1..=60).map(|i| format!("({i}, {i}, 'email', '{}')", fmt(due(i)))).collect();
+    p.sql(&format!("INSERT INTO schedule (id, user_id, action, due_at) VALUES {}", values.join(","))).await;
+    // The nightly batch runs while the CDC path is starting the same rows.
+    let out = std::process::Command::new(common::sameday_bin())
+        .args(["nightly", "--config"])
+        .arg(p.path("worker.toml"))
+        .envs(p.aws_envs())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "nightly failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    p.settle(60).await;
+    let execs = p.executions().await;
+    assert_eq!(execs.len(), 60, "exactly one execution per scheduled event");
+    for i in 1..=60 {
+        assert_eq!(status(&execs, &p.name_of(&Pipeline::row(i, i, "email", due(i)))), ExecutionStatus::Running);
+    }
+    // A second nightly run finds everything in place.
+    let again = std::process::Command::new(common::sameday_bin())
+        .args(["nightly", "--config"])
+        .arg(p.path("worker.toml"))
+        .envs(p.aws_envs())
+        .output()
+        .unwrap();
+    let again = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(again.contains("started=0") && again.contains("already_existed=60"), "{again}");
+    assert_eq!(p.executions().await.len(), 60);
+    eprintln!("first nightly run during CDC: {}", text.lines().last().unwrap_or_default());
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_refuses_to_start_when_a_rule_names_a_missing_column() {
+    let mut p = Pipeline::new("missing-column").await;
+    p.start_worker();
+    let worker = p.worker.as_mut().unwrap();
+    let start = Instant::now();
+    while !worker.log_text().contains("worker ready") {
+        worker.assert_running();
+        assert!(start.elapsed() < Duration::from_secs(20), "the worker did not start with a valid rule");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.terminate();
+    let text = std::fs::read_to_string(p.path("worker.toml")).unwrap().replace("\"due_at\"", "\"due_time\"");
+    std::fs::write(p.path("worker.toml"), text).unwrap();
+    let out = std::process::Command::new(common::sameday_bin())
+        .args(["worker", "--config"])
+        .arg(p.path("worker.toml"))
+        .envs(p.aws_envs())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the worker must not start");
+    assert!(err.contains("reminders") && err.contains("schedule") && err.contains("due_time"), "{err}");
 }

@@ -89,6 +89,24 @@ impl NightlyError {
 }
 
 /// Runs the batch for every rule (or `options.rule`), one rule after the other.
+/// Checks each rule against its table on the `[nightly]` source: the table exists and has
+/// every column the rule names, with a due column whose type fits `due_type`. The worker
+/// runs this at start too, so a rule naming a missing column fails before any message.
+pub async fn check_rules(nightly: &NightlyConfig, rules: &[&ScheduleRule]) -> Result<Vec<RuleTable>, NightlyError> {
+    let mut conn = table::open_session(&nightly.source).await?;
+    let version: Option<String> = conn
+        .query_first("SELECT @@version")
+        .await
+        .map_err(|e| NightlyError::mysql(&nightly.source, "SELECT @@version", e))?;
+    let mariadb = version.unwrap_or_default().contains("MariaDB");
+    let mut tables = Vec::with_capacity(rules.len());
+    for rule in rules {
+        tables.push(RuleTable::check(&mut conn, rule, nightly.page_size, mariadb, &nightly.source).await?);
+    }
+    let _ = conn.disconnect().await;
+    Ok(tables)
+}
+
 pub async fn run_nightly(cfg: &WorkerConfig, options: &NightlyOptions) -> Result<NightlySummary, NightlyError> {
     let nightly = cfg.nightly.as_ref().ok_or_else(|| {
         NightlyError::Config("the config has no [nightly] section; sameday nightly needs [nightly.source]".into())
@@ -106,17 +124,7 @@ pub async fn run_nightly(cfg: &WorkerConfig, options: &NightlyOptions) -> Result
     let now = options.now.unwrap_or_else(Timestamp::now);
 
     // Check every rule before starting anything.
-    let mut conn = table::open_session(&nightly.source).await?;
-    let version: Option<String> = conn
-        .query_first("SELECT @@version")
-        .await
-        .map_err(|e| NightlyError::mysql(&nightly.source, "SELECT @@version", e))?;
-    let mariadb = version.unwrap_or_default().contains("MariaDB");
-    let mut tables = Vec::with_capacity(rules.len());
-    for rule in &rules {
-        tables.push(RuleTable::check(&mut conn, rule, nightly.page_size, mariadb, &nightly.source).await?);
-    }
-    let _ = conn.disconnect().await;
+    let tables = check_rules(nightly, &rules).await?;
 
     let limiters = Limiters {
         start: Arc::new(RateLimiter::new(cfg.step_functions.start_rate.clone())),
