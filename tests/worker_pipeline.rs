@@ -201,7 +201,8 @@ region = "us-east-1"
         )
         .unwrap();
         let n = std::fs::read_dir(self.env.dir.path()).unwrap().count();
-        self.worker = Some(Daemon::spawn("worker", &worker_cfg, self.path(&format!("worker-{n}.log")), &self.aws_envs()));
+        self.worker =
+            Some(Daemon::spawn("worker", &worker_cfg, self.path(&format!("worker-{n}.log")), &self.aws_envs()));
     }
 
     async fn sql(&self, sql: &str) {
@@ -262,9 +263,8 @@ region = "us-east-1"
         loop {
             let list = leases.list().await.unwrap_or_default();
             let consumed = last.iter().all(|(shard, seq)| {
-                list.iter().any(|l| {
-                    &l.shard_id == shard && matches!(&l.checkpoint, ShardCheckpoint::Sequence(s) if s >= seq)
-                })
+                list.iter()
+                    .any(|l| &l.shard_id == shard && matches!(&l.checkpoint, ShardCheckpoint::Sequence(s) if s >= seq))
             });
             let attrs = self
                 .sqs
@@ -390,8 +390,7 @@ async fn worker_kill_mid_stream_then_restart_misses_nothing_and_doubles_nothing(
     let due = |i: i64| now + SignedDuration::from_secs(600 + i);
     let rows = 150;
     for chunk in (1..=rows).collect::<Vec<i64>>().chunks(25) {
-        let values: Vec<String> =
-            chunk.iter().map(|i| format!("({i}, {i}, 'email', '{}')", fmt(due(*i)))).collect();
+        let values: Vec<String> = chunk.iter().map(|i| format!("({i}, {i}, 'email', '{}')", fmt(due(*i)))).collect();
         p.sql(&format!("INSERT INTO schedule (id, user_id, action, due_at) VALUES {}", values.join(","))).await;
     }
     // Let the worker get going, then kill it mid-stream.
@@ -422,19 +421,14 @@ async fn worker_kill_mid_stream_then_restart_misses_nothing_and_doubles_nothing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_execution_throttling_slows_down_without_failure_or_loss() {
     let mut p = Pipeline::new("throttle").await;
-    let fault = Fault {
-        operation: "StartExecution".into(),
-        every: 3,
-        status: 400,
-        error_type: "ThrottlingException".into(),
-    };
+    let fault =
+        Fault { operation: "StartExecution".into(), every: 3, status: 400, error_type: "ThrottlingException".into() };
     let proxy = FaultProxy::start(&Moto::shared().endpoint(), fault).await;
     p.sfn_endpoint = proxy.endpoint().to_owned();
     p.start().await;
     let now = Timestamp::now();
-    let values: Vec<String> = (1..=40)
-        .map(|i| format!("({i}, {i}, 'push', '{}')", fmt(now + SignedDuration::from_secs(900 + i))))
-        .collect();
+    let values: Vec<String> =
+        (1..=40).map(|i| format!("({i}, {i}, 'push', '{}')", fmt(now + SignedDuration::from_secs(900 + i)))).collect();
     p.sql(&format!("INSERT INTO schedule (id, user_id, action, due_at) VALUES {}", values.join(","))).await;
     p.settle(40).await;
     let execs = p.executions().await;
@@ -495,14 +489,24 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_go
         for m in out.messages() {
             let reason = m.message_attributes().unwrap()["sameday_reason"].string_value().unwrap().to_owned();
             reasons.push(reason);
-            p.sqs.delete_message().queue_url(&p.dlq_url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+            p.sqs
+                .delete_message()
+                .queue_url(&p.dlq_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
         }
         if reasons.len() >= 3 {
             break;
         }
     }
     reasons.sort();
-    assert_eq!(reasons.len(), 3, "garbage, unknown table and missing due column; the NULL due is no poison: {reasons:?}");
+    assert_eq!(
+        reasons.len(),
+        3,
+        "garbage, unknown table and missing due column; the NULL due is no poison: {reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r.contains("not a sameday change envelope")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("no [[rule]] for table") && r.contains("other_table")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("due_at")), "{reasons:?}");

@@ -22,7 +22,6 @@ use aws_sdk_kinesis::Client as KinesisClient;
 use sameday_core::aws::{describe, Backoff};
 use sameday_core::checkpoint::now_ms;
 use sameday_core::health::Health;
-use sameday_core::metrics::MetricsRegistry;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -82,19 +81,11 @@ pub enum ShardExit {
 /// Runs the consumer until `shutdown` fires. Returns after every shard task stopped.
 pub async fn run_consumer(cfg: ConsumerConfig, shutdown: CancellationToken) -> Result<(), ConsumerError> {
     cfg.validate().map_err(ConsumerError::Config)?;
-    let registry = MetricsRegistry::default();
+    let (health, registry, _) =
+        sameday_core::health::start_daemon_endpoint(cfg.metrics.listen, Duration::from_secs(60), &shutdown)
+            .await
+            .map_err(ConsumerError::Config)?;
     let metrics = ConsumerMetrics::new(&registry);
-    let health = Health::new();
-    let addr = sameday_core::health::serve(
-        cfg.metrics.listen,
-        health.clone(),
-        registry,
-        Duration::from_secs(60),
-        shutdown.clone(),
-    )
-    .await
-    .map_err(|e| ConsumerError::Config(format!("metrics.listen: {e}")))?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
 
     let ctx = Arc::new(connect(&cfg, metrics).await?);
     tracing::info!(
@@ -165,7 +156,6 @@ pub async fn connect(cfg: &ConsumerConfig, metrics: ConsumerMetrics) -> Result<C
         shutdown_timeout: Duration::from_millis(cfg.shutdown_timeout_ms),
     })
 }
-
 
 /// Every shard of the stream with its parents (ListShards, paginated; closed shards too).
 pub async fn list_shards(client: &KinesisClient, stream: &str) -> Result<Vec<ShardInfo>, String> {

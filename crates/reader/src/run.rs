@@ -8,7 +8,6 @@ use sameday_core::aws::Backoff;
 use sameday_core::checkpoint::CheckpointStore;
 use sameday_core::checkpoint_dynamo::{AnyCheckpointStore, DynamoCheckpointStore};
 use sameday_core::health::Health;
-use sameday_core::metrics::MetricsRegistry;
 use sameday_core::{BinlogPosition, GtidSet, StartPosition};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -246,19 +245,11 @@ pub async fn resolve(
 /// `shutdown` (SIGTERM) — then it drains in-flight records, saves the checkpoint and returns.
 pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Result<PublishSummary, ReaderError> {
     let configured = cfg.validate().map_err(ReaderError::Config)?;
-    let registry = MetricsRegistry::default();
+    let (health, registry, _) =
+        sameday_core::health::start_daemon_endpoint(cfg.metrics.listen, Duration::from_secs(60), &shutdown)
+            .await
+            .map_err(ReaderError::Config)?;
     let metrics = ReaderMetrics::new(&registry);
-    let health = Health::new();
-    let addr = sameday_core::health::serve(
-        cfg.metrics.listen,
-        health.clone(),
-        registry,
-        Duration::from_secs(60),
-        shutdown.clone(),
-    )
-    .await
-    .map_err(|e| ReaderError::Config(format!("metrics.listen: {e}")))?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
 
     let info = prepare_source(&cfg.source, &cfg.filter).await?;
     tracing::info!(version = %info.version, server_id = info.server_id, "source ready");

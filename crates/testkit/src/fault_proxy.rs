@@ -103,9 +103,11 @@ async fn serve(
         read.read_exact(&mut body).await?;
 
         let op = fault.operation.to_ascii_lowercase();
-        if target.ends_with(&format!(".{op}")) && seen.fetch_add(1, Ordering::Relaxed) % fault.every == fault.every - 1 {
+        if target.ends_with(&format!(".{op}")) && seen.fetch_add(1, Ordering::Relaxed) % fault.every == fault.every - 1
+        {
             injected.fetch_add(1, Ordering::Relaxed);
-            let payload = format!(r#"{{"__type":"{}","message":"injected by sameday's fault proxy"}}"#, fault.error_type);
+            let payload =
+                format!(r#"{{"__type":"{}","message":"injected by sameday's fault proxy"}}"#, fault.error_type);
             let response = format!(
                 "HTTP/1.1 {} Injected\r\ncontent-type: application/x-amz-json-1.0\r\nx-amzn-errortype: {}\r\ncontent-length: {}\r\n\r\n{}",
                 fault.status,

@@ -20,8 +20,8 @@
 //! caches that `bash scripts/prereqs.sh` installs into `<workspace>/.cache`
 //! (or `$SAMEDAY_CACHE`).
 
-pub mod fault_proxy;
 pub mod emulators;
+pub mod fault_proxy;
 pub mod mariadb;
 pub mod names;
 mod process;

@@ -26,7 +26,6 @@ use aws_sdk_sqs::types::{
 use sameday_core::aws::{describe, Backoff, Retry};
 use sameday_core::envelope::ChangeEnvelope;
 use sameday_core::health::Health;
-use sameday_core::metrics::MetricsRegistry;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -110,19 +109,11 @@ pub struct Worker {
 /// Runs the worker until `shutdown` fires.
 pub async fn run_worker(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
     cfg.validate().map_err(WorkerError::Config)?;
-    let registry = MetricsRegistry::default();
+    let (health, registry, _) =
+        sameday_core::health::start_daemon_endpoint(cfg.metrics.listen, Duration::from_secs(120), &shutdown)
+            .await
+            .map_err(WorkerError::Config)?;
     let metrics = WorkerMetrics::new(&registry);
-    let health = Health::new();
-    let addr = sameday_core::health::serve(
-        cfg.metrics.listen,
-        health.clone(),
-        registry,
-        Duration::from_secs(120),
-        shutdown.clone(),
-    )
-    .await
-    .map_err(|e| WorkerError::Config(format!("metrics.listen: {e}")))?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
     let worker = Arc::new(Worker::connect(cfg, metrics, shutdown.clone()).await?);
     health.set_ready(true);
     worker.run(&health).await;
@@ -135,7 +126,8 @@ impl Worker {
         metrics: WorkerMetrics,
         stopping: CancellationToken,
     ) -> Result<Self, WorkerError> {
-        let queue = cfg.sqs.clone().ok_or_else(|| WorkerError::Config("[sqs] queue is required by the worker".into()))?;
+        let queue =
+            cfg.sqs.clone().ok_or_else(|| WorkerError::Config("[sqs] queue is required by the worker".into()))?;
         if let Some(nightly) = &cfg.nightly {
             // With a source at hand, a rule naming a missing column fails here, not per message.
             let rules: Vec<&sameday_core::window::ScheduleRule> = cfg.rules.iter().collect();
@@ -148,7 +140,9 @@ impl Worker {
             tracing::warn!(queue = %queue_url, "standard queue: a row's changes may arrive out of order");
         }
         let dead_letter_url = match &queue.dead_letter_queue {
-            Some(q) => Some(resolve(&sqs, q).await.map_err(|e| WorkerError::Startup(format!("dead_letter_queue: {e}")))?),
+            Some(q) => {
+                Some(resolve(&sqs, q).await.map_err(|e| WorkerError::Startup(format!("dead_letter_queue: {e}")))?)
+            }
             None => None,
         };
         // Our own retries see throttling (and slow the rate limiter); the SDK's would hide it.
