@@ -295,7 +295,10 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
                 ],
                 &["Stream.Arn"],
             ),
-            grant(&["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], &["LeaseTable.Arn"]),
+            grant(
+                &["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                &["LeaseTable.Arn"],
+            ),
             grant(
                 &["sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:SendMessage"],
                 &["ScheduleQueue.Arn", "ConsumerDeadLetterQueue.Arn"],
@@ -324,8 +327,11 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
     );
     m.insert(
         "NightlyTaskRole",
-        [grant(&["states:StartExecution"], &["Ref StateMachine"]), grant(&["states:DescribeExecution"], &[EXECUTION_ARN])]
-            .concat(),
+        [
+            grant(&["states:StartExecution"], &["Ref StateMachine"]),
+            grant(&["states:DescribeExecution"], &[EXECUTION_ARN]),
+        ]
+        .concat(),
     );
     m.insert(
         "TaskExecutionRole",
@@ -333,12 +339,7 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
             grant(&["secretsmanager:GetSecretValue"], &["Ref MysqlSecretArn", "Ref NightlyMysqlSecretArn"]),
             grant(
                 &["logs:CreateLogStream", "logs:PutLogEvents"],
-                &[
-                    "ReaderLogGroup.Arn",
-                    "ConsumerLogGroup.Arn",
-                    "WorkerLogGroup.Arn",
-                    "NightlyLogGroup.Arn",
-                ],
+                &["ReaderLogGroup.Arn", "ConsumerLogGroup.Arn", "WorkerLogGroup.Arn", "NightlyLogGroup.Arn"],
             ),
             grant(&["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], &["Ref EcrRepositoryArn"]),
             grant(&["ecr:GetAuthorizationToken"], &["*"]),
@@ -454,14 +455,18 @@ fn iam_roles_grant_only_what_each_daemon_needs() {
     // missing one are each reported.
     let mut bad = t.clone();
     let stmts = |b: &Value, role: &str| {
-        b["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].as_array_mut().unwrap().clone()
+        b["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].as_array().unwrap().clone()
     };
     let mut reader = stmts(&bad, "ReaderTaskRole");
-    reader.push(serde_json::json!({"Effect": "Allow", "Action": "kinesis:*", "Resource": {"Fn::GetAtt": ["Stream", "Arn"]}}));
+    reader.push(
+        serde_json::json!({"Effect": "Allow", "Action": "kinesis:*", "Resource": {"Fn::GetAtt": ["Stream", "Arn"]}}),
+    );
     bad["Resources"]["ReaderTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"] = reader.into();
     let mut worker = stmts(&bad, "WorkerTaskRole");
     worker.retain(|s| s["Sid"] != "StartExecutions");
-    worker.push(serde_json::json!({"Effect": "Allow", "Action": "states:ListExecutions", "Resource": {"Ref": "StateMachine"}}));
+    worker.push(
+        serde_json::json!({"Effect": "Allow", "Action": "states:ListExecutions", "Resource": {"Ref": "StateMachine"}}),
+    );
     bad["Resources"]["WorkerTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"] = worker.into();
     let problems = iam_problems(&bad).join("\n");
     for expected in [
@@ -479,44 +484,81 @@ fn iam_roles_grant_only_what_each_daemon_needs() {
     assert!(problems.contains("dynamodb:GetItem on every resource"), "{problems}");
 }
 
-/// SDK operations (the fluent builder's method) and the IAM action each needs.
-const SDK_ACTIONS: [(&str, &str); 21] = [
-    ("put_records", "kinesis:PutRecords"),
-    ("describe_stream_summary", "kinesis:DescribeStreamSummary"),
-    ("list_shards", "kinesis:ListShards"),
-    ("get_shard_iterator", "kinesis:GetShardIterator"),
-    ("get_records", "kinesis:GetRecords"),
-    ("get_item", "dynamodb:GetItem"),
-    ("put_item", "dynamodb:PutItem"),
-    ("update_item", "dynamodb:UpdateItem"),
-    ("scan", "dynamodb:Scan"),
-    ("create_table", "dynamodb:CreateTable"),
-    ("send_message_batch", "sqs:SendMessage"),
-    ("send_message", "sqs:SendMessage"),
-    ("get_queue_url", "sqs:GetQueueUrl"),
-    ("get_queue_attributes", "sqs:GetQueueAttributes"),
-    ("receive_message", "sqs:ReceiveMessage"),
-    ("delete_message", "sqs:DeleteMessage"),
-    ("change_message_visibility", "sqs:ChangeMessageVisibility"),
-    ("change_message_visibility_batch", "sqs:ChangeMessageVisibility"),
-    ("start_execution", "states:StartExecution"),
-    ("stop_execution", "states:StopExecution"),
-    ("describe_execution", "states:DescribeExecution"),
+/// The AWS SDK crates the daemons use, with the IAM service prefix of their actions.
+const SDKS: [(&str, &str); 4] = [
+    ("aws-sdk-kinesis", "kinesis"),
+    ("aws-sdk-dynamodb", "dynamodb"),
+    ("aws-sdk-sqs", "sqs"),
+    ("aws-sdk-sfn", "states"),
 ];
+
+/// The source folder of `krate` at the version in Cargo.lock, in cargo's registry.
+fn registry_source(krate: &str) -> PathBuf {
+    let lock = std::fs::read_to_string(workspace_root().join("Cargo.lock")).unwrap();
+    let version = lock
+        .split("[[package]]")
+        .find_map(|p| {
+            let mut lines = p.lines().map(str::trim);
+            let name = lines.find_map(|l| l.strip_prefix("name = "))?;
+            let version = p.lines().map(str::trim).find_map(|l| l.strip_prefix("version = "))?;
+            (name.trim_matches('"') == krate).then(|| version.trim_matches('"').to_owned())
+        })
+        .unwrap_or_else(|| panic!("{krate} is not in Cargo.lock"));
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cargo"));
+    let registries = home.join("registry/src");
+    std::fs::read_dir(&registries)
+        .unwrap_or_else(|e| panic!("{}: {e}", registries.display()))
+        .map(|e| e.unwrap().path().join(format!("{krate}-{version}")))
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| panic!("{krate} {version} not found under {}", registries.display()))
+}
+
+/// Every operation of those SDKs (the fluent builder's method, e.g. `put_records`) with the
+/// IAM actions it may need (an operation name can exist in several services). Read from
+/// the SDK sources' `src/operation/` folders, so a call the test has never heard of is
+/// still recognised.
+fn sdk_operations() -> BTreeMap<String, BTreeSet<String>> {
+    let mut ops: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (krate, service) in SDKS {
+        let dir = registry_source(krate).join("src/operation");
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            if !path.is_dir() {
+                continue;
+            }
+            let op = path.file_name().unwrap().to_str().unwrap().to_owned();
+            // SQS authorises its *Batch calls with the single-message action.
+            let base = if service == "sqs" { op.strip_suffix("_batch").unwrap_or(&op) } else { &op };
+            let pascal: String =
+                base.split('_').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect::<Vec<_>>().join("");
+            ops.entry(op.clone()).or_default().insert(format!("{service}:{pascal}"));
+        }
+    }
+    assert!(ops.contains_key("put_records") && ops.contains_key("start_execution"), "SDK operations not found");
+    ops
+}
+
 /// Calls made only on request of a local set-up (`leases.create_table`, tests), never
 /// granted in production: CloudFormation creates the tables.
 const NOT_GRANTED: [&str; 1] = ["dynamodb:CreateTable"];
 
-/// IAM actions of the SDK calls (`.op()` on a client) in `files`.
-fn sdk_calls(files: &[PathBuf]) -> BTreeMap<String, Vec<String>> {
+/// Methods that share an SDK operation's name but call no AWS API: (file, method, why).
+const NOT_SDK_CALLS: [(&str, &str, &str); 1] =
+    [("crates/reader/src/decoder.rs", "query", "the SQL text of a binlog QUERY_EVENT")];
+
+/// SDK operations called (`.op()`) in `files`, with the files that call them.
+fn sdk_calls(files: &[PathBuf], ops: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, Vec<String>> {
     let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for file in files {
         let text = std::fs::read_to_string(file).unwrap();
         // Unit tests build requests with the SDK's builders but call nothing.
         let code = text.split("#[cfg(test)]").next().unwrap();
-        for (op, action) in SDK_ACTIONS {
-            if code.contains(&format!(".{op}()")) {
-                found.entry(action.to_string()).or_default().push(file.display().to_string());
+        for op in ops.keys() {
+            let excluded = NOT_SDK_CALLS.iter().any(|(f, m, _)| file.ends_with(f) && m == op);
+            if !excluded && code.contains(&format!(".{op}()")) {
+                found.entry(op.clone()).or_default().push(file.display().to_string());
             }
         }
     }
@@ -553,19 +595,28 @@ fn sdk_calls_are_in_the_allow_lists() {
         // The nightly batch lives in the worker crate; its calls are a subset of the worker's.
         ("worker", "WorkerTaskRole", rust_files(&root.join("crates/worker/src"))),
     ];
+    let ops = sdk_operations();
     let mut problems = Vec::new();
     for (daemon, role, files) in &daemons {
-        let calls = sdk_calls(files);
+        let calls = sdk_calls(files, &ops);
         assert!(!calls.is_empty(), "no SDK call found in the {daemon}'s code: is the scan broken?");
         let allowed = actions(role);
-        for (action, wherein) in &calls {
-            if !allowed.contains(action) && !NOT_GRANTED.contains(&action.as_str()) {
-                problems.push(format!("the {daemon} calls {action} ({}) but {role} does not allow it", wherein.join(", ")));
+        let mut used = BTreeSet::new();
+        for (op, wherein) in &calls {
+            let needs = &ops[op];
+            used.extend(needs.iter().cloned());
+            if !needs.iter().any(|a| allowed.contains(a) || NOT_GRANTED.contains(&a.as_str())) {
+                let needs: Vec<&str> = needs.iter().map(String::as_str).collect();
+                problems.push(format!(
+                    "the {daemon} calls {op} ({}) but {role} allows none of {}",
+                    wherein.join(", "),
+                    needs.join(", ")
+                ));
             }
         }
         // The reader's allow-list also has the sidecar's logs actions; the rest must be used.
         for action in allowed.iter().filter(|a| !a.starts_with("logs:")) {
-            if !calls.contains_key(action) {
+            if !used.contains(action) {
                 problems.push(format!("{role} allows {action} but the {daemon}'s code never calls it"));
             }
         }
@@ -612,7 +663,13 @@ fn task_definitions_match_the_daemons() {
         assert_eq!(env["SAMEDAY__METRICS__LISTEN"], format!("0.0.0.0:{port}"), "{task}");
         assert_eq!(
             c["HealthCheck"]["Command"],
-            serde_json::json!(["CMD", "/usr/local/bin/sameday", "health", "--url", format!("http://127.0.0.1:{port}/healthz")]),
+            serde_json::json!([
+                "CMD",
+                "/usr/local/bin/sameday",
+                "health",
+                "--url",
+                format!("http://127.0.0.1:{port}/healthz")
+            ]),
             "{task}: the health check must ask the daemon's own listener"
         );
         if let Some(ms) = env.get("SAMEDAY__SHUTDOWN_TIMEOUT_MS") {
