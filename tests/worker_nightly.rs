@@ -14,7 +14,7 @@ use common::{sameday_bin, set_aws_env};
 use jiff::{SignedDuration, Timestamp};
 use sameday_core::execution::scheduled_execution;
 use sameday_core::window::{parse_due, ScheduleRule};
-use sameday_testkit::{names, wait_until, MariaDb, Moto};
+use sameday_testkit::{names, wait_until, Fault, FaultProxy, MariaDb, Moto};
 use serde_json::{json, Map, Value};
 
 const DEFINITION: &str = include_str!("../deploy/statemachine/schedule.asl.json");
@@ -577,4 +577,36 @@ async fn nightly_rows_equal_cdc_envelope_images_and_names() {
     assert_success(&out);
     let names: BTreeSet<String> = b.execution_names().await.into_iter().collect();
     assert_eq!(names, cdc_names);
+}
+
+#[tokio::test]
+async fn nightly_start_execution_throttling_is_retried_without_failure_or_loss() {
+    let b = Batch::new("nightly_throttle").await;
+    let db = &b.db;
+    let day = "2031-03-05";
+    let values: Vec<String> =
+        (1..=30).map(|id| format!("({id}, '{day} 11:{:02}:00', {id}, 'push', 'pending')", id % 60)).collect();
+    MariaDb::shared()
+        .exec(&format!(
+            "CREATE TABLE {db}.t {SCHEDULE_DDL}; SET time_zone = '+00:00'; INSERT INTO {db}.t VALUES {};",
+            values.join(", ")
+        ))
+        .await;
+    let rule = b.rule("throttled", "t", json!({}));
+    let config = b.config("nightly.toml", &[&rule], 16, 8, 1000);
+    // Every second StartExecution is answered with ThrottlingException.
+    let fault = Fault {
+        operation: "StartExecution".into(),
+        every: 2,
+        status: 400,
+        error_type: "ThrottlingException".into(),
+    };
+    let proxy = FaultProxy::start(&Moto::shared().endpoint(), fault).await;
+    let text = std::fs::read_to_string(&config).unwrap().replace(&Moto::shared().endpoint(), proxy.endpoint());
+    std::fs::write(&config, text).unwrap();
+    let out = nightly(&config, &["--date", day]).await;
+    assert_success(&out);
+    assert_eq!(counts(&out, "throttled", &["selected", "started", "failed"]), vec![30, 30, 0]);
+    assert!(proxy.injected() >= 15, "throttling was injected {} times", proxy.injected());
+    assert_eq!(b.execution_names().await.len(), 30, "one execution per row");
 }
