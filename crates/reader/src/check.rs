@@ -222,13 +222,19 @@ fn horizon_problem(
     if !files.contains(file) {
         let purged = files.first().is_some_and(|first| same_series_and_older(file, first));
         let why = if purged {
-            format!("was purged from {addr} (its oldest binlog is {})", files.first().map(String::as_str).unwrap_or("?"))
+            format!(
+                "was purged from {addr} (its oldest binlog is {})",
+                files.first().map(String::as_str).unwrap_or("?")
+            )
         } else {
             format!("is not among {addr}'s binary logs (a checkpoint of another server, or the binlogs were reset)")
         };
         return Some(Problem {
             blocking: true,
-            message: format!("the checkpoint's binlog file {file} (checkpoint {}) {why}; {recover}", checkpoint.position),
+            message: format!(
+                "the checkpoint's binlog file {file} (checkpoint {}) {why}; {recover}",
+                checkpoint.position
+            ),
         });
     }
     // The file being written cannot be purged, however old its last commit is.

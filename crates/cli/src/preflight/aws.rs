@@ -6,8 +6,8 @@ use std::path::Path;
 
 use aws_sdk_dynamodb::types::{KeyType, ScalarAttributeType};
 use aws_sdk_kinesis::types::StreamStatus;
-use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
+use aws_sdk_sqs::types::QueueAttributeName;
 use sameday_core::aws::describe;
 
 use super::{error, warning, Problem};

@@ -51,9 +51,8 @@ pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
             },
             // No checkpoint: the reader starts at start_position.
             Ok(None) => {}
-            Err(e) => problems.push(error(format!(
-                "cannot read the checkpoint: {e}; fix [checkpoint] or the store's permissions"
-            ))),
+            Err(e) => problems
+                .push(error(format!("cannot read the checkpoint: {e}; fix [checkpoint] or the store's permissions"))),
         }
     }
     problems
