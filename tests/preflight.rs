@@ -50,9 +50,14 @@ impl Outcome {
 }
 
 async fn check(config: &Path) -> Outcome {
+    check_with(config, &[]).await
+}
+
+async fn check_with(config: &Path, args: &[&str]) -> Outcome {
     let out = tokio::process::Command::new(sameday_bin())
         .args(["check", "--config"])
         .arg(config)
+        .args(args)
         .env("AWS_ENDPOINT_URL_KINESIS", Kinesalite::shared().endpoint())
         .env("AWS_ENDPOINT_URL_SQS", Fauxqs::shared().endpoint())
         .env("AWS_ENDPOINT_URL_DYNAMODB", Moto::shared().endpoint())
@@ -406,4 +411,17 @@ async fn nightly_rule_naming_a_missing_column_is_an_error() {
         "ERROR",
         &["rule reminders", "input_columns names column action", &format!("table {db}.schedule"), "fix input_columns"],
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unrecognised_config_asks_for_kind_and_kind_overrides_detection() {
+    let s = WorkerSetup::new("pf-kind", true, 60).await;
+    // Rules only: neither [sqs] nor [nightly] says it is the worker's.
+    let config = s.config("", "app", &s.state_machine, "");
+    let out = check(&config).await;
+    out.assert_exit(1);
+    assert!(out.output.contains("cannot tell which daemon") && out.output.contains("pass --kind"), "{}", out.output);
+    let out = check_with(&config, &["--kind", "worker"]).await;
+    out.assert_clean();
+    assert!(out.output.contains("checking the worker config"), "{}", out.output);
 }
