@@ -595,12 +595,8 @@ async fn nightly_start_execution_throttling_is_retried_without_failure_or_loss()
     let rule = b.rule("throttled", "t", json!({}));
     let config = b.config("nightly.toml", &[&rule], 16, 8, 1000);
     // Every second StartExecution is answered with ThrottlingException.
-    let fault = Fault {
-        operation: "StartExecution".into(),
-        every: 2,
-        status: 400,
-        error_type: "ThrottlingException".into(),
-    };
+    let fault =
+        Fault { operation: "StartExecution".into(), every: 2, status: 400, error_type: "ThrottlingException".into() };
     let proxy = FaultProxy::start(&Moto::shared().endpoint(), fault).await;
     let text = std::fs::read_to_string(&config).unwrap().replace(&Moto::shared().endpoint(), proxy.endpoint());
     std::fs::write(&config, text).unwrap();

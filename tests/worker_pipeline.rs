@@ -402,7 +402,7 @@ async fn worker_kill_mid_stream_then_restart_misses_nothing_and_doubles_nothing(
     p.worker.as_mut().unwrap().kill9();
     let done_at_kill = p.executions().await.len();
     // Reschedule some rows while no worker runs.
-    p.sql(&format!("UPDATE schedule SET due_at = due_at + INTERVAL 1 MINUTE WHERE id <= 10")).await;
+    p.sql("UPDATE schedule SET due_at = due_at + INTERVAL 1 MINUTE WHERE id <= 10").await;
     p.start_worker();
     p.settle(rows as usize + 10).await;
     let execs = p.executions().await;

@@ -1,6 +1,8 @@
 //! The `sameday` command. Each subcommand parses arguments and wires stages together; the
 //! logic lives in the crates.
 
+mod preflight;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +24,7 @@ use sameday_reader::run::{prepare_source, run_pipeline, SourceRun};
 use sameday_reader::sink::{NullSink, RecordOutcome, RecordSink, SinkError, SinkRecord, StdoutSink};
 use sameday_reader::source::file::{replay_files, FileRange};
 use sameday_reader::source::live;
+use sameday_worker::config::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -57,10 +60,14 @@ enum Command {
         #[arg(long, env = "SAMEDAY_CONFIG")]
         config: PathBuf,
     },
-    /// Check the source (and the reader's config) and print one line per problem.
+    /// Check everything a daemon's config needs (source, stream, tables, queues, state
+    /// machines) and print one line per problem with its fix; exits 2 on a blocking one.
     Check {
         #[arg(long, env = "SAMEDAY_CONFIG")]
         config: PathBuf,
+        /// Which daemon the config is for; by default told from its sections.
+        #[arg(long, value_enum)]
+        kind: Option<preflight::Kind>,
     },
     /// Print change records as JSON lines; no AWS and no config file needed with --source.
     Tail(TailArgs),
@@ -202,16 +209,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { config } => {
-            let cfg: sameday_worker::config::WorkerConfig =
-                sameday_core::config_file::load(Some(&config), std::env::vars())?;
-            cfg.validate().map_err(|e| anyhow::anyhow!("config file {}: {e}", config.display()))?;
+            let cfg = load_worker_config(&config)?;
             let shutdown = sameday_core::shutdown::on_signals();
             sameday_worker::run::run_worker(cfg, shutdown).await?;
             tracing::info!("worker stopped");
             Ok(ExitCode::SUCCESS)
         }
         Command::Leases { config } => leases(&config).await,
-        Command::Check { config } => check(&config).await,
+        Command::Check { config, kind } => check(&config, kind).await,
         Command::Tail(args) => tail(args).await,
         Command::Replay(args) => replay(args).await,
         Command::Nightly { config, date, dry_run, rule } => nightly(&config, date, dry_run, rule).await,
@@ -246,6 +251,12 @@ fn load_consumer_config(path: &std::path::Path) -> anyhow::Result<ConsumerConfig
     Ok(cfg)
 }
 
+fn load_worker_config(path: &std::path::Path) -> anyhow::Result<WorkerConfig> {
+    let cfg: WorkerConfig = sameday_core::config_file::load(Some(path), std::env::vars())?;
+    cfg.validate().map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+    Ok(cfg)
+}
+
 async fn leases(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let cfg = load_consumer_config(path)?;
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
@@ -271,22 +282,17 @@ async fn leases(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let cfg = load_reader_config(path)?;
-    let mut conn = live::connect(&cfg.source).await?;
-    let info = live::server_info(&mut conn, &cfg.source).await?;
-    let filter = TableFilter::new(&cfg.filter).map_err(anyhow::Error::msg)?;
-    let problems = sameday_reader::check::preflight(&mut conn, &cfg.source, &info, &filter).await?;
-    println!("source {} ({}), server_id {}", cfg.source.address(), info.version, info.server_id);
-    for p in &problems {
-        println!("{p}");
-    }
-    if problems.iter().any(|p| p.blocking) {
-        println!("FAILED: {} blocking problem(s)", problems.iter().filter(|p| p.blocking).count());
-        return Ok(ExitCode::from(2));
-    }
-    println!("OK");
-    Ok(ExitCode::SUCCESS)
+async fn check(path: &std::path::Path, kind: Option<preflight::Kind>) -> anyhow::Result<ExitCode> {
+    let kind = match kind {
+        Some(k) => k,
+        None => preflight::detect_kind(path)?,
+    };
+    let problems = match kind {
+        preflight::Kind::Reader => preflight::reader(&load_reader_config(path)?).await,
+        preflight::Kind::Consumer => preflight::consumer(&load_consumer_config(path)?).await,
+        preflight::Kind::Worker => preflight::worker(&load_worker_config(path)?).await,
+    };
+    Ok(preflight::report(kind, path, &problems))
 }
 
 /// The source and filter from `--source`/`--tables` or from a config file.

@@ -19,8 +19,8 @@ pub struct AwsConfig {
     /// Region; when absent the SDK's default chain decides (AWS_REGION, profile, IMDS).
     #[serde(default)]
     pub region: Option<String>,
-    /// One endpoint for every service (tests and emulators); per-service overrides via
-    /// `AWS_ENDPOINT_URL_<SERVICE>` still win.
+    /// One endpoint for every service (tests and emulators). When set it wins over the
+    /// `AWS_ENDPOINT_URL_<SERVICE>` variables; leave it out to use those per service.
     #[serde(default)]
     pub endpoint_url: Option<String>,
 }

@@ -4,6 +4,8 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
+use sameday_core::checkpoint::Checkpoint;
+
 use crate::config::SourceConfig;
 use crate::error::ReaderError;
 use crate::filter::TableFilter;
@@ -161,14 +163,7 @@ pub async fn preflight(
     }
     // Retention horizon.
     let logs = binary_logs(conn, cfg).await?;
-    let expire_secs = match variable(conn, cfg, "binlog_expire_logs_seconds").await? {
-        Some(v) => v.parse::<u64>().unwrap_or(0),
-        None => variable(conn, cfg, "expire_logs_days")
-            .await?
-            .and_then(|d| d.parse::<f64>().ok())
-            .map(|d| (d * 86400.0) as u64)
-            .unwrap_or(0),
-    };
+    let expire_secs = binlog_expire_seconds(conn, cfg).await?;
     if expire_secs != 0 && expire_secs < 24 * 3600 {
         problems.push(Problem {
             blocking: false,
@@ -183,4 +178,130 @@ pub async fn preflight(
             .push(Problem { blocking: true, message: format!("{addr} lists no binary logs; start it with --log-bin") });
     }
     Ok(problems)
+}
+
+/// How long the source keeps binlogs: `binlog_expire_logs_seconds`, or `expire_logs_days` on
+/// servers without it; 0 means they never expire.
+async fn binlog_expire_seconds(conn: &mut Conn, cfg: &SourceConfig) -> Result<u64, ReaderError> {
+    Ok(match variable(conn, cfg, "binlog_expire_logs_seconds").await? {
+        Some(v) => v.parse::<u64>().unwrap_or(0),
+        None => variable(conn, cfg, "expire_logs_days")
+            .await?
+            .and_then(|d| d.parse::<f64>().ok())
+            .map(|d| (d * 86400.0) as u64)
+            .unwrap_or(0),
+    })
+}
+
+/// The stored checkpoint against the source's binlog retention: is its file still there,
+/// and how close is it to being purged?
+pub async fn checkpoint_horizon(
+    conn: &mut Conn,
+    cfg: &SourceConfig,
+    checkpoint: &Checkpoint,
+    now_ms: u64,
+) -> Result<Option<Problem>, ReaderError> {
+    let logs = binary_logs(conn, cfg).await?;
+    let files: Vec<String> = logs.into_iter().map(|(f, _)| f).collect();
+    let expire_secs = binlog_expire_seconds(conn, cfg).await?;
+    Ok(horizon_problem(&cfg.address(), &files, expire_secs, checkpoint, now_ms))
+}
+
+/// The pure part of [`checkpoint_horizon`]. `files` is `SHOW BINARY LOGS`, oldest first.
+fn horizon_problem(
+    addr: &str,
+    files: &[String],
+    expire_secs: u64,
+    checkpoint: &Checkpoint,
+    now_ms: u64,
+) -> Option<Problem> {
+    let file = &checkpoint.position.file;
+    let recover = "the changes in between are lost to the stream: move the checkpoint with `sameday positions --set \
+                   earliest` (replays what is left) or `--set latest`, then re-run the nightly batch \
+                   (`sameday nightly`) to schedule what the gap missed";
+    if !files.contains(file) {
+        let purged = files.first().is_some_and(|first| same_series_and_older(file, first));
+        let why = if purged {
+            format!(
+                "was purged from {addr} (its oldest binlog is {})",
+                files.first().map(String::as_str).unwrap_or("?")
+            )
+        } else {
+            format!("is not among {addr}'s binary logs (a checkpoint of another server, or the binlogs were reset)")
+        };
+        return Some(Problem {
+            blocking: true,
+            message: format!(
+                "the checkpoint's binlog file {file} (checkpoint {}) {why}; {recover}",
+                checkpoint.position
+            ),
+        });
+    }
+    // The file being written cannot be purged, however old its last commit is.
+    if expire_secs == 0 || files.last() == Some(file) {
+        return None;
+    }
+    // The commit time is when that binlog was written; `positions --set` leaves it 0.
+    let written_ms = if checkpoint.commit_ts_ms > 0 { checkpoint.commit_ts_ms } else { checkpoint.saved_at_ms };
+    let age_secs = now_ms.saturating_sub(written_ms) / 1000;
+    (age_secs > expire_secs / 2).then(|| Problem {
+        blocking: false,
+        message: format!(
+            "the checkpoint {} is {} h old and binlogs on {addr} expire after {} h: start the reader (or raise \
+             binlog_expire_logs_seconds) before {file} is purged",
+            checkpoint.position,
+            age_secs / 3600,
+            expire_secs / 3600
+        ),
+    })
+}
+
+/// `mysql-bin.000003` is older than `mysql-bin.000007`; names of another series are not.
+fn same_series_and_older(file: &str, oldest: &str) -> bool {
+    match (file.rsplit_once('.'), oldest.rsplit_once('.')) {
+        (Some((base_a, n_a)), Some((base_b, n_b))) if base_a == base_b => {
+            matches!((n_a.parse::<u64>(), n_b.parse::<u64>()), (Ok(a), Ok(b)) if a < b)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sameday_core::BinlogPosition;
+
+    const HOUR_MS: u64 = 3_600_000;
+
+    fn cp(file: &str, commit_ts_ms: u64) -> Checkpoint {
+        Checkpoint { position: BinlogPosition::new(file, 4), gtid_set: None, commit_ts_ms, saved_at_ms: 1 }
+    }
+
+    fn files() -> Vec<String> {
+        vec!["bin.000005".into(), "bin.000006".into(), "bin.000007".into()]
+    }
+
+    #[test]
+    fn a_purged_file_is_blocking_and_says_how_to_recover() {
+        let p = horizon_problem("h:1", &files(), 0, &cp("bin.000004", 0), 0).unwrap();
+        assert!(p.blocking);
+        assert!(p.message.contains("was purged"), "{p}");
+        assert!(p.message.contains("sameday positions --set"), "{p}");
+        assert!(p.message.contains("nightly"), "{p}");
+        let other = horizon_problem("h:1", &files(), 0, &cp("other.000009", 0), 0).unwrap();
+        assert!(other.blocking && other.message.contains("not among"), "{other}");
+    }
+
+    #[test]
+    fn an_old_checkpoint_warns_at_half_the_retention() {
+        let now = 1000 * HOUR_MS;
+        let day = 24 * 3600;
+        // 13 h old with 24 h retention: warning; 11 h: nothing.
+        let p = horizon_problem("h:1", &files(), day, &cp("bin.000005", now - 13 * HOUR_MS), now).unwrap();
+        assert!(!p.blocking && p.message.contains("13 h old"), "{p}");
+        assert_eq!(horizon_problem("h:1", &files(), day, &cp("bin.000005", now - 11 * HOUR_MS), now), None);
+        // Never expires, or still the current file: nothing.
+        assert_eq!(horizon_problem("h:1", &files(), 0, &cp("bin.000005", 1), now), None);
+        assert_eq!(horizon_problem("h:1", &files(), day, &cp("bin.000007", 1), now), None);
+    }
 }

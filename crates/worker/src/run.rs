@@ -38,6 +38,16 @@ use crate::sfn::{Limiters, SfnError, StartOutcome, StepFunctions, StopOutcome};
 
 /// In-place attempts of one call before the message is handed back to SQS.
 const ATTEMPTS: u32 = 6;
+/// Longest pause between two in-place attempts.
+const RETRY_BACKOFF_CAP_SECS: u64 = 3;
+/// Step Functions effects of one message at most: stop the old execution, start the new.
+const MAX_EFFECTS_PER_MESSAGE: u64 = 2;
+/// How long one message can be worked on before it is deleted or handed back: per effect,
+/// `ATTEMPTS` attempts each followed by a backoff of at most `RETRY_BACKOFF_CAP_SECS` (one
+/// cap per attempt covers the pauses, which are one fewer, plus the calls' round trips).
+/// A visibility timeout below it lets SQS redeliver a message that is still being worked
+/// on whenever an extension is late; `sameday check` refuses such a queue or config.
+pub const PROCESSING_BOUND_SECS: u64 = MAX_EFFECTS_PER_MESSAGE * ATTEMPTS as u64 * RETRY_BACKOFF_CAP_SECS;
 /// How long a handed-back message stays invisible.
 const RETRY_VISIBILITY_SECS: i32 = 10;
 
@@ -347,7 +357,7 @@ impl Worker {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, SfnError>>,
     {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(RETRY_BACKOFF_CAP_SECS));
         let mut attempt = 1;
         loop {
             match call().await {

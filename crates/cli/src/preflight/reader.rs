@@ -1,0 +1,76 @@
+//! The reader's preflight: the source (the MySQL checks of `sameday_reader::check`), the
+//! stream, the checkpoint store, and the stored checkpoint against binlog retention.
+
+use sameday_core::checkpoint::{now_ms, CheckpointStore};
+use sameday_core::checkpoint_dynamo::KEY_ATTR;
+use sameday_reader::config::{CheckpointConfig, ReaderConfig};
+use sameday_reader::filter::TableFilter;
+use sameday_reader::source::live;
+
+use super::{aws, error, Problem};
+
+pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut conn = match live::connect(&cfg.source).await {
+        Ok(conn) => Some(conn),
+        Err(e) => {
+            problems.push(error(format!(
+                "cannot connect to the source: {e}; check [source] host, port, user, password and tls"
+            )));
+            None
+        }
+    };
+    if let Some(conn) = conn.as_mut() {
+        problems.extend(source(conn, cfg).await);
+    }
+
+    let sdk = sameday_core::aws::sdk_config(&cfg.aws).await;
+    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+    problems.extend(aws::stream(&kinesis, &cfg.kinesis.stream, Some(cfg.kinesis.max_record_bytes)).await);
+    let store_problems = match &cfg.checkpoint {
+        CheckpointConfig::File { path, .. } => aws::writable_dir("checkpoint.path", path).into_iter().collect(),
+        CheckpointConfig::Dynamodb { table, .. } => {
+            let client = aws_sdk_dynamodb::Client::new(&sdk);
+            aws::table_key(&client, "checkpoint.table", table, KEY_ATTR, false).await
+        }
+    };
+    let store_usable = store_problems.is_empty();
+    problems.extend(store_problems);
+    problems.extend(aws::writable_dir("dead_letter_path", &cfg.dead_letter_path));
+
+    // Read the checkpoint without taking the fencing token: a running reader stays active.
+    if let (Some(conn), true) = (conn.as_mut(), store_usable) {
+        let loaded = match sameday_reader::run::open_store(&cfg.checkpoint, &sdk, false).await {
+            Ok(store) => store.load().await.map_err(|e| format!("{}: {e}", store.describe())),
+            Err(e) => Err(e.to_string()),
+        };
+        match loaded {
+            Ok(Some(cp)) => match sameday_reader::check::checkpoint_horizon(conn, &cfg.source, &cp, now_ms()).await {
+                Ok(p) => problems.extend(p),
+                Err(e) => problems.push(error(format!("cannot compare the checkpoint with the binlogs: {e}"))),
+            },
+            // No checkpoint: the reader starts at start_position.
+            Ok(None) => {}
+            Err(e) => problems
+                .push(error(format!("cannot read the checkpoint: {e}; fix [checkpoint] or the store's permissions"))),
+        }
+    }
+    problems
+}
+
+/// The MySQL checks the reader also runs at start.
+async fn source(conn: &mut mysql_async::Conn, cfg: &ReaderConfig) -> Vec<Problem> {
+    let info = match live::server_info(conn, &cfg.source).await {
+        Ok(info) => info,
+        Err(e) => return vec![error(format!("cannot read the source's version and server_id: {e}"))],
+    };
+    // validate() already parsed the filter.
+    let filter = match TableFilter::new(&cfg.filter) {
+        Ok(f) => f,
+        Err(e) => return vec![error(format!("filter: {e}"))],
+    };
+    match sameday_reader::check::preflight(conn, &cfg.source, &info, &filter).await {
+        Ok(problems) => problems,
+        Err(e) => vec![error(format!("the source checks could not run: {e}"))],
+    }
+}

@@ -1,0 +1,299 @@
+//! The worker's (and nightly batch's) preflight: the queue (FIFO, redrive, visibility
+//! timeout against the worker's processing bound), each rule's state machine, and with
+//! `[nightly]` the rules' tables and columns on the batch's source.
+
+use std::collections::BTreeSet;
+
+use aws_sdk_sfn::types::StateMachineType;
+use aws_sdk_sqs::types::QueueAttributeName;
+use mysql_async::prelude::Queryable;
+use sameday_core::aws::describe;
+use sameday_core::window::{DueType, ScheduleRule};
+use sameday_reader::source::live;
+use sameday_worker::config::{NightlyConfig, QueueConfig, WorkerConfig};
+use sameday_worker::run::PROCESSING_BOUND_SECS;
+
+use super::{aws, error, Problem};
+
+pub(crate) async fn worker(cfg: &WorkerConfig) -> Vec<Problem> {
+    let sdk = sameday_core::aws::sdk_config(&cfg.aws).await;
+    let mut problems = Vec::new();
+    if let Some(q) = &cfg.sqs {
+        problems.extend(queue(&aws_sdk_sqs::Client::new(&sdk), q).await);
+    }
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let arns: BTreeSet<&str> = cfg.rules.iter().map(|r| r.state_machine_arn.as_str()).collect();
+    for arn in arns {
+        let rules: Vec<&str> =
+            cfg.rules.iter().filter(|r| r.state_machine_arn == arn).map(|r| r.name.as_str()).collect();
+        problems.extend(state_machine(&sfn, arn, &rules.join(", ")).await);
+    }
+    if let Some(nightly) = &cfg.nightly {
+        problems.extend(nightly_source(nightly, &cfg.rules).await);
+    }
+    problems
+}
+
+async fn queue(sqs: &aws_sdk_sqs::Client, cfg: &QueueConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Some(p) = visibility_problem("sqs.visibility_timeout_seconds", i64::from(cfg.visibility_timeout_seconds)) {
+        problems.push(p);
+    }
+    if let Some(dlq) = &cfg.dead_letter_queue {
+        if let Err(p) = aws::queue(sqs, "sqs.dead_letter_queue", dlq).await {
+            problems.push(p);
+        }
+    }
+    let queue = match aws::queue(sqs, "sqs.queue", &cfg.queue).await {
+        Ok(q) => q,
+        Err(p) => {
+            problems.push(p);
+            return problems;
+        }
+    };
+    problems.extend(aws::fifo_warning("sqs.queue", &queue));
+    let visibility = queue.attribute(QueueAttributeName::VisibilityTimeout).and_then(|v| v.parse::<i64>().ok());
+    if let Some(p) = visibility
+        .and_then(|v| visibility_problem(&format!("the VisibilityTimeout attribute of SQS queue {}", queue.url), v))
+    {
+        problems.push(p);
+    }
+    match queue.attribute(QueueAttributeName::RedrivePolicy).filter(|p| !p.is_empty()) {
+        Some(policy) => match redrive_target(policy) {
+            Some(target) => {
+                let field = format!("the RedrivePolicy of {}", queue.url);
+                if let Err(p) = aws::queue(sqs, &field, &target).await {
+                    problems.push(p);
+                }
+            }
+            None => problems.push(error(format!(
+                "the RedrivePolicy of SQS queue {} ({policy}) names no deadLetterTargetArn; set one",
+                queue.url
+            ))),
+        },
+        None if cfg.dead_letter_queue.is_none() => problems.push(error(format!(
+            "SQS queue {} has no RedrivePolicy and sqs.dead_letter_queue is not set: a poison message would be \
+             received again and again forever, holding up its FIFO group; give the queue a redrive policy \
+             (RedrivePolicy {{\"deadLetterTargetArn\": \"<DLQ ARN>\", \"maxReceiveCount\": \"5\"}}, via aws sqs \
+             set-queue-attributes) or set sqs.dead_letter_queue",
+            queue.url
+        ))),
+        None => {}
+    }
+    problems
+}
+
+/// ERROR when `seconds` does not exceed the worker's processing bound.
+fn visibility_problem(what: &str, seconds: i64) -> Option<Problem> {
+    let bound = PROCESSING_BOUND_SECS as i64;
+    (seconds <= bound).then(|| {
+        error(format!(
+            "{what} is {seconds} s, not more than the worker's processing bound of {bound} s (in-place retries \
+             with backoff): SQS would hand a message still being worked on to another worker; set it to at least \
+             {} s",
+            bound + 1
+        ))
+    })
+}
+
+/// The dead-letter queue's name from a RedrivePolicy (`{"deadLetterTargetArn": "arn:...:NAME", ...}`).
+fn redrive_target(policy: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(policy).ok()?;
+    let arn = v.get("deadLetterTargetArn")?.as_str()?;
+    arn.rsplit(':').next().filter(|n| !n.is_empty()).map(str::to_owned)
+}
+
+async fn state_machine(sfn: &aws_sdk_sfn::Client, arn: &str, rules: &str) -> Vec<Problem> {
+    let what = format!("state machine {arn} (state_machine_arn of rule {rules})");
+    match sfn.describe_state_machine().state_machine_arn(arn).send().await {
+        Ok(out) => match out.r#type() {
+            StateMachineType::Standard => Vec::new(),
+            other => vec![error(format!(
+                "{what} is {}, not STANDARD: an EXPRESS execution lasts at most 5 minutes, so a Wait until the \
+                 due time cannot work, and execution names do not deduplicate starts; create it as STANDARD \
+                 (deploy/statemachine/schedule.asl.json, --type STANDARD) and point state_machine_arn at it",
+                other.as_str()
+            ))],
+        },
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_state_machine_does_not_exist()) => vec![error(format!(
+            "{what} does not exist; create it from deploy/statemachine/schedule.asl.json (type STANDARD) or fix \
+             state_machine_arn"
+        ))],
+        Err(e) => vec![error(format!(
+            "{what}: DescribeStateMachine failed: {}; check the ARN's region and account, [aws] and that the task \
+             role allows states:DescribeStateMachine",
+            describe(&e)
+        ))],
+    }
+}
+
+/// The batch's source is reachable and every rule's table has the columns the rule names.
+async fn nightly_source(cfg: &NightlyConfig, rules: &[ScheduleRule]) -> Vec<Problem> {
+    let mut conn = match live::connect(&cfg.source).await {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![error(format!(
+                "cannot connect to the nightly batch's source: {e}; check [nightly.source] host, port, user, \
+                 password and tls"
+            ))]
+        }
+    };
+    let addr = cfg.source.address();
+    let mut problems = Vec::new();
+    for rule in rules {
+        let columns: Result<Vec<(String, String)>, _> = conn
+            .exec(
+                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&rule.db, &rule.table),
+            )
+            .await;
+        match columns {
+            Ok(columns) => problems.extend(rule_columns(rule, &addr, &columns)),
+            Err(e) => problems.push(error(format!(
+                "rule {}: cannot read the columns of {}.{} on {addr}: {e}",
+                rule.name, rule.db, rule.table
+            ))),
+        }
+    }
+    let _ = conn.disconnect().await;
+    problems
+}
+
+/// The rule's columns against the table's `(COLUMN_NAME, DATA_TYPE)` rows.
+fn rule_columns(rule: &ScheduleRule, addr: &str, columns: &[(String, String)]) -> Vec<Problem> {
+    let table = format!("{}.{}", rule.db, rule.table);
+    if columns.is_empty() {
+        return vec![error(format!(
+            "rule {}: table {table} does not exist on {addr} (or the user cannot see it: GRANT SELECT ON {table} \
+             TO ...); fix the rule's db and table",
+            rule.name
+        ))];
+    }
+    let type_of =
+        |name: &str| columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)).map(|(_, t)| t.to_ascii_lowercase());
+    let mut problems = Vec::new();
+    let named = rule
+        .key_columns
+        .iter()
+        .map(|c| ("key_columns", c))
+        .chain([("due_column", &rule.due_column)])
+        .chain(rule.input_columns.iter().map(|c| ("input_columns", c)));
+    for (field, column) in named {
+        if type_of(column).is_none() {
+            problems.push(error(format!(
+                "rule {}: {field} names column {column}, which table {table} on {addr} does not have; fix {field} \
+                 (the table has {})",
+                rule.name,
+                columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    if let Some(sql_type) = type_of(&rule.due_column) {
+        if !due_type_fits(rule.due_type, &sql_type) {
+            let fix = match suggested_due_type(&sql_type) {
+                Some(t) => format!("set due_type = \"{t}\""),
+                None => "use a DATETIME, TIMESTAMP or integer column".into(),
+            };
+            problems.push(error(format!(
+                "rule {}: due_type = \"{}\" does not fit column {table}.{} of type {}; {fix}",
+                rule.name,
+                due_type_name(rule.due_type),
+                rule.due_column,
+                sql_type.to_ascii_uppercase()
+            )));
+        }
+    }
+    problems
+}
+
+const INTEGER_TYPES: &[&str] = &["tinyint", "smallint", "mediumint", "int", "integer", "bigint"];
+
+fn due_type_fits(due: DueType, sql_type: &str) -> bool {
+    match due {
+        DueType::Datetime => sql_type == "datetime",
+        DueType::Timestamp => sql_type == "timestamp",
+        DueType::EpochSeconds | DueType::EpochMillis => INTEGER_TYPES.contains(&sql_type),
+    }
+}
+
+fn suggested_due_type(sql_type: &str) -> Option<&'static str> {
+    match sql_type {
+        "datetime" => Some("datetime"),
+        "timestamp" => Some("timestamp"),
+        t if INTEGER_TYPES.contains(&t) => Some("epoch_seconds\" (or \"epoch_millis"),
+        _ => None,
+    }
+}
+
+fn due_type_name(due: DueType) -> &'static str {
+    match due {
+        DueType::Datetime => "datetime",
+        DueType::Timestamp => "timestamp",
+        DueType::EpochSeconds => "epoch_seconds",
+        DueType::EpochMillis => "epoch_millis",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(due_type: &str) -> ScheduleRule {
+        serde_json::from_value(serde_json::json!({
+            "name": "actions",
+            "db": "app",
+            "table": "t",
+            "key_columns": ["id"],
+            "due_column": "due_at",
+            "due_type": due_type,
+            "time_zone": "UTC",
+            "input_columns": ["user_id"],
+            "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:s",
+        }))
+        .unwrap()
+    }
+
+    fn cols(due: &str) -> Vec<(String, String)> {
+        [("id", "bigint"), ("due_at", due), ("user_id", "int")]
+            .iter()
+            .map(|(c, t)| (c.to_string(), t.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn due_types_must_match_the_column() {
+        assert!(rule_columns(&rule("datetime"), "h:1", &cols("datetime")).is_empty());
+        assert!(rule_columns(&rule("timestamp"), "h:1", &cols("timestamp")).is_empty());
+        assert!(rule_columns(&rule("epoch_millis"), "h:1", &cols("bigint")).is_empty());
+        let p = rule_columns(&rule("datetime"), "h:1", &cols("timestamp"));
+        assert_eq!(p.len(), 1);
+        assert!(p[0].message.contains("set due_type = \"timestamp\""), "{}", p[0]);
+        let p = rule_columns(&rule("epoch_seconds"), "h:1", &cols("varchar"));
+        assert!(p[0].message.contains("VARCHAR") && p[0].message.contains("integer column"), "{}", p[0]);
+    }
+
+    #[test]
+    fn missing_tables_and_columns_are_named() {
+        let p = rule_columns(&rule("datetime"), "h:1", &[]);
+        assert!(p[0].message.contains("table app.t does not exist"), "{}", p[0]);
+        let mut c = cols("datetime");
+        c.retain(|(n, _)| n != "user_id");
+        let p = rule_columns(&rule("datetime"), "h:1", &c);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].message.contains("input_columns names column user_id"), "{}", p[0]);
+    }
+
+    #[test]
+    fn visibility_must_exceed_the_bound() {
+        let bound = PROCESSING_BOUND_SECS as i64;
+        assert!(visibility_problem("x", bound).is_some_and(|p| p.blocking));
+        assert!(visibility_problem("x", bound + 1).is_none());
+    }
+
+    #[test]
+    fn the_redrive_target_is_the_arn_s_last_part() {
+        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq.fifo","maxReceiveCount":"5"}"#;
+        assert_eq!(redrive_target(policy).as_deref(), Some("dlq.fifo"));
+        assert_eq!(redrive_target(r#"{"maxReceiveCount":5}"#), None);
+    }
+}
