@@ -98,6 +98,8 @@ async fn metrics_and_healthz_report_rows_lag_and_readiness() {
     let env = Env::new("metrics", 1).await;
     let maria = MariaDb::shared();
     maria.exec(&format!("CREATE TABLE {}.t (id INT PRIMARY KEY)", env.db)).await;
+    // 30 days of binlogs (this test binary's own server): the headroom metric appears.
+    maria.exec("SET GLOBAL binlog_expire_logs_seconds = 2592000").await;
     let mut cfg = env.config("latest");
     let addr = format!("127.0.0.1:{}", free_port());
     cfg.metrics.listen = addr.parse().unwrap();
@@ -130,6 +132,15 @@ async fn metrics_and_healthz_report_rows_lag_and_readiness() {
     ] {
         assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
     }
+    // The checkpoint points into the binlog being written: the whole retention is left.
+    sameday_testkit::wait_until(Duration::from_secs(10), "retention headroom reported", || async {
+        http_get(&addr, "/metrics")
+            .await
+            .1
+            .lines()
+            .any(|l| l == "sameday_reader_binlog_retention_headroom_seconds 2592000.0")
+    })
+    .await;
     shutdown.cancel();
     reader.await.unwrap().unwrap();
 }

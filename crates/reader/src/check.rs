@@ -182,7 +182,7 @@ pub async fn preflight(
 
 /// How long the source keeps binlogs: `binlog_expire_logs_seconds`, or `expire_logs_days` on
 /// servers without it; 0 means they never expire.
-async fn binlog_expire_seconds(conn: &mut Conn, cfg: &SourceConfig) -> Result<u64, ReaderError> {
+pub async fn binlog_expire_seconds(conn: &mut Conn, cfg: &SourceConfig) -> Result<u64, ReaderError> {
     Ok(match variable(conn, cfg, "binlog_expire_logs_seconds").await? {
         Some(v) => v.parse::<u64>().unwrap_or(0),
         None => variable(conn, cfg, "expire_logs_days")

@@ -31,6 +31,7 @@ pub struct ReaderMetrics {
     pub transactions: Counter,
     pub lag_seconds: Gauge<f64, AtomicU64>,
     pub checkpoint_age_seconds: Gauge<f64, AtomicU64>,
+    pub retention_headroom_seconds: Gauge<f64, AtomicU64>,
     pub schema_changes: Family<Table, Counter>,
     pub dead_letters: Family<Table, Counter>,
     pub batch_records: Histogram,
@@ -47,6 +48,7 @@ impl ReaderMetrics {
             transactions: Counter::default(),
             lag_seconds: Gauge::default(),
             checkpoint_age_seconds: Gauge::default(),
+            retention_headroom_seconds: Gauge::default(),
             schema_changes: Family::default(),
             dead_letters: Family::default(),
             batch_records: Histogram::new([1.0, 10.0, 50.0, 100.0, 250.0, 500.0]),
@@ -66,6 +68,11 @@ impl ReaderMetrics {
             names::READER_CHECKPOINT_AGE_SECONDS,
             "Seconds since the checkpoint last caught up with delivered records",
             m.checkpoint_age_seconds.clone(),
+        );
+        registry.register(
+            names::READER_RETENTION_HEADROOM_SECONDS,
+            "Seconds until the source may purge the binlog holding the checkpoint (retention minus the checkpoint's age); absent when binlogs never expire",
+            m.retention_headroom_seconds.clone(),
         );
         registry.register(
             names::READER_SCHEMA_CHANGES,

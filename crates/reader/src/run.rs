@@ -285,6 +285,21 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
         checkpoint_interval: Duration::from_millis(cfg.checkpoint.interval_ms()),
         ..Default::default()
     };
+    // How long an outage may last before the source purges what the checkpoint needs.
+    let headroom = match retention_seconds(&cfg.source).await {
+        Ok(0) => None,
+        Ok(secs) => Some(tokio::spawn(watch_headroom(
+            cfg.source.clone(),
+            store.clone(),
+            secs,
+            metrics.clone(),
+            shutdown.clone(),
+        ))),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the binlog retention; no headroom metric");
+            None
+        }
+    };
     // The lease keeper stops the pipeline the moment another reader holds the fence.
     let pipeline_stop = shutdown.child_token();
     let deposed = Arc::new(std::sync::OnceLock::new());
@@ -315,6 +330,9 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
     if let Some(k) = keeper {
         let _ = k.await;
     }
+    if let Some(h) = headroom {
+        h.abort();
+    }
     let result = match deposed.get() {
         Some(why) => Err(ReaderError::Deposed(why.clone())),
         None => result,
@@ -329,6 +347,54 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
         }
     }
     result
+}
+
+async fn retention_seconds(source: &SourceConfig) -> Result<u64, ReaderError> {
+    let mut conn = live::connect(source).await?;
+    let secs = crate::check::binlog_expire_seconds(&mut conn, source).await;
+    let _ = conn.disconnect().await;
+    secs
+}
+
+/// Every 30 s: how long before the source may purge the binlog file the stored checkpoint
+/// points into: the full retention while that file is still the one being written, else the
+/// retention minus the age of the checkpoint's commit (the alarm fires well before 0).
+async fn watch_headroom(
+    source: SourceConfig,
+    store: Arc<AnyCheckpointStore>,
+    retention_secs: u64,
+    metrics: ReaderMetrics,
+    stop: CancellationToken,
+) {
+    // Every second until there is a checkpoint to measure, then every 30 s.
+    let mut every = Duration::from_secs(1);
+    loop {
+        if let Ok(Some(cp)) = store.load().await {
+            let active = match live::connect(&source).await {
+                Ok(mut conn) => {
+                    let logs = live::binary_logs(&mut conn, &source).await;
+                    let _ = conn.disconnect().await;
+                    logs.ok().and_then(|l| l.last().map(|(f, _)| f == &cp.position.file))
+                }
+                Err(_) => None,
+            };
+            let stamp = if cp.commit_ts_ms > 0 { cp.commit_ts_ms } else { cp.saved_at_ms };
+            let age_secs = sameday_core::checkpoint::now_ms().saturating_sub(stamp) as f64 / 1000.0;
+            let headroom = match active {
+                Some(true) => Some(retention_secs as f64),
+                Some(false) => Some(retention_secs as f64 - age_secs),
+                None => None,
+            };
+            if let Some(h) = headroom {
+                metrics.retention_headroom_seconds.set(h);
+                every = Duration::from_secs(30);
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Waits, as a warm standby, until this reader holds the checkpoint lease; `None` when
