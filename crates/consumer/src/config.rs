@@ -1,7 +1,6 @@
 //! The consumer's configuration file (`deploy/consumer.example.toml`).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use sameday_core::aws::AwsConfig;
@@ -10,8 +9,6 @@ use serde::Deserialize;
 
 use crate::route::{RouteConfig, Routes};
 use crate::shard_lease::{ShardCheckpoint, DEFAULT_LEASE_DURATION_MS};
-
-pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9465";
 
 fn default_lease_duration() -> u64 {
     DEFAULT_LEASE_DURATION_MS
@@ -33,9 +30,6 @@ fn default_max_pending() -> usize {
 }
 fn default_shutdown_timeout() -> u64 {
     20_000
-}
-fn default_listen() -> SocketAddr {
-    DEFAULT_METRICS_LISTEN.parse().expect("valid default address")
 }
 
 /// Where shards without a lease start.
@@ -117,18 +111,8 @@ pub struct DeadLetterConfig {
     pub queue: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsConfig {
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self { listen: default_listen() }
-    }
-}
+/// `[metrics]`, served on port 9465 by default.
+pub type MetricsConfig = sameday_core::health::MetricsConfig<9465>;
 
 /// The whole consumer config file.
 #[derive(Debug, Clone, Deserialize)]

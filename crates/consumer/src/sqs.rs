@@ -4,7 +4,7 @@
 //! one unacknowledged message per FIFO group in flight, so a failed entry can be resent
 //! without a later message of its group overtaking it.
 
-use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use sameday_core::aws::{classify, describe, Retry};
 
@@ -62,30 +62,12 @@ pub struct SqsQueue {
 impl SqsQueue {
     /// Looks up a queue by name (or takes a URL) and reads whether it is FIFO.
     pub async fn resolve(client: Client, name_or_url: &str) -> Result<Self, SqsError> {
-        let err = |e: String, transient| SqsError { queue: name_or_url.to_owned(), message: e, transient };
-        let url = if name_or_url.starts_with("http://") || name_or_url.starts_with("https://") {
-            name_or_url.to_owned()
-        } else {
-            let out = client
-                .get_queue_url()
-                .queue_name(name_or_url)
-                .send()
-                .await
-                .map_err(|e| err(format!("GetQueueUrl: {}", describe(&e)), classify(&e) == Retry::Transient))?;
-            out.queue_url().map(str::to_owned).ok_or_else(|| err("GetQueueUrl returned no URL".into(), false))?
-        };
-        let attrs = client
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::FifoQueue)
-            .send()
-            .await
-            .map_err(|e| err(format!("GetQueueAttributes: {}", describe(&e)), classify(&e) == Retry::Transient))?;
-        let fifo = attrs
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::FifoQueue))
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        Ok(Self { client, url, fifo })
+        let q = sameday_core::sqs::resolve_queue(&client, name_or_url).await.map_err(|(retry, message)| SqsError {
+            queue: name_or_url.to_owned(),
+            message,
+            transient: retry == Retry::Transient,
+        })?;
+        Ok(Self { client, url: q.url, fifo: q.fifo })
     }
 
     pub fn url(&self) -> &str {

@@ -70,6 +70,25 @@ struct AppState {
     stall_after: Duration,
 }
 
+/// `[metrics]` of a daemon's config: where `/metrics` and `/healthz` are served. `PORT` is the
+/// daemon's default port (reader 9464, consumer 9465, worker 9466) on all interfaces.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig<const PORT: u16> {
+    #[serde(default = "default_listen::<PORT>")]
+    pub listen: SocketAddr,
+}
+
+fn default_listen<const PORT: u16>() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], PORT))
+}
+
+impl<const PORT: u16> Default for MetricsConfig<PORT> {
+    fn default() -> Self {
+        Self { listen: default_listen::<PORT>() }
+    }
+}
+
 /// A daemon's health and metrics, served on `listen` until `shutdown`: the common start of
 /// every daemon. Logs the bound address; the error names the config key.
 pub async fn start_daemon_endpoint(
@@ -121,6 +140,16 @@ async fn metrics_text(State(s): State<AppState>) -> ([(&'static str, &'static st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_config_defaults_to_the_daemons_port() {
+        let cfg: MetricsConfig<9465> = serde_json::from_str("{}").unwrap();
+        assert_eq!(cfg.listen, "0.0.0.0:9465".parse().unwrap());
+        assert_eq!(MetricsConfig::<9466>::default().listen.port(), 9466);
+        let cfg: MetricsConfig<9465> = serde_json::from_str(r#"{"listen": "127.0.0.1:0"}"#).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:0".parse().unwrap());
+        assert!(serde_json::from_str::<MetricsConfig<1>>(r#"{"port": 1}"#).is_err(), "unknown keys are refused");
+    }
 
     #[test]
     fn health_reports_stall_and_failure() {

@@ -16,6 +16,7 @@ pub mod pattern;
 pub mod position;
 pub mod secret;
 pub mod shutdown;
+pub mod sqs;
 pub mod window;
 
 pub use envelope::{ChangeEnvelope, Op};

@@ -1,6 +1,5 @@
 //! The reader's configuration file (`docs/config.md`, `deploy/reader.example.toml`).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use sameday_core::aws::AwsConfig;
@@ -13,7 +12,6 @@ use crate::kinesis::config::KinesisConfig;
 
 pub const DEFAULT_HEARTBEAT_SECS: u64 = 5;
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
-pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9464";
 
 fn default_port() -> u16 {
     3306
@@ -29,9 +27,6 @@ fn default_start() -> String {
 }
 fn default_interval() -> u64 {
     DEFAULT_CHECKPOINT_INTERVAL_MS
-}
-fn default_listen() -> SocketAddr {
-    DEFAULT_METRICS_LISTEN.parse().expect("valid default address")
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -157,18 +152,8 @@ impl CheckpointConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsConfig {
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self { listen: default_listen() }
-    }
-}
+/// `[metrics]`, served on port 9464 by default.
+pub type MetricsConfig = sameday_core::health::MetricsConfig<9464>;
 
 /// The whole reader config file.
 #[derive(Debug, Clone, Deserialize)]

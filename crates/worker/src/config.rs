@@ -1,7 +1,6 @@
 //! The worker's (and nightly batch's) configuration file (`deploy/worker.example.toml`).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 
 use sameday_core::aws::AwsConfig;
 use sameday_core::window::ScheduleRule;
@@ -9,8 +8,6 @@ use sameday_reader::config::SourceConfig;
 use serde::Deserialize;
 
 use crate::rate::RateConfig;
-
-pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9466";
 
 fn default_wait() -> i32 {
     20
@@ -23,9 +20,6 @@ fn default_in_flight() -> usize {
 }
 fn default_shutdown_timeout() -> u64 {
     20_000
-}
-fn default_listen() -> SocketAddr {
-    DEFAULT_METRICS_LISTEN.parse().expect("valid default address")
 }
 fn default_page_size() -> u32 {
     1000
@@ -70,18 +64,8 @@ pub struct NightlyConfig {
     pub concurrency: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsConfig {
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self { listen: default_listen() }
-    }
-}
+/// `[metrics]`, served on port 9466 by default.
+pub type MetricsConfig = sameday_core::health::MetricsConfig<9466>;
 
 /// `[step_functions]`: quotas (token buckets; adaptive on throttling).
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
-    QueueAttributeName,
 };
 use sameday_core::aws::{describe, Backoff, Retry};
 use sameday_core::envelope::ChangeEnvelope;
@@ -484,27 +483,8 @@ fn effect_name(effect: &Effect) -> &str {
 
 /// A queue's URL (from a name or URL) and whether it is FIFO.
 pub async fn resolve(sqs: &aws_sdk_sqs::Client, name_or_url: &str) -> Result<(String, bool), String> {
-    let url = if name_or_url.starts_with("http://") || name_or_url.starts_with("https://") {
-        name_or_url.to_owned()
-    } else {
-        let out = sqs
-            .get_queue_url()
-            .queue_name(name_or_url)
-            .send()
-            .await
-            .map_err(|e| format!("queue {name_or_url}: GetQueueUrl: {}", describe(&e)))?;
-        out.queue_url().unwrap_or_default().to_owned()
-    };
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::FifoQueue)
-        .send()
+    let q = sameday_core::sqs::resolve_queue(sqs, name_or_url)
         .await
-        .map_err(|e| format!("queue {url}: GetQueueAttributes: {}", describe(&e)))?;
-    let fifo = attrs
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::FifoQueue))
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    Ok((url, fifo))
+        .map_err(|(_, message)| format!("queue {name_or_url}: {message}"))?;
+    Ok((q.url, q.fifo))
 }
