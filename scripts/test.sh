@@ -14,4 +14,4 @@ fi
 echo "test: SAMEDAY_BINLOG_FIXTURES=${SAMEDAY_BINLOG_FIXTURES:-<unset>}"
 # Two cores: keep test binaries from starting too many servers at once.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
-cargo test --workspace --all-targets --locked "$@"
+cargo test --workspace --all-targets --locked --no-fail-fast "$@"

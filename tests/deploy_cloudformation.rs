@@ -583,6 +583,8 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 fn sdk_calls_are_in_the_allow_lists() {
     let root = workspace_root();
     let checkpoint = root.join("crates/core/src/checkpoint_dynamo.rs");
+    // The consumer and the worker find their queues through core's shared lookup.
+    let queue_lookup = root.join("crates/core/src/sqs.rs");
     let lists = allow_lists();
     let actions = |role: &str| -> BTreeSet<String> { lists[role].iter().map(|(a, _)| a.clone()).collect() };
     let daemons = [
@@ -591,7 +593,7 @@ fn sdk_calls_are_in_the_allow_lists() {
         (
             "consumer",
             "ConsumerTaskRole",
-            [rust_files(&root.join("crates/consumer/src")), vec![checkpoint.clone()]].concat(),
+            [rust_files(&root.join("crates/consumer/src")), vec![checkpoint.clone(), queue_lookup.clone()]].concat(),
         ),
         // The nightly batch lives in the worker crate (nightly/), sharing sfn.rs.
         (
@@ -600,6 +602,7 @@ fn sdk_calls_are_in_the_allow_lists() {
             rust_files(&root.join("crates/worker/src"))
                 .into_iter()
                 .filter(|p| !p.starts_with(root.join("crates/worker/src/nightly")))
+                .chain([queue_lookup.clone()])
                 .collect(),
         ),
         ("nightly", "NightlyTaskRole", rust_files(&root.join("crates/worker/src/nightly"))),
