@@ -98,11 +98,7 @@ region = "us-east-1"
     }
 
     fn spawn(&self, worker: &str, config: &Path) -> Daemon {
-        let envs = [
-            ("AWS_ENDPOINT_URL_KINESIS", Kinesalite::shared().endpoint()),
-            ("AWS_ENDPOINT_URL_SQS", Fauxqs::shared().endpoint()),
-            ("AWS_ENDPOINT_URL_DYNAMODB", Moto::shared().endpoint()),
-        ];
+        let envs = common::emulator_endpoints();
         let mut d = Daemon::spawn("consumer", config, self.dir.path().join(format!("{worker}.log")), &envs);
         d.name = worker.to_owned();
         d

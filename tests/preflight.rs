@@ -58,10 +58,7 @@ async fn check_with(config: &Path, args: &[&str]) -> Outcome {
         .args(["check", "--config"])
         .arg(config)
         .args(args)
-        .env("AWS_ENDPOINT_URL_KINESIS", Kinesalite::shared().endpoint())
-        .env("AWS_ENDPOINT_URL_SQS", Fauxqs::shared().endpoint())
-        .env("AWS_ENDPOINT_URL_DYNAMODB", Moto::shared().endpoint())
-        .env("AWS_ENDPOINT_URL_SFN", Moto::shared().endpoint())
+        .envs(common::emulator_endpoints())
         .env("RUST_LOG", "warn")
         .output()
         .await

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use sameday_core::checkpoint_dynamo::DynamoCheckpointStore;
-use sameday_testkit::{names, Kinesalite, MariaDb, Moto};
+use sameday_testkit::{names, MariaDb, Moto};
 
 use common::{current_position, set_aws_env, Daemon, Env};
 
@@ -51,10 +51,7 @@ async fn standby_reader_takes_over_after_kill_and_a_deposed_reader_stops() {
         );
     let cfg = env.dir.path().join("reader.toml");
     std::fs::write(&cfg, text).unwrap();
-    let envs = [
-        ("AWS_ENDPOINT_URL_KINESIS", Kinesalite::shared().endpoint()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", Moto::shared().endpoint()),
-    ];
+    let envs = common::emulator_endpoints();
     let spawn = |name: &str| {
         let mut d = Daemon::spawn("reader", &cfg, env.dir.path().join(format!("{name}.log")), &envs);
         d.name = name.to_owned();

@@ -122,12 +122,10 @@ state_machine_arn = "{sm}"
     }
 
     fn aws_envs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL_KINESIS", Kinesalite::shared().endpoint()),
-            ("AWS_ENDPOINT_URL_SQS", Fauxqs::shared().endpoint()),
-            ("AWS_ENDPOINT_URL_DYNAMODB", Moto::shared().endpoint()),
-            ("AWS_ENDPOINT_URL_SFN", self.sfn_endpoint.clone()),
-        ]
+        let mut envs = common::emulator_endpoints();
+        envs.retain(|(k, _)| *k != "AWS_ENDPOINT_URL_SFN");
+        envs.push(("AWS_ENDPOINT_URL_SFN", self.sfn_endpoint.clone()));
+        envs
     }
 
     async fn start(&mut self) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sameday_core::ChangeEnvelope;
 use sameday_reader::config::ReaderConfig;
-use sameday_testkit::{names, Kinesalite, MariaDb};
+use sameday_testkit::{names, Fauxqs, Kinesalite, MariaDb, Moto};
 
 pub struct Env {
     pub db: String,
@@ -117,6 +117,17 @@ pub fn set_aws_env() {
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     std::env::set_var("AWS_REGION", "us-east-1");
+}
+
+/// `AWS_ENDPOINT_URL_<SERVICE>` for a daemon process: the shared kinesalite, fauxqs and
+/// moto (DynamoDB and Step Functions).
+pub fn emulator_endpoints() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL_KINESIS", Kinesalite::shared().endpoint()),
+        ("AWS_ENDPOINT_URL_SQS", Fauxqs::shared().endpoint()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", Moto::shared().endpoint()),
+        ("AWS_ENDPOINT_URL_SFN", Moto::shared().endpoint()),
+    ]
 }
 
 pub fn sameday_bin() -> &'static Path {

@@ -54,12 +54,7 @@ impl DynamoCheckpointStore {
             .send()
             .await
             .map_err(|e| remote(table, key, classify(&e), describe(&e)))?;
-        let fence = out
-            .attributes()
-            .and_then(|a| a.get("fence"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| remote(table, key, Retry::Permanent, "UpdateItem returned no fence".into()))?;
+        let fence = fence_of(out.attributes(), table, key)?;
         Ok(Self { client, table: table.to_owned(), key: key.to_owned(), fence })
     }
 
@@ -110,12 +105,7 @@ impl DynamoCheckpointStore {
         };
         match req.send().await {
             Ok(out) => {
-                let fence = out
-                    .attributes()
-                    .and_then(|a| a.get("fence"))
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| remote(table, key, Retry::Permanent, "UpdateItem returned no fence".into()))?;
+                let fence = fence_of(out.attributes(), table, key)?;
                 Ok(Ok(Self { client, table: table.to_owned(), key: key.to_owned(), fence }))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
@@ -260,6 +250,19 @@ fn parse_checkpoint(
     serde_json::from_str(text)
         .map(Some)
         .map_err(|source| CheckpointError::Corrupt { location: format!("dynamodb:{table}"), source })
+}
+
+/// The fencing token an UpdateItem (returning the updated attributes) wrote.
+fn fence_of(
+    attributes: Option<&std::collections::HashMap<String, AttributeValue>>,
+    table: &str,
+    key: &str,
+) -> Result<u64, CheckpointError> {
+    attributes
+        .and_then(|a| a.get("fence"))
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| remote(table, key, Retry::Permanent, "UpdateItem returned no fence".into()))
 }
 
 fn remote(table: &str, key: &str, retry: Retry, message: String) -> CheckpointError {
