@@ -406,7 +406,12 @@ async fn nightly_rule_naming_a_missing_column_is_an_error() {
     out.assert_exit(2);
     out.assert_line(
         "ERROR",
-        &["rule reminders", "input_columns names column action", &format!("table {db}.schedule"), "fix input_columns"],
+        &[
+            "rule reminders",
+            &format!("table {db}.schedule"),
+            "has no column \"action\" (the rule's input_columns)",
+            "fix input_columns",
+        ],
     );
 }
 

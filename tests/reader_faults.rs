@@ -276,10 +276,10 @@ async fn reader_kill_9_mid_workload_loses_nothing_and_keeps_key_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_partial_failures_and_throttling_never_reorder_or_lose() {
     use sameday_reader::kinesis::KinesisSink;
-    use sameday_reader::metrics::ReaderMetrics;
-    use sameday_reader::publisher::PublisherConfig;
-    use sameday_reader::run::{prepare_source, resolve, run_pipeline, SourceRun};
+    use sameday_reader::publisher::{Publisher, PublisherConfig};
     use sameday_reader::sink::FaultySink;
+    use sameday_reader::source::prepare::{prepare_source, resolve};
+    use sameday_reader::{run_pipeline, SourceRun};
 
     set_aws_env();
     let env = Env::new("faulty", 2).await;
@@ -304,16 +304,7 @@ async fn injected_partial_failures_and_throttling_never_reorder_or_lose() {
         format: Default::default(),
     };
     let pcfg = PublisherConfig { linger: Duration::from_millis(5), ..Default::default() };
-    let pipeline = tokio::spawn(run_pipeline::<_, FileCheckpointStore>(
-        run,
-        sink.clone(),
-        None,
-        pcfg,
-        ReaderMetrics::default(),
-        None,
-        None,
-        shutdown.clone(),
-    ));
+    let pipeline = tokio::spawn(run_pipeline(run, Publisher::new(sink.clone(), pcfg), shutdown.clone()));
 
     const KEYS: i64 = 500;
     const ROUNDS: i64 = 5;

@@ -60,7 +60,7 @@ async fn reader_streams_over_tls_verified_against_a_private_ca() {
     // A fresh private server: reading from its first binlog misses nothing.
     let mut cfg = env.config("earliest");
     cfg.source.port = tls.port();
-    cfg.source.tls = sameday_reader::config::TlsMode::Verify;
+    cfg.source.tls = sameday_mysql::TlsMode::Verify;
     cfg.source.tls_ca_file = Some(tls.ca_pem_path().expect("TLS instance has a CA").to_path_buf());
     cfg.filter.include = vec![format!("{db}.*")];
     let shutdown = CancellationToken::new();

@@ -544,12 +544,12 @@ async fn nightly_rows_equal_cdc_envelope_images_and_names() {
     let rule: ScheduleRule = serde_json::from_value(rule_json.clone()).unwrap();
 
     // The batch's reader, on the same rows.
-    let source: sameday_reader::config::SourceConfig = serde_json::from_value(json!({
+    let source: sameday_mysql::SourceConfig = serde_json::from_value(json!({
         "host": "127.0.0.1", "port": maria.port(), "user": "root", "server_id": 1, "tls": "disabled"
     }))
     .unwrap();
     let mut conn = open_session(&source).await.unwrap();
-    let table = RuleTable::check(&mut conn, &rule, 1000, true, &source).await.unwrap();
+    let table = RuleTable::check(&mut conn, &rule, 1000, true).await.unwrap();
     let mut pages = TableReader::new(&source, &table);
     let lower = mysql_async::Value::Date(2031, 1, 1, 0, 0, 0, 0);
     let upper = mysql_async::Value::Date(2031, 2, 1, 0, 0, 0, 0);

@@ -3,29 +3,27 @@
 
 mod preflight;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use sameday_consumer::config::ConsumerConfig;
 use sameday_consumer::shard_lease::LeaseTable;
-use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore, FileCheckpointStore};
+use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore};
 use sameday_core::StartPosition;
-use sameday_reader::config::{ReaderConfig, SourceConfig};
-use sameday_reader::decoder::{Decoder, Output};
-use sameday_reader::filter::{FilterConfig, TableFilter};
+use sameday_mysql::{Session, SourceConfig};
+use sameday_reader::config::ReaderConfig;
+use sameday_reader::filter::FilterConfig;
 use sameday_reader::kinesis::KinesisSink;
-use sameday_reader::metrics::ReaderMetrics;
-use sameday_reader::publisher::PublisherConfig;
-use sameday_reader::run::{prepare_source, run_pipeline, SourceRun};
-use sameday_reader::sink::{NullSink, RecordOutcome, RecordSink, SinkError, SinkRecord, StdoutSink};
-use sameday_reader::source::file::{replay_files, FileRange};
-use sameday_reader::source::live;
+use sameday_reader::replay::{publisher_config, replay, FileReplay, ReplaySource};
+use sameday_reader::sink::{CountingSink, NullSink, StdoutSink};
+use sameday_reader::source::file::FileRange;
+use sameday_reader::source::live::Start;
+use sameday_reader::source::prepare::{prepare_source, resolve_start};
+use sameday_reader::SourceRun;
 use sameday_worker::config::WorkerConfig;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -218,7 +216,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Leases { config } => leases(&config).await,
         Command::Check { config, kind } => check(&config, kind).await,
         Command::Tail(args) => tail(args).await,
-        Command::Replay(args) => replay(args).await,
+        Command::Replay(args) => replay_cmd(args).await,
         Command::Nightly { config, date, dry_run, rule } => nightly(&config, date, dry_run, rule).await,
         Command::Positions { config, set } => positions(&config, set).await,
         Command::Health { url } => health(&url).await,
@@ -321,191 +319,100 @@ async fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
     let (src, filter, _) = source_of(&args.source)?;
     let start: StartPosition = args.from.parse()?;
     let info = prepare_source(&src, &filter).await?;
-    let mut conn = live::connect(&src).await?;
-    let start = live::resolve_start(&mut conn, &src, &info, &start).await?;
+    let start = resolve_start(&src, &info, &start).await?;
     let format = args.source.format.into();
     let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at: None, non_blocking: false, format };
-    stream_to(run, Arc::new(StdoutSink::default()), quick()).await?;
+    let shutdown = sameday_core::shutdown::on_signals();
+    replay(ReplaySource::Server(run), Arc::new(StdoutSink::default()), publisher_config(false), shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Streams a live source into `sink` without a checkpoint store (tail, replay), until the
-/// source ends or SIGTERM/SIGINT.
-async fn stream_to<S: RecordSink>(run: SourceRun, sink: Arc<S>, pcfg: PublisherConfig) -> anyhow::Result<()> {
-    let shutdown = sameday_core::shutdown::on_signals();
-    run_pipeline::<_, FileCheckpointStore>(run, sink, None, pcfg, ReaderMetrics::default(), None, None, shutdown)
-        .await?;
-    Ok(())
-}
-
-fn quick() -> PublisherConfig {
-    PublisherConfig { linger: std::time::Duration::from_millis(1), ..Default::default() }
-}
-
-/// Counts what a dry run would emit, per table and operation.
-#[derive(Default)]
-struct CountingSink(Mutex<BTreeMap<String, u64>>);
-
-impl RecordSink for CountingSink {
-    async fn put(&self, batch: &[SinkRecord]) -> Result<Vec<RecordOutcome>, SinkError> {
-        let mut m = self.0.lock().expect("counts mutex poisoned");
-        for r in batch {
-            let env: serde_json::Value = serde_json::from_slice(&r.data).unwrap_or_default();
-            let key = format!(
-                "{}.{} {}",
-                env["db"].as_str().unwrap_or("?"),
-                env["table"].as_str().unwrap_or("?"),
-                env["op"].as_str().unwrap_or("?")
-            );
-            *m.entry(key).or_default() += 1;
-        }
-        Ok(vec![RecordOutcome::Delivered; batch.len()])
-    }
-
-    fn max_record_bytes(&self) -> usize {
-        usize::MAX
-    }
-
-    fn describe(&self) -> String {
-        "dry-run".into()
-    }
-}
-
-async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let counting = Arc::new(CountingSink::default());
+/// What to replay: files on disk, or a range of the server's binlog.
+async fn replay_source(args: &ReplayArgs) -> anyhow::Result<ReplaySource> {
     if !args.binlog_files.is_empty() {
-        let filter = FilterConfig { include: args.source.tables.clone(), ..Default::default() };
-        let range = FileRange {
-            from: args
-                .from
-                .as_deref()
+        let offset = |arg: &Option<String>, name: &str| {
+            arg.as_deref()
                 .map(str::parse)
                 .transpose()
-                .context("--from must be a byte offset with --binlog-file")?,
-            to: args
-                .to
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .context("--to must be a byte offset with --binlog-file")?,
+                .with_context(|| format!("{name} must be a byte offset with --binlog-file"))
         };
-        let files = args.binlog_files.clone();
-        let format = args.source.format.into();
+        let range = FileRange { from: offset(&args.from, "--from")?, to: offset(&args.to, "--to")? };
         // With a server at hand, MariaDB JSON columns come out as JSON, as in the live run.
         let json_columns = match source_of(&args.source) {
             Ok((src, _, _)) => {
-                let mut conn = live::connect(&src).await?;
-                let info = live::server_info(&mut conn, &src).await?;
-                if info.mariadb {
-                    live::mariadb_json_columns(&mut conn, &src).await?
-                } else {
-                    Default::default()
-                }
+                let mut session = Session::connect(&src).await?;
+                let columns = match session.server_info().await?.mariadb {
+                    true => session.mariadb_json_columns().await?,
+                    false => Default::default(),
+                };
+                session.close().await;
+                columns
             }
             Err(_) => Default::default(),
         };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Output>>(256);
-        let reader = tokio::task::spawn_blocking(move || {
-            let mut decoder = Decoder::new(
-                0,
-                TableFilter::new(&filter).map_err(sameday_reader::error::ReaderError::Config)?,
-                "",
-                None,
-            );
-            decoder.set_json_columns(json_columns);
-            let mut decoder = decoder.with_format(format);
-            // Hand outputs over in chunks: one channel message per row costs more than decoding it.
-            let mut chunk = Vec::with_capacity(512);
-            let mut open = true;
-            replay_files(&files, &range, &mut decoder, |o| {
-                let boundary = matches!(o, Output::Commit(_));
-                chunk.push(o);
-                if boundary || chunk.len() >= 512 {
-                    open = tx.blocking_send(std::mem::replace(&mut chunk, Vec::with_capacity(512))).is_ok();
-                }
-                Ok(open)
-            })?;
-            if open && !chunk.is_empty() {
-                let _ = tx.blocking_send(chunk);
-            }
-            Ok::<(), sameday_reader::error::ReaderError>(())
-        });
-        let shutdown = CancellationToken::new();
-        let publish = async {
-            match (args.dry_run, args.sink) {
-                (true, _) => publish(counting.clone(), rx, shutdown.clone()).await,
-                (false, SinkKind::Stdout) => publish(Arc::new(StdoutSink::default()), rx, shutdown.clone()).await,
-                (false, SinkKind::Null) => publish(Arc::new(NullSink::default()), rx, shutdown.clone()).await,
-                (false, SinkKind::Kinesis) => {
-                    let (_, _, cfg) = source_of(&args.source)?;
-                    let cfg = cfg.context("--sink kinesis needs --config (for the stream name and AWS settings)")?;
-                    publish(kinesis_sink(&cfg).await?, rx, shutdown.clone()).await
-                }
-            }
-        };
-        let (published, read) = tokio::join!(publish, reader);
-        read.context("file reader task")??;
-        published?;
-    } else {
-        let (src, filter, cfg) = source_of(&args.source)?;
-        let from: StartPosition =
-            args.from.as_deref().context("--from FILE:POS is required when replaying from a server")?.parse()?;
-        let stop_at = args.to.as_deref().map(str::parse).transpose().context("--to must be FILE:POS")?;
-        let info = prepare_source(&src, &filter).await?;
-        let mut conn = live::connect(&src).await?;
-        let start = live::resolve_start(&mut conn, &src, &info, &from).await?;
-        let format = args.source.format.into();
-        let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at, non_blocking: true, format };
-        match (args.dry_run, args.sink) {
-            (true, _) => stream_to(run, counting.clone(), quick()).await?,
-            (false, SinkKind::Stdout) => stream_to(run, Arc::new(StdoutSink::default()), quick()).await?,
-            (false, SinkKind::Null) => stream_to(run, Arc::new(NullSink::default()), quick()).await?,
-            (false, SinkKind::Kinesis) => {
-                let cfg = cfg.context("--sink kinesis needs --config (for the stream name and AWS settings)")?;
-                stream_to(run, kinesis_sink(&cfg).await?, PublisherConfig::default()).await?
-            }
-        };
+        return Ok(ReplaySource::Files(FileReplay {
+            files: args.binlog_files.clone(),
+            range,
+            filter: FilterConfig { include: args.source.tables.clone(), ..Default::default() },
+            format: args.source.format.into(),
+            json_columns,
+        }));
     }
+    let (src, filter, _) = source_of(&args.source)?;
+    let from: StartPosition =
+        args.from.as_deref().context("--from FILE:POS is required when replaying from a server")?.parse()?;
+    let stop_at = args.to.as_deref().map(str::parse).transpose().context("--to must be FILE:POS")?;
+    let info = prepare_source(&src, &filter).await?;
+    let start = resolve_start(&src, &info, &from).await?;
+    let format = args.source.format.into();
+    Ok(ReplaySource::Server(SourceRun {
+        cfg: src,
+        info,
+        filter,
+        start,
+        gtid_set: None,
+        stop_at,
+        non_blocking: true,
+        format,
+    }))
+}
+
+async fn replay_cmd(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let source = replay_source(&args).await?;
+    // Kinesis batching when replaying a server range into the stream; operator output at once otherwise.
+    let cfg = publisher_config(matches!((&source, args.sink), (ReplaySource::Server(_), SinkKind::Kinesis)));
+    let shutdown = sameday_core::shutdown::on_signals();
     if args.dry_run {
-        for (k, n) in counting.0.lock().expect("counts mutex poisoned").iter() {
+        let counting = Arc::new(CountingSink::default());
+        replay(source, counting.clone(), cfg, shutdown).await?;
+        for (k, n) in counting.counts() {
             println!("{k} {n}");
         }
+        return Ok(ExitCode::SUCCESS);
     }
+    match args.sink {
+        SinkKind::Stdout => replay(source, Arc::new(StdoutSink::default()), cfg, shutdown).await?,
+        SinkKind::Null => replay(source, Arc::new(NullSink::default()), cfg, shutdown).await?,
+        SinkKind::Kinesis => {
+            let (_, _, config) = source_of(&args.source)?;
+            let config = config.context("--sink kinesis needs --config (for the stream name and AWS settings)")?;
+            let aws = sameday_core::aws::sdk_config(&config.aws).await;
+            let sink = KinesisSink::new(
+                aws_sdk_kinesis::Client::new(&aws),
+                &config.kinesis.stream,
+                config.kinesis.max_record_bytes,
+            );
+            replay(source, Arc::new(sink), cfg, shutdown).await?
+        }
+    };
     Ok(ExitCode::SUCCESS)
-}
-
-async fn kinesis_sink(cfg: &ReaderConfig) -> anyhow::Result<Arc<KinesisSink>> {
-    let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
-    Ok(Arc::new(KinesisSink::new(
-        aws_sdk_kinesis::Client::new(&aws),
-        &cfg.kinesis.stream,
-        cfg.kinesis.max_record_bytes,
-    )))
-}
-
-async fn publish<S: RecordSink>(
-    sink: Arc<S>,
-    rx: tokio::sync::mpsc::Receiver<Vec<Output>>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let p = sameday_reader::publisher::Publisher::<S, FileCheckpointStore>::new(
-        sink,
-        None,
-        quick(),
-        ReaderMetrics::default(),
-        None,
-        None,
-    );
-    let summary = p.run(rx, shutdown).await?;
-    tracing::info!(delivered = summary.delivered, dead_lettered = summary.dead_lettered, "replay finished");
-    Ok(())
 }
 
 async fn positions(path: &std::path::Path, set: Option<String>) -> anyhow::Result<ExitCode> {
     let cfg = load_reader_config(path)?;
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
     // Showing must not depose the running reader; only --set takes the fencing token.
-    let store = sameday_reader::run::open_store(&cfg.checkpoint, &aws, set.is_some()).await?;
+    let store = sameday_reader::store::open_store(&cfg.checkpoint, &aws, set.is_some()).await?;
     let current = store.load().await?;
     match &current {
         Some(cp) => println!(
@@ -521,8 +428,7 @@ async fn positions(path: &std::path::Path, set: Option<String>) -> anyhow::Resul
     let Some(target) = set else { return Ok(ExitCode::SUCCESS) };
     let start: StartPosition = target.parse()?;
     let info = prepare_source(&cfg.source, &cfg.filter).await?;
-    let mut conn = live::connect(&cfg.source).await?;
-    let live::Start::File(position) = live::resolve_start(&mut conn, &cfg.source, &info, &start).await? else {
+    let Start::File(position) = resolve_start(&cfg.source, &info, &start).await? else {
         bail!("--set takes FILE:POS, earliest or latest");
     };
     let cp = Checkpoint { position, gtid_set: None, commit_ts_ms: 0, saved_at_ms: now_ms() };

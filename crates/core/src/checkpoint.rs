@@ -71,6 +71,32 @@ pub trait CheckpointStore: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// No checkpoint at all: the store of runs that must never move one (replay, tail). Loads
+/// nothing and refuses to save.
+pub struct NoCheckpoint;
+
+impl CheckpointStore for NoCheckpoint {
+    async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        Ok(None)
+    }
+
+    async fn save(&self, _cp: &Checkpoint) -> Result<(), CheckpointError> {
+        Err(CheckpointError::Remote {
+            location: "none".into(),
+            message: format!("this run keeps no checkpoint (asked to save {})", _cp.position),
+            retryable: false,
+        })
+    }
+
+    async fn force_save(&self, cp: &Checkpoint) -> Result<(), CheckpointError> {
+        self.save(cp).await
+    }
+
+    fn describe(&self) -> String {
+        "none".into()
+    }
+}
+
 /// A checkpoint in a local JSON file, replaced atomically (write temp, fsync, rename).
 pub struct FileCheckpointStore {
     path: PathBuf,

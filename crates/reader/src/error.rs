@@ -6,8 +6,6 @@ use sameday_core::BinlogPosition;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("table map for {db}.{table} is unusable: {reason}")]
-    TableMap { db: String, table: String, reason: String },
     #[error("cannot decode {event} for {db}.{table} at {position}: {reason}")]
     Row { event: String, db: String, table: String, position: BinlogPosition, reason: String },
     #[error("cannot decode {event} at {position}: {reason}")]
@@ -22,8 +20,8 @@ pub enum ReaderError {
     Config(String),
     #[error("deposed: {0}")]
     Deposed(String),
-    #[error("MySQL source {source_addr}: {message}")]
-    Source { source_addr: String, message: String, transient: bool },
+    #[error(transparent)]
+    Source(#[from] sameday_mysql::MysqlError),
     #[error(
         "the binlog position {position} is no longer on {source_addr} (purged or never existed): {server_message}. \
          Changes between the checkpoint and the oldest binlog the server still has cannot be streamed. \
@@ -48,7 +46,7 @@ impl ReaderError {
     /// Whether reconnecting and resuming from the last checkpoint may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Source { transient, .. } => *transient,
+            Self::Source(e) => e.is_transient(),
             Self::Checkpoint(e) => e.is_transient(),
             _ => false,
         }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use rustc_hash::FxHashMap;
 use sameday_core::aws::Backoff;
-use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore};
+use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore, NoCheckpoint};
 use sameday_core::envelope::Op;
 use sameday_core::health::Health;
 use sameday_core::ordered::{OrderedQueue, Ticket};
@@ -96,23 +96,17 @@ pub struct Publisher<S, C> {
     summary: PublishSummary,
 }
 
-impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
-    /// `store` is `None` for replays and `tail`, which never move the live checkpoint.
-    pub fn new(
-        sink: Arc<S>,
-        store: Option<Arc<C>>,
-        cfg: PublisherConfig,
-        metrics: ReaderMetrics,
-        dead_letters: Option<DeadLetterFile>,
-        health: Option<Arc<Health>>,
-    ) -> Self {
+impl<S: RecordSink> Publisher<S, NoCheckpoint> {
+    /// A publisher into `sink` with no checkpoint, metrics, dead letters or health; the
+    /// `with_*` methods add them.
+    pub fn new(sink: Arc<S>, cfg: PublisherConfig) -> Self {
         Self {
             sink,
-            store,
+            store: None,
             cfg,
-            metrics,
-            dead_letters,
-            health,
+            metrics: ReaderMetrics::default(),
+            dead_letters: None,
+            health: None,
             queue: OrderedQueue::default(),
             row_counters: FxHashMap::default(),
             requests: JoinSet::new(),
@@ -123,6 +117,51 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             saved: None,
             last_save: Instant::now(),
             summary: PublishSummary::default(),
+        }
+    }
+}
+
+impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
+    /// The health this publisher beats, if any (the source beats it too).
+    pub fn health(&self) -> Option<Arc<Health>> {
+        self.health.clone()
+    }
+
+    pub fn with_metrics(mut self, metrics: ReaderMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn with_dead_letters(mut self, dead_letters: DeadLetterFile) -> Self {
+        self.dead_letters = Some(dead_letters);
+        self
+    }
+
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// Saves durable commits to `store` (the live reader; replays and `tail` have none and
+    /// never move the live checkpoint).
+    pub fn with_checkpoints<D: CheckpointStore + 'static>(self, store: Arc<D>) -> Publisher<S, D> {
+        Publisher {
+            sink: self.sink,
+            store: Some(store),
+            cfg: self.cfg,
+            metrics: self.metrics,
+            dead_letters: self.dead_letters,
+            health: self.health,
+            queue: self.queue,
+            row_counters: self.row_counters,
+            requests: self.requests,
+            backoff: self.backoff,
+            retry_at: self.retry_at,
+            oldest_pending: self.oldest_pending,
+            durable: self.durable,
+            saved: self.saved,
+            last_save: self.last_save,
+            summary: self.summary,
         }
     }
 

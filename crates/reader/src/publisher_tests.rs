@@ -83,7 +83,7 @@ async fn partial_failures_never_reorder_a_key_or_lose_a_record() {
         checkpoint_interval: Duration::from_millis(5),
         ..Default::default()
     };
-    let publisher = Publisher::new(sink.clone(), Some(store.clone()), cfg, ReaderMetrics::default(), None, None);
+    let publisher = Publisher::new(sink.clone(), cfg).with_checkpoints(store.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let run = tokio::spawn(publisher.run(rx, CancellationToken::new()));
     let mut counters = [0u32; 37];
@@ -129,14 +129,10 @@ async fn oversize_records_are_dead_lettered_and_the_stream_continues() {
     let dir = tempfile::tempdir().unwrap();
     let dlq = dir.path().join("dead.jsonl");
     let metrics = ReaderMetrics::default();
-    let publisher = Publisher::<_, FileCheckpointStore>::new(
-        sink.clone(),
-        None,
-        PublisherConfig { linger: Duration::from_millis(1), ..Default::default() },
-        metrics.clone(),
-        Some(crate::dead_letter::DeadLetterFile::new(&dlq)),
-        None,
-    );
+    let publisher =
+        Publisher::new(sink.clone(), PublisherConfig { linger: Duration::from_millis(1), ..Default::default() })
+            .with_metrics(metrics.clone())
+            .with_dead_letters(crate::dead_letter::DeadLetterFile::new(&dlq));
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let run = tokio::spawn(publisher.run(rx, CancellationToken::new()));
     let mut big = record(1, 1);

@@ -159,3 +159,39 @@ impl<S: RecordSink> RecordSink for FaultySink<S> {
         format!("faulty({})", self.inner.describe())
     }
 }
+
+/// Counts what would be emitted per `db.table op` and emits nothing (`replay --dry-run`).
+#[derive(Default)]
+pub struct CountingSink(std::sync::Mutex<std::collections::BTreeMap<String, u64>>);
+
+impl CountingSink {
+    /// The counts so far, by `db.table op`.
+    pub fn counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.0.lock().expect("counts mutex poisoned").clone()
+    }
+}
+
+impl RecordSink for CountingSink {
+    async fn put(&self, batch: &[SinkRecord]) -> Result<Vec<RecordOutcome>, SinkError> {
+        let mut m = self.0.lock().expect("counts mutex poisoned");
+        for r in batch {
+            let env: serde_json::Value = serde_json::from_slice(&r.data).unwrap_or_default();
+            let key = format!(
+                "{}.{} {}",
+                env["db"].as_str().unwrap_or("?"),
+                env["table"].as_str().unwrap_or("?"),
+                env["op"].as_str().unwrap_or("?")
+            );
+            *m.entry(key).or_default() += 1;
+        }
+        Ok(vec![RecordOutcome::Delivered; batch.len()])
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        usize::MAX
+    }
+
+    fn describe(&self) -> String {
+        "dry-run".into()
+    }
+}

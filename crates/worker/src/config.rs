@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use sameday_core::aws::AwsConfig;
 use sameday_core::window::ScheduleRule;
-use sameday_reader::config::SourceConfig;
+use sameday_mysql::SourceConfig;
 use serde::Deserialize;
 
 use crate::rate::RateConfig;
@@ -143,6 +143,7 @@ impl WorkerConfig {
             }
         }
         if let Some(n) = &self.nightly {
+            n.source.validate("nightly.source")?;
             if !(1..=100_000).contains(&n.page_size) {
                 return Err(format!("nightly.page_size = {} is outside 1..=100000", n.page_size));
             }

@@ -5,13 +5,11 @@
 //! - [`sfn`]: idempotent StartExecution / StopExecution.
 //! - [`rate`]: the token bucket that keeps calls under the account's quotas.
 //! - [`nightly`]: the daily batch that starts the window's executions from the tables.
-//! - [`row`]: SQL result rows in the change envelope's JSON form (same names as CDC).
 
 pub mod config;
 pub mod effects;
 pub mod metrics;
 pub mod nightly;
 pub mod rate;
-pub mod row;
 pub mod run;
 pub mod sfn;

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 pub(crate) use consumer::consumer;
 pub(crate) use reader::reader;
-pub(crate) use sameday_reader::check::Problem;
+pub(crate) use sameday_mysql::Problem;
 pub(crate) use worker::worker;
 
 /// Exit code when a blocking problem was found.

@@ -1,18 +1,19 @@
-//! The reader's preflight: the source (the MySQL checks of `sameday_reader::check`), the
+//! The reader's preflight: the source (the MySQL checks of `sameday_mysql::checks`), the
 //! stream, the checkpoint store, and the stored checkpoint against binlog retention.
 
 use sameday_core::checkpoint::{now_ms, CheckpointStore};
 use sameday_core::checkpoint_dynamo::KEY_ATTR;
+use sameday_mysql::checks::{checkpoint_horizon, replica_checks, ReplicaCheck};
+use sameday_mysql::Session;
 use sameday_reader::config::{CheckpointConfig, ReaderConfig};
 use sameday_reader::filter::TableFilter;
-use sameday_reader::source::live;
 
 use super::{aws, error, Problem};
 
 pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut conn = match live::connect(&cfg.source).await {
-        Ok(conn) => Some(conn),
+    let mut session = match Session::connect(&cfg.source).await {
+        Ok(session) => Some(session),
         Err(e) => {
             problems.push(error(format!(
                 "cannot connect to the source: {e}; check [source] host, port, user, password and tls"
@@ -20,8 +21,8 @@ pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
             None
         }
     };
-    if let Some(conn) = conn.as_mut() {
-        problems.extend(source(conn, cfg).await);
+    if let Some(session) = session.as_mut() {
+        problems.extend(source(session, cfg).await);
     }
 
     let sdk = sameday_core::aws::sdk_config(&cfg.aws).await;
@@ -39,13 +40,13 @@ pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
     problems.extend(aws::writable_dir("dead_letter_path", &cfg.dead_letter_path));
 
     // Read the checkpoint without taking the fencing token: a running reader stays active.
-    if let (Some(conn), true) = (conn.as_mut(), store_usable) {
-        let loaded = match sameday_reader::run::open_store(&cfg.checkpoint, &sdk, false).await {
+    if let (Some(session), true) = (session.as_mut(), store_usable) {
+        let loaded = match sameday_reader::store::open_store(&cfg.checkpoint, &sdk, false).await {
             Ok(store) => store.load().await.map_err(|e| format!("{}: {e}", store.describe())),
             Err(e) => Err(e.to_string()),
         };
         match loaded {
-            Ok(Some(cp)) => match sameday_reader::check::checkpoint_horizon(conn, &cfg.source, &cp, now_ms()).await {
+            Ok(Some(cp)) => match checkpoint_horizon(session, &cp, now_ms()).await {
                 Ok(p) => problems.extend(p),
                 Err(e) => problems.push(error(format!("cannot compare the checkpoint with the binlogs: {e}"))),
             },
@@ -55,12 +56,15 @@ pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
                 .push(error(format!("cannot read the checkpoint: {e}; fix [checkpoint] or the store's permissions"))),
         }
     }
+    if let Some(session) = session {
+        session.close().await;
+    }
     problems
 }
 
 /// The MySQL checks the reader also runs at start.
-async fn source(conn: &mut mysql_async::Conn, cfg: &ReaderConfig) -> Vec<Problem> {
-    let info = match live::server_info(conn, &cfg.source).await {
+async fn source(session: &mut Session, cfg: &ReaderConfig) -> Vec<Problem> {
+    let info = match session.server_info().await {
         Ok(info) => info,
         Err(e) => return vec![error(format!("cannot read the source's version and server_id: {e}"))],
     };
@@ -69,7 +73,9 @@ async fn source(conn: &mut mysql_async::Conn, cfg: &ReaderConfig) -> Vec<Problem
         Ok(f) => f,
         Err(e) => return vec![error(format!("filter: {e}"))],
     };
-    match sameday_reader::check::preflight(conn, &cfg.source, &info, &filter).await {
+    let tables: Vec<(String, String)> = filter.literal_includes().map(|(d, t)| (d.to_owned(), t.to_owned())).collect();
+    let check = ReplicaCheck { info: &info, server_id: cfg.source.server_id, tables: &tables };
+    match replica_checks(session, &check).await {
         Ok(problems) => problems,
         Err(e) => vec![error(format!("the source checks could not run: {e}"))],
     }

@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 
 use aws_sdk_sfn::types::StateMachineType;
 use aws_sdk_sqs::types::QueueAttributeName;
-use mysql_async::prelude::Queryable;
 use sameday_core::aws::describe;
-use sameday_core::window::{DueType, ScheduleRule};
-use sameday_reader::source::live;
+use sameday_core::window::ScheduleRule;
+use sameday_mysql::Session;
 use sameday_worker::config::{NightlyConfig, QueueConfig, WorkerConfig};
+use sameday_worker::nightly::table::rule_problems;
 use sameday_worker::run::PROCESSING_BOUND_SECS;
 
 use super::{aws, error, Problem};
@@ -127,10 +127,11 @@ async fn state_machine(sfn: &aws_sdk_sfn::Client, arn: &str, rules: &str) -> Vec
     }
 }
 
-/// The batch's source is reachable and every rule's table has the columns the rule names.
+/// The batch's source is reachable and every rule's table has the columns the rule names
+/// (the worker's own check, [`rule_problems`], every problem listed).
 async fn nightly_source(cfg: &NightlyConfig, rules: &[ScheduleRule]) -> Vec<Problem> {
-    let mut conn = match live::connect(&cfg.source).await {
-        Ok(c) => c,
+    let mut session = match Session::connect(&cfg.source).await {
+        Ok(s) => s,
         Err(e) => {
             return vec![error(format!(
                 "cannot connect to the nightly batch's source: {e}; check [nightly.source] host, port, user, \
@@ -141,147 +142,23 @@ async fn nightly_source(cfg: &NightlyConfig, rules: &[ScheduleRule]) -> Vec<Prob
     let addr = cfg.source.address();
     let mut problems = Vec::new();
     for rule in rules {
-        let columns: Result<Vec<(String, String)>, _> = conn
-            .exec(
-                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                (&rule.db, &rule.table),
-            )
-            .await;
-        match columns {
-            Ok(columns) => problems.extend(rule_columns(rule, &addr, &columns)),
-            Err(e) => problems.push(error(format!(
-                "rule {}: cannot read the columns of {}.{} on {addr}: {e}",
-                rule.name, rule.db, rule.table
-            ))),
+        let table = format!("{}.{}", rule.db, rule.table);
+        match session.table_columns(&rule.db, &rule.table).await {
+            Ok(columns) => problems.extend(
+                rule_problems(rule, &columns, &addr)
+                    .into_iter()
+                    .map(|p| error(format!("rule {}: table {table} {p}", rule.name))),
+            ),
+            Err(e) => problems.push(error(format!("rule {}: cannot read the columns of {table}: {e}", rule.name))),
         }
     }
-    let _ = conn.disconnect().await;
+    session.close().await;
     problems
-}
-
-/// The rule's columns against the table's `(COLUMN_NAME, DATA_TYPE)` rows.
-fn rule_columns(rule: &ScheduleRule, addr: &str, columns: &[(String, String)]) -> Vec<Problem> {
-    let table = format!("{}.{}", rule.db, rule.table);
-    if columns.is_empty() {
-        return vec![error(format!(
-            "rule {}: table {table} does not exist on {addr} (or the user cannot see it: GRANT SELECT ON {table} \
-             TO ...); fix the rule's db and table",
-            rule.name
-        ))];
-    }
-    let type_of =
-        |name: &str| columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)).map(|(_, t)| t.to_ascii_lowercase());
-    let mut problems = Vec::new();
-    let named = rule
-        .key_columns
-        .iter()
-        .map(|c| ("key_columns", c))
-        .chain([("due_column", &rule.due_column)])
-        .chain(rule.input_columns.iter().map(|c| ("input_columns", c)));
-    for (field, column) in named {
-        if type_of(column).is_none() {
-            problems.push(error(format!(
-                "rule {}: {field} names column {column}, which table {table} on {addr} does not have; fix {field} \
-                 (the table has {})",
-                rule.name,
-                columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    if let Some(sql_type) = type_of(&rule.due_column) {
-        if !due_type_fits(rule.due_type, &sql_type) {
-            let fix = match suggested_due_type(&sql_type) {
-                Some(t) => format!("set due_type = \"{t}\""),
-                None => "use a DATETIME, TIMESTAMP or integer column".into(),
-            };
-            problems.push(error(format!(
-                "rule {}: due_type = \"{}\" does not fit column {table}.{} of type {}; {fix}",
-                rule.name,
-                due_type_name(rule.due_type),
-                rule.due_column,
-                sql_type.to_ascii_uppercase()
-            )));
-        }
-    }
-    problems
-}
-
-const INTEGER_TYPES: &[&str] = &["tinyint", "smallint", "mediumint", "int", "integer", "bigint"];
-
-fn due_type_fits(due: DueType, sql_type: &str) -> bool {
-    match due {
-        DueType::Datetime => sql_type == "datetime",
-        DueType::Timestamp => sql_type == "timestamp",
-        DueType::EpochSeconds | DueType::EpochMillis => INTEGER_TYPES.contains(&sql_type),
-    }
-}
-
-fn suggested_due_type(sql_type: &str) -> Option<&'static str> {
-    match sql_type {
-        "datetime" => Some("datetime"),
-        "timestamp" => Some("timestamp"),
-        t if INTEGER_TYPES.contains(&t) => Some("epoch_seconds\" (or \"epoch_millis"),
-        _ => None,
-    }
-}
-
-fn due_type_name(due: DueType) -> &'static str {
-    match due {
-        DueType::Datetime => "datetime",
-        DueType::Timestamp => "timestamp",
-        DueType::EpochSeconds => "epoch_seconds",
-        DueType::EpochMillis => "epoch_millis",
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rule(due_type: &str) -> ScheduleRule {
-        serde_json::from_value(serde_json::json!({
-            "name": "actions",
-            "db": "app",
-            "table": "t",
-            "key_columns": ["id"],
-            "due_column": "due_at",
-            "due_type": due_type,
-            "time_zone": "UTC",
-            "input_columns": ["user_id"],
-            "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:s",
-        }))
-        .unwrap()
-    }
-
-    fn cols(due: &str) -> Vec<(String, String)> {
-        [("id", "bigint"), ("due_at", due), ("user_id", "int")]
-            .iter()
-            .map(|(c, t)| (c.to_string(), t.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn due_types_must_match_the_column() {
-        assert!(rule_columns(&rule("datetime"), "h:1", &cols("datetime")).is_empty());
-        assert!(rule_columns(&rule("timestamp"), "h:1", &cols("timestamp")).is_empty());
-        assert!(rule_columns(&rule("epoch_millis"), "h:1", &cols("bigint")).is_empty());
-        let p = rule_columns(&rule("datetime"), "h:1", &cols("timestamp"));
-        assert_eq!(p.len(), 1);
-        assert!(p[0].message.contains("set due_type = \"timestamp\""), "{}", p[0]);
-        let p = rule_columns(&rule("epoch_seconds"), "h:1", &cols("varchar"));
-        assert!(p[0].message.contains("VARCHAR") && p[0].message.contains("integer column"), "{}", p[0]);
-    }
-
-    #[test]
-    fn missing_tables_and_columns_are_named() {
-        let p = rule_columns(&rule("datetime"), "h:1", &[]);
-        assert!(p[0].message.contains("table app.t does not exist"), "{}", p[0]);
-        let mut c = cols("datetime");
-        c.retain(|(n, _)| n != "user_id");
-        let p = rule_columns(&rule("datetime"), "h:1", &c);
-        assert_eq!(p.len(), 1);
-        assert!(p[0].message.contains("input_columns names column user_id"), "{}", p[0]);
-    }
 
     #[test]
     fn visibility_must_exceed_the_bound() {

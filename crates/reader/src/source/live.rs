@@ -1,8 +1,8 @@
 //! The live replica connection: registers with the source as a replica and streams its
 //! binlog from a file position or (MariaDB) a GTID position.
 //!
-//! Connection details that matter for correctness:
-//! - `max_allowed_packet` is 1 GiB, or rows over 16 MiB fail with PacketTooLarge.
+//! Connection details that matter for correctness (the connection itself is a
+//! [`sameday_mysql::Session`]):
 //! - The server sends a heartbeat every `heartbeat_secs` when idle; no packet for three
 //!   periods means the connection is dead (a silent network drop) and it is reopened.
 //! - The first (fake) ROTATE arrives before the FORMAT_DESCRIPTION event, so when the
@@ -13,123 +13,16 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, RotateEvent};
-use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts, OptsBuilder, SslOpts};
+use mysql_async::{BinlogStream, BinlogStreamRequest};
 use mysql_common::binlog::consts::EventType;
 use sameday_core::{BinlogPosition, GtidSet, StartPosition};
 
-use crate::config::{SourceConfig, TlsMode};
+use sameday_mysql::{MysqlError, ServerInfo, Session, SourceConfig};
+
 use crate::error::ReaderError;
 
-/// mysql_async caps max_allowed_packet at 1 GiB, the server's maximum too.
-const MAX_PACKET: usize = 1 << 30;
 /// MySQL/MariaDB error: the requested binlog position is not on the server.
 const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
-
-pub fn opts(cfg: &SourceConfig) -> Opts {
-    // The AWS SDK and mysql_async bring two rustls crypto providers; pick one for the
-    // process, or rustls cannot choose and TLS connections fail.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = OptsBuilder::default()
-        .ip_or_hostname(cfg.host.clone())
-        .tcp_port(cfg.port)
-        .user(Some(cfg.user.clone()))
-        .pass(Some(cfg.password.expose().to_owned()))
-        .prefer_socket(false)
-        .max_allowed_packet(Some(MAX_PACKET))
-        .tcp_keepalive(Some(Duration::from_secs(30)))
-        .stmt_cache_size(0);
-    match cfg.tls {
-        TlsMode::Disabled => {}
-        TlsMode::Verify => {
-            let mut ssl = SslOpts::default();
-            if let Some(ca) = &cfg.tls_ca_file {
-                ssl = ssl.with_root_certs(vec![ca.clone().into()]);
-            }
-            b = b.ssl_opts(Some(ssl));
-        }
-        TlsMode::InsecureSkipVerify => {
-            b = b.ssl_opts(Some(
-                SslOpts::default().with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true),
-            ));
-        }
-    }
-    b.into()
-}
-
-/// Maps a driver error to a reader error, keeping credentials out of the message.
-pub fn source_error(cfg: &SourceConfig, what: &str, e: mysql_async::Error) -> ReaderError {
-    let transient = matches!(e, mysql_async::Error::Io(_));
-    let message = match &e {
-        mysql_async::Error::Server(se) if se.code == 1045 => format!(
-            "{what}: access denied for user {:?} ({}); check source.user and source.password",
-            cfg.user, se.message
-        ),
-        _ => format!("{what}: {e}"),
-    };
-    ReaderError::Source { source_addr: cfg.address(), message, transient }
-}
-
-pub async fn connect(cfg: &SourceConfig) -> Result<Conn, ReaderError> {
-    let fut = Conn::new(opts(cfg));
-    match tokio::time::timeout(Duration::from_secs(15), fut).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(source_error(cfg, "connect", e)),
-        Err(_) => Err(ReaderError::Source {
-            source_addr: cfg.address(),
-            message: "connect: no answer within 15 s".into(),
-            transient: true,
-        }),
-    }
-}
-
-/// What the reader needs to know about the source server.
-#[derive(Debug, Clone)]
-pub struct ServerInfo {
-    pub version: String,
-    pub mariadb: bool,
-    pub server_id: u32,
-    /// The server writes CRC32 checksums into its binlog.
-    pub checksum: bool,
-}
-
-pub async fn server_info(conn: &mut Conn, cfg: &SourceConfig) -> Result<ServerInfo, ReaderError> {
-    let row: Option<(String, u32, String)> = conn
-        .query_first("SELECT @@version, @@server_id, @@global.binlog_checksum")
-        .await
-        .map_err(|e| source_error(cfg, "read server variables", e))?;
-    let (version, server_id, checksum) = row.unwrap_or_default();
-    Ok(ServerInfo { mariadb: version.contains("MariaDB"), version, server_id, checksum: checksum != "NONE" })
-}
-
-/// The binlog files the server still has, oldest first, with their sizes.
-pub async fn binary_logs(conn: &mut Conn, cfg: &SourceConfig) -> Result<Vec<(String, u64)>, ReaderError> {
-    let rows: Vec<mysql_async::Row> =
-        conn.query("SHOW BINARY LOGS").await.map_err(|e| source_error(cfg, "SHOW BINARY LOGS", e))?;
-    Ok(rows.into_iter().filter_map(|mut r| Some((r.take::<String, _>(0)?, r.take::<u64, _>(1).unwrap_or(0)))).collect())
-}
-
-/// MariaDB JSON columns (`db.table.column`): MariaDB stores JSON as LONGTEXT with a
-/// `json_valid()` check constraint, which is the only place the type survives.
-pub async fn mariadb_json_columns(
-    conn: &mut Conn,
-    cfg: &SourceConfig,
-) -> Result<std::collections::HashSet<String>, ReaderError> {
-    let rows: Vec<(String, String, String)> = conn
-        .query(
-            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
-             WHERE CHECK_CLAUSE LIKE 'json_valid(%'",
-        )
-        .await
-        .map_err(|e| source_error(cfg, "information_schema.CHECK_CONSTRAINTS", e))?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(db, table, clause)| {
-            let col = clause.strip_prefix("json_valid(")?.strip_suffix(')')?.trim().trim_matches('`');
-            (!col.is_empty() && !col.contains(['(', ','])).then(|| format!("{db}.{table}.{col}"))
-        })
-        .collect())
-}
 
 /// A start position resolved against the server.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,28 +43,23 @@ pub fn mysql_sids(set: &GtidSet) -> Result<Vec<mysql_common::packets::Sid<'stati
         .collect()
 }
 
+/// Resolves `start` against the server's binary logs (earliest, latest, a file position that
+/// must still be there, or a GTID set of the server's flavour).
 pub async fn resolve_start(
-    conn: &mut Conn,
-    cfg: &SourceConfig,
+    session: &mut Session,
     info: &ServerInfo,
     start: &StartPosition,
 ) -> Result<Start, ReaderError> {
-    let logs = binary_logs(conn, cfg).await?;
+    let logs = session.binary_logs().await?;
+    let cfg = session.config();
+    let no_logs = || MysqlError::new(cfg.address(), "the server lists no binary logs; is log_bin on?", false);
     match start {
         StartPosition::Earliest => {
-            let (file, _) = logs.first().cloned().ok_or_else(|| ReaderError::Source {
-                source_addr: cfg.address(),
-                message: "the server lists no binary logs; is log_bin on?".into(),
-                transient: false,
-            })?;
+            let (file, _) = logs.first().cloned().ok_or_else(no_logs)?;
             Ok(Start::File(BinlogPosition::new(file, 4)))
         }
         StartPosition::Latest => {
-            let (file, size) = logs.last().cloned().ok_or_else(|| ReaderError::Source {
-                source_addr: cfg.address(),
-                message: "the server lists no binary logs; is log_bin on?".into(),
-                transient: false,
-            })?;
+            let (file, size) = logs.last().cloned().ok_or_else(no_logs)?;
             Ok(Start::File(BinlogPosition::new(file, size.max(4))))
         }
         StartPosition::File(p) => match logs.iter().find(|(f, _)| *f == p.file) {
@@ -231,7 +119,7 @@ impl LiveStream {
         start: &Start,
         non_blocking: bool,
     ) -> Result<Self, ReaderError> {
-        let mut conn = connect(cfg).await?;
+        let mut session = Session::connect(cfg).await?;
         let heartbeat_ns = cfg.heartbeat_secs * 1_000_000_000;
         let mut setup = vec![format!("SET @master_heartbeat_period = {heartbeat_ns}")];
         if info.mariadb {
@@ -242,9 +130,7 @@ impl LiveStream {
             setup.push("SET @slave_gtid_strict_mode = 1".into());
             setup.push("SET @slave_gtid_ignore_duplicates = 0".into());
         }
-        for q in &setup {
-            conn.query_drop(q.as_str()).await.map_err(|e| source_error(cfg, q, e))?;
-        }
+        session.run(&setup.iter().map(String::as_str).collect::<Vec<_>>()).await?;
         let (file, pos) = match start {
             Start::File(p) => (p.file.clone(), p.pos),
             Start::Gtid(_) | Start::MysqlGtid(_) => (String::new(), 4),
@@ -256,7 +142,7 @@ impl LiveStream {
         if non_blocking {
             req = req.with_non_blocking();
         }
-        let stream = conn.get_binlog_stream(req).await.map_err(|e| match e {
+        let stream = session.into_conn().get_binlog_stream(req).await.map_err(|e| match e {
             mysql_async::Error::Server(se) if se.code == ER_MASTER_FATAL_ERROR_READING_BINLOG => {
                 ReaderError::PositionPurged {
                     source_addr: cfg.address(),
@@ -264,7 +150,7 @@ impl LiveStream {
                     server_message: se.message,
                 }
             }
-            other => source_error(cfg, "request binlog", other),
+            other => MysqlError::driver(&cfg.address(), &cfg.user, "request binlog", other).into(),
         })?;
         Ok(Self {
             stream,
@@ -281,11 +167,11 @@ impl LiveStream {
         let item = match tokio::time::timeout(self.idle_limit, self.stream.next()).await {
             Ok(item) => item,
             Err(_) => {
-                return Err(ReaderError::Source {
-                    source_addr: self.addr.clone(),
-                    message: format!("no event or heartbeat for {} s; reconnecting", self.idle_limit.as_secs()),
-                    transient: true,
-                })
+                return Err(ReaderError::Source(MysqlError::new(
+                    self.addr.clone(),
+                    format!("no event or heartbeat for {} s; reconnecting", self.idle_limit.as_secs()),
+                    true,
+                )))
             }
         };
         let event = match item {
@@ -300,11 +186,11 @@ impl LiveStream {
             }
             Some(Err(e)) => {
                 let transient = !matches!(e, mysql_async::Error::Server(_));
-                return Err(ReaderError::Source {
-                    source_addr: self.addr.clone(),
-                    message: format!("binlog stream: {e}"),
+                return Err(ReaderError::Source(MysqlError::new(
+                    self.addr.clone(),
+                    format!("binlog stream: {e}"),
                     transient,
-                });
+                )));
             }
         };
         let raw = event.header().event_type_raw();
@@ -312,10 +198,8 @@ impl LiveStream {
             self.fde_seen = true;
         }
         if raw == EventType::ROTATE_EVENT as u8 && !self.fde_seen {
-            let rotate = event.read_event::<RotateEvent<'_>>().map_err(|e| ReaderError::Source {
-                source_addr: self.addr.clone(),
-                message: format!("unreadable ROTATE event: {e}"),
-                transient: true,
+            let rotate = event.read_event::<RotateEvent<'_>>().map_err(|e| {
+                ReaderError::Source(MysqlError::new(self.addr.clone(), format!("unreadable ROTATE event: {e}"), true))
             })?;
             let mut name = rotate.name_raw().to_vec();
             if self.strip_checksum && name.len() > 4 {

@@ -28,11 +28,9 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use jiff::civil::Date;
 use jiff::Timestamp;
-use mysql_async::prelude::Queryable;
 use sameday_core::execution::{scheduled_execution, ScheduledExecution};
 use sameday_core::window::{due_of_row, ScheduleRule};
-use sameday_reader::config::SourceConfig;
-use sameday_reader::error::ReaderError;
+use sameday_mysql::MysqlError;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -66,7 +64,7 @@ pub enum NightlyError {
     #[error("schedule rule {rule:?}: table {table} {problem}")]
     Rule { rule: String, table: String, problem: String },
     #[error(transparent)]
-    Source(#[from] ReaderError),
+    Source(#[from] MysqlError),
     #[error("schedule rule {rule:?}: {message}; query: {sql}")]
     Query { rule: String, sql: String, message: String, transient: bool },
     #[error(transparent)]
@@ -74,10 +72,6 @@ pub enum NightlyError {
 }
 
 impl NightlyError {
-    fn mysql(source: &SourceConfig, what: &str, e: mysql_async::Error) -> Self {
-        Self::Source(sameday_reader::source::live::source_error(source, what, e))
-    }
-
     /// A new connection may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -93,17 +87,13 @@ impl NightlyError {
 /// every column the rule names, with a due column whose type fits `due_type`. The worker
 /// runs this at start too, so a rule naming a missing column fails before any message.
 pub async fn check_rules(nightly: &NightlyConfig, rules: &[&ScheduleRule]) -> Result<Vec<RuleTable>, NightlyError> {
-    let mut conn = table::open_session(&nightly.source).await?;
-    let version: Option<String> = conn
-        .query_first("SELECT @@version")
-        .await
-        .map_err(|e| NightlyError::mysql(&nightly.source, "SELECT @@version", e))?;
-    let mariadb = version.unwrap_or_default().contains("MariaDB");
+    let mut session = table::open_session(&nightly.source).await?;
+    let mariadb = session.server_info().await?.mariadb;
     let mut tables = Vec::with_capacity(rules.len());
     for rule in rules {
-        tables.push(RuleTable::check(&mut conn, rule, nightly.page_size, mariadb, &nightly.source).await?);
+        tables.push(RuleTable::check(&mut session, rule, nightly.page_size, mariadb).await?);
     }
-    let _ = conn.disconnect().await;
+    session.close().await;
     Ok(tables)
 }
 

@@ -19,14 +19,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Row, Statement, Value as SqlValue};
+use mysql_async::{Row, Statement, Value as SqlValue};
 use sameday_core::window::{DueType, ScheduleRule};
-use sameday_reader::config::SourceConfig;
-use sameday_reader::source::live;
+use sameday_mysql::value::RowDecoder;
+use sameday_mysql::{Session, SourceConfig, TableColumn};
 use serde_json::{Map, Value};
 
 use super::NightlyError;
-use crate::row::RowDecoder;
 
 /// Statements run on every (re)connection: UTC for TIMESTAMP values (the envelope's form),
 /// UTF-8 results, and no snapshot kept between statements.
@@ -44,14 +43,6 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 /// `name` as a MySQL identifier.
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
-}
-
-/// A column of the table, from `information_schema.COLUMNS`.
-#[derive(Debug, Clone)]
-struct TableColumn {
-    name: String,
-    data_type: String,
-    primary: bool,
 }
 
 /// The rule checked against its table, with the statements that page through it.
@@ -81,86 +72,23 @@ impl RuleTable {
     /// row images are keyed), that the key columns cover the primary key and that the due
     /// column's type fits `due_type`.
     pub async fn check(
-        conn: &mut Conn,
+        session: &mut Session,
         rule: &ScheduleRule,
         page_size: u32,
         mariadb: bool,
-        source: &SourceConfig,
     ) -> Result<Self, NightlyError> {
-        let table = format!("{}.{}", rule.db, rule.table);
-        let rows: Vec<(String, String, String)> = conn
-            .exec(
-                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY FROM information_schema.COLUMNS \
-                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-                (&rule.db, &rule.table),
-            )
-            .await
-            .map_err(|e| NightlyError::mysql(source, &format!("read the columns of {table}"), e))?;
-        let columns: Vec<TableColumn> = rows
-            .into_iter()
-            .map(|(name, data_type, key)| TableColumn {
-                name,
-                data_type: data_type.to_ascii_lowercase(),
-                primary: key == "PRI",
-            })
-            .collect();
-        let bad = |problem: String| NightlyError::Rule { rule: rule.name.clone(), table: table.clone(), problem };
-        if columns.is_empty() {
-            return Err(bad(format!("the table does not exist on {} (or the user cannot see it)", source.address())));
+        let columns = session.table_columns(&rule.db, &rule.table).await?;
+        if let Some(problem) = rule_problems(rule, &columns, &session.config().address()).into_iter().next() {
+            return Err(NightlyError::Rule {
+                rule: rule.name.clone(),
+                table: format!("{}.{}", rule.db, rule.table),
+                problem,
+            });
         }
-        let names = || columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
-        let find = |name: &str, field: &str| {
-            columns.iter().find(|c| c.name == name).ok_or_else(|| {
-                let hint = match columns.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
-                    Some(c) => format!(" (names are case-sensitive here: the table has {:?})", c.name),
-                    None => String::new(),
-                };
-                bad(format!("has no column {name:?} (the rule's {field}){hint}; its columns are {}", names()))
-            })
-        };
-        let due = find(&rule.due_column, "due_column")?;
-        for k in &rule.key_columns {
-            find(k, "key_columns")?;
-        }
-        for c in &rule.input_columns {
-            find(c, "input_columns")?;
-        }
-        let primary: Vec<&str> = columns.iter().filter(|c| c.primary).map(|c| c.name.as_str()).collect();
-        if primary.is_empty() {
-            return Err(bad("has no primary key; the batch pages over (due, primary key) and needs one".into()));
-        }
-        if let Some(missing) = primary.iter().find(|p| !rule.key_columns.iter().any(|k| k == *p)) {
-            return Err(bad(format!(
-                "key_columns {:?} do not include the primary key column {missing:?} (primary key: {})",
-                rule.key_columns,
-                primary.join(", ")
-            )));
-        }
-        let fits = match rule.due_type {
-            DueType::Datetime => due.data_type == "datetime",
-            DueType::Timestamp => due.data_type == "timestamp",
-            DueType::EpochSeconds | DueType::EpochMillis => {
-                matches!(due.data_type.as_str(), "tinyint" | "smallint" | "mediumint" | "int" | "bigint")
-            }
-        };
-        if !fits {
-            let suggestion = match due.data_type.as_str() {
-                "datetime" => "due_type = \"datetime\"",
-                "timestamp" => "due_type = \"timestamp\"",
-                "int" | "bigint" => "due_type = \"epoch_seconds\" or \"epoch_millis\"",
-                _ => "a DATETIME, TIMESTAMP or integer due column",
-            };
-            return Err(bad(format!(
-                "due_column {:?} is {} but the rule says due_type = {:?}; use {suggestion}",
-                due.name,
-                due.data_type.to_uppercase(),
-                rule.due_type
-            )));
-        }
-
         let json_columns = if mariadb {
             let prefix = format!("{}.{}.", rule.db, rule.table);
-            live::mariadb_json_columns(conn, source)
+            session
+                .mariadb_json_columns()
                 .await?
                 .into_iter()
                 .filter_map(|c| c.strip_prefix(&prefix).map(str::to_owned))
@@ -218,6 +146,76 @@ impl RuleTable {
     }
 }
 
+/// Everything wrong with `rule` against its table's `columns` on the server at `addr`, one
+/// message each, to be read after "table db.t" ("has no column ..."): the one check of a
+/// rule against its table, run by the worker and the batch at start and by `sameday check`.
+pub fn rule_problems(rule: &ScheduleRule, columns: &[TableColumn], addr: &str) -> Vec<String> {
+    if columns.is_empty() {
+        return vec![format!(
+            "does not exist on {addr} (or the user cannot see it: GRANT SELECT ON {}.{} TO ...); fix the rule's db \
+             and table",
+            rule.db, rule.table
+        )];
+    }
+    let mut problems = Vec::new();
+    let names = || columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+    let named = std::iter::once(("due_column", &rule.due_column))
+        .chain(rule.key_columns.iter().map(|c| ("key_columns", c)))
+        .chain(rule.input_columns.iter().map(|c| ("input_columns", c)));
+    for (field, name) in named {
+        if columns.iter().any(|c| &c.name == name) {
+            continue;
+        }
+        let hint = match columns.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
+            Some(c) => format!(" (names are case-sensitive here: the table has {:?})", c.name),
+            None => String::new(),
+        };
+        problems.push(format!(
+            "has no column {name:?} (the rule's {field}){hint}; fix {field}; its columns are {}",
+            names()
+        ));
+    }
+    let primary: Vec<&str> = columns.iter().filter(|c| c.primary).map(|c| c.name.as_str()).collect();
+    if primary.is_empty() {
+        problems.push("has no primary key; the batch pages over (due, primary key) and needs one".into());
+    } else if let Some(missing) = primary.iter().find(|p| !rule.key_columns.iter().any(|k| k == *p)) {
+        problems.push(format!(
+            "key_columns {:?} do not include the primary key column {missing:?} (primary key: {})",
+            rule.key_columns,
+            primary.join(", ")
+        ));
+    }
+    if let Some(due) = columns.iter().find(|c| c.name == rule.due_column) {
+        problems.extend(due_type_problem(rule, due));
+    }
+    problems
+}
+
+/// The due column's SQL type must fit the rule's `due_type`.
+fn due_type_problem(rule: &ScheduleRule, due: &TableColumn) -> Option<String> {
+    const INTEGERS: &[&str] = &["tinyint", "smallint", "mediumint", "int", "integer", "bigint"];
+    let fits = match rule.due_type {
+        DueType::Datetime => due.data_type == "datetime",
+        DueType::Timestamp => due.data_type == "timestamp",
+        DueType::EpochSeconds | DueType::EpochMillis => INTEGERS.contains(&due.data_type.as_str()),
+    };
+    if fits {
+        return None;
+    }
+    let suggestion = match due.data_type.as_str() {
+        "datetime" => "set due_type = \"datetime\"",
+        "timestamp" => "set due_type = \"timestamp\"",
+        t if INTEGERS.contains(&t) => "set due_type = \"epoch_seconds\" or \"epoch_millis\"",
+        _ => "use a DATETIME, TIMESTAMP or integer column",
+    };
+    Some(format!(
+        "due_column {:?} is {} but the rule says due_type = {:?}; {suggestion}",
+        due.name,
+        due.data_type.to_uppercase(),
+        rule.due_type
+    ))
+}
+
 /// `(d > ? OR (d = ? AND (k1 > ? OR (k1 = ? AND k2 > ?))))`: strictly after (d, k1, k2).
 fn after_clause(due: &str, keys: &[String]) -> String {
     fn chain(cols: &[&str]) -> String {
@@ -236,7 +234,7 @@ fn after_clause(due: &str, keys: &[String]) -> String {
 pub struct TableReader<'a> {
     source: &'a SourceConfig,
     table: &'a RuleTable,
-    conn: Option<(Conn, Statement, Statement)>,
+    conn: Option<(Session, Statement, Statement)>,
     /// SELECTs sent for this table (pages and counts, retries included).
     pub queries: u64,
 }
@@ -246,9 +244,10 @@ impl<'a> TableReader<'a> {
         Self { source, table, conn: None, queries: 0 }
     }
 
-    async fn connection(&mut self) -> Result<&mut (Conn, Statement, Statement), NightlyError> {
+    async fn connection(&mut self) -> Result<&mut (Session, Statement, Statement), NightlyError> {
         if self.conn.is_none() {
-            let mut conn = open_session(self.source).await?;
+            let mut session = open_session(self.source).await?;
+            let conn = session.conn();
             let first = conn
                 .prep(&self.table.first_page_sql)
                 .await
@@ -257,7 +256,7 @@ impl<'a> TableReader<'a> {
                 .prep(&self.table.next_page_sql)
                 .await
                 .map_err(|e| self.query_error(&self.table.next_page_sql, e))?;
-            self.conn = Some((conn, first, next));
+            self.conn = Some((session, first, next));
         }
         Ok(self.conn.as_mut().expect("connected above"))
     }
@@ -275,8 +274,8 @@ impl<'a> TableReader<'a> {
     pub async fn count(&mut self, lower: &SqlValue, upper: &SqlValue) -> Result<u64, NightlyError> {
         let sql = self.table.count_sql.clone();
         self.queries += 1;
-        let (conn, ..) = self.connection().await?;
-        let result = conn.exec_first::<u64, _, _>(sql.as_str(), vec![lower.clone(), upper.clone()]).await;
+        let (session, ..) = self.connection().await?;
+        let result = session.conn().exec_first::<u64, _, _>(sql.as_str(), vec![lower.clone(), upper.clone()]).await;
         Ok(result.map_err(|e| self.query_error(&sql, e))?.unwrap_or(0))
     }
 
@@ -291,9 +290,9 @@ impl<'a> TableReader<'a> {
         loop {
             self.queries += 1;
             let result = match self.connection().await {
-                Ok((conn, first, next)) => match cursor {
-                    None => conn.exec::<Row, _, _>(&*first, vec![lower.clone(), upper.clone()]).await,
-                    Some(c) => conn.exec::<Row, _, _>(&*next, RuleTable::cursor_params(c, upper)).await,
+                Ok((session, first, next)) => match cursor {
+                    None => session.conn().exec::<Row, _, _>(&*first, vec![lower.clone(), upper.clone()]).await,
+                    Some(c) => session.conn().exec::<Row, _, _>(&*next, RuleTable::cursor_params(c, upper)).await,
                 },
                 Err(e) if e.is_transient() && attempt < PAGE_ATTEMPTS => {
                     tracing::warn!(rule = %self.table.rule.name, attempt, error = %e, "nightly: reconnecting to the source");
@@ -344,19 +343,17 @@ impl<'a> TableReader<'a> {
 
     /// Closes the connection politely.
     pub async fn close(mut self) {
-        if let Some((conn, ..)) = self.conn.take() {
-            let _ = conn.disconnect().await;
+        if let Some((session, ..)) = self.conn.take() {
+            session.close().await;
         }
     }
 }
 
 /// A connection with the session the batch needs.
-pub async fn open_session(source: &SourceConfig) -> Result<Conn, NightlyError> {
-    let mut conn = live::connect(source).await?;
-    for sql in SESSION_SETUP {
-        conn.query_drop(*sql).await.map_err(|e| NightlyError::mysql(source, sql, e))?;
-    }
-    Ok(conn)
+pub async fn open_session(source: &SourceConfig) -> Result<Session, NightlyError> {
+    let mut session = Session::connect(source).await?;
+    session.run(SESSION_SETUP).await?;
+    Ok(session)
 }
 
 #[cfg(test)]
@@ -415,5 +412,56 @@ mod tests {
         assert!(next.contains("AND (`due_at` > ? OR (`due_at` = ? AND `id` > ?))"), "{next}");
         let params = RuleTable::cursor_params(&Cursor(vec![SqlValue::Int(1), SqlValue::Int(2)]), &SqlValue::Int(3));
         assert_eq!(next.matches('?').count(), params.len());
+    }
+
+    fn columns(due_type: &str) -> Vec<TableColumn> {
+        [("id", "bigint", true), ("due_at", due_type, false), ("user_id", "int", false)]
+            .iter()
+            .map(|(n, t, p)| TableColumn { name: n.to_string(), data_type: t.to_string(), primary: *p })
+            .collect()
+    }
+
+    fn simple_rule(due_type: &str) -> ScheduleRule {
+        serde_json::from_value(json!({
+            "name": "actions", "db": "app", "table": "t", "key_columns": ["id"], "due_column": "due_at",
+            "due_type": due_type, "time_zone": "UTC", "input_columns": ["user_id"],
+            "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:s",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn due_types_must_match_the_column() {
+        assert!(rule_problems(&simple_rule("datetime"), &columns("datetime"), "h:1").is_empty());
+        assert!(rule_problems(&simple_rule("timestamp"), &columns("timestamp"), "h:1").is_empty());
+        assert!(rule_problems(&simple_rule("epoch_millis"), &columns("bigint"), "h:1").is_empty());
+        let p = rule_problems(&simple_rule("datetime"), &columns("timestamp"), "h:1");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("set due_type = \"timestamp\""), "{}", p[0]);
+        let p = rule_problems(&simple_rule("epoch_seconds"), &columns("varchar"), "h:1");
+        assert!(p[0].contains("VARCHAR") && p[0].contains("integer column"), "{}", p[0]);
+    }
+
+    #[test]
+    fn missing_tables_columns_and_keys_are_named() {
+        let p = rule_problems(&simple_rule("datetime"), &[], "h:1");
+        assert!(p[0].starts_with("does not exist on h:1"), "{}", p[0]);
+        let mut c = columns("datetime");
+        c.retain(|c| c.name != "user_id");
+        let p = rule_problems(&simple_rule("datetime"), &c, "h:1");
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("has no column \"user_id\" (the rule's input_columns); fix input_columns"),
+            "{}",
+            p[0]
+        );
+        let mut c = columns("datetime");
+        c[2].name = "User_Id".into();
+        let p = rule_problems(&simple_rule("datetime"), &c, "h:1");
+        assert!(p[0].contains("names are case-sensitive here: the table has \"User_Id\""), "{}", p[0]);
+        let mut c = columns("datetime");
+        c[2].primary = true;
+        let p = rule_problems(&simple_rule("datetime"), &c, "h:1");
+        assert!(p[0].contains("do not include the primary key column \"user_id\""), "{}", p[0]);
     }
 }

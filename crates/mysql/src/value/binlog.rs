@@ -1,5 +1,5 @@
-//! One column value of a row image, decoded from the binlog into the form it takes in the
-//! JSON envelope. `docs/envelope.md` is the user-facing version of this mapping.
+//! Binlog values to JSON: one column value of a row image, decoded from the binlog into the
+//! form it takes in the JSON envelope. `docs/envelope.md` is the user-facing version of this mapping.
 //!
 //! Lossless by construction: integers keep their full 64-bit range (JSON numbers printed
 //! exactly), DECIMAL stays a string, temporal types keep every fractional digit the
@@ -17,7 +17,7 @@ use crate::schema::{ColumnInfo, TextKind};
 
 /// A decoded value, ready to be written as JSON.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Cell {
+pub enum Cell {
     Null,
     Int(i64),
     UInt(u64),
@@ -32,7 +32,7 @@ pub(crate) enum Cell {
 }
 
 /// Decodes the value of `col` at the front of `buf`.
-pub(crate) fn decode_cell(col: &ColumnInfo, buf: &mut ParseBuf<'_>, partial: bool) -> std::io::Result<Cell> {
+pub fn decode_cell(col: &ColumnInfo, buf: &mut ParseBuf<'_>, partial: bool) -> std::io::Result<Cell> {
     let ctx = (col.ty, &col.meta[..], col.unsigned, partial);
     // The decoder ties the metadata's lifetime to the buffer's; decode from a re-borrowed
     // view of the remaining bytes, then advance the caller's buffer by what it consumed.
@@ -225,7 +225,7 @@ fn push_fraction(out: &mut String, micros: u32, digits: u8) {
 }
 
 /// A TIMESTAMP as UTC ISO-8601 with `Z`; the zero timestamp stays MySQL's zero date.
-pub(crate) fn format_timestamp(secs: i64, micros: u32, digits: u8) -> String {
+pub fn format_timestamp(secs: i64, micros: u32, digits: u8) -> String {
     if secs == 0 && micros == 0 {
         let mut out = "0000-00-00T00:00:00".to_owned();
         push_fraction(&mut out, 0, digits);
@@ -256,7 +256,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Writes `cell` as JSON into `out`.
-pub(crate) fn write_cell(out: &mut Vec<u8>, cell: &Cell) {
+pub fn write_cell(out: &mut Vec<u8>, cell: &Cell) {
     match cell {
         Cell::Null => out.extend_from_slice(b"null"),
         Cell::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
@@ -290,7 +290,7 @@ fn write_float(out: &mut Vec<u8>, d: f64, finite: bool, single: Option<f32>) {
 }
 
 /// Appends `s` as a JSON string literal.
-pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.push(b'"');
     let mut start = 0;

@@ -1,5 +1,5 @@
 //! A row read with SQL, in the JSON form the binlog reader gives the same row in its change
-//! envelopes (`docs/envelope.md`, `sameday_reader`'s `value.rs`).
+//! envelopes (`docs/envelope.md`, [`super::binlog`]).
 //!
 //! Why it matters: the execution name is a digest of the key, due and input values, so the
 //! nightly batch (which SELECTs rows) and the worker (which reads the envelope's row image)
@@ -67,7 +67,7 @@ pub struct RowDecoder {
 
 impl RowDecoder {
     /// `is_json_text(name)` says whether a text column holds JSON (MariaDB's JSON columns,
-    /// see `sameday_reader::source::live::mariadb_json_columns`).
+    /// see [`crate::Session::mariadb_json_columns`]).
     pub fn new(columns: &[Column], is_json_text: impl Fn(&str) -> bool) -> Self {
         let columns = columns
             .iter()

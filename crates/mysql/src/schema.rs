@@ -13,11 +13,9 @@ use mysql_common::binlog::events::{OptionalMetadataField, TableMapEvent};
 use mysql_common::collations::{Collation, CollationId};
 use mysql_common::constants::ColumnType;
 
-use crate::error::DecodeError;
-
 /// How the bytes of a character or binary column become JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TextKind {
+pub enum TextKind {
     /// utf8mb4, utf8mb3, ascii: the bytes are UTF-8.
     Utf8,
     /// Any other character set, converted to UTF-8.
@@ -31,10 +29,10 @@ pub(crate) enum TextKind {
 
 /// ENUM or SET labels in definition order.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Labels(pub Vec<String>);
+pub struct Labels(pub Vec<String>);
 
 #[derive(Debug, Clone)]
-pub(crate) struct ColumnInfo {
+pub struct ColumnInfo {
     pub name: String,
     /// `"name":` ready to copy into the JSON output.
     pub json_key: String,
@@ -52,7 +50,7 @@ pub(crate) struct ColumnInfo {
 }
 
 #[derive(Debug)]
-pub(crate) struct TableSchema {
+pub struct TableSchema {
     pub db: String,
     pub table: String,
     pub columns: Vec<ColumnInfo>,
@@ -63,166 +61,189 @@ pub(crate) struct TableSchema {
     pub raw_table_map: Vec<u8>,
 }
 
-impl TableSchema {
-    /// Builds the schema of a table map event. `excluded` says which column names to drop.
-    pub fn from_table_map(
-        tme: &TableMapEvent<'_>,
-        raw: &[u8],
-        // Per column name: (excluded by the filter, a MariaDB JSON column).
-        hints: impl Fn(&str) -> (bool, bool),
-    ) -> Result<Arc<Self>, DecodeError> {
-        let db = tme.database_name().into_owned();
-        let table = tme.table_name().into_owned();
-        let n = tme.columns_count() as usize;
+/// A table map that cannot be turned into a schema.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("table map for {db}.{table} is unusable: {reason}")]
+pub struct SchemaError {
+    pub db: String,
+    pub table: String,
+    pub reason: String,
+}
 
-        let mut signedness: Option<Vec<bool>> = None;
-        let mut default_charset: Option<u16> = None;
-        let mut nondefault_charsets: Vec<(usize, u16)> = Vec::new();
-        let mut column_charsets: Option<Vec<u16>> = None;
-        let mut enum_set_default: Option<u16> = None;
-        let mut enum_set_column: Option<Vec<u16>> = None;
-        let mut names: Option<Vec<String>> = None;
-        let mut enum_values: Vec<Vec<String>> = Vec::new();
-        let mut set_values: Vec<Vec<String>> = Vec::new();
-        let mut key: Vec<usize> = Vec::new();
+/// The optional metadata of a table map (`binlog_row_metadata`), gathered per kind.
+#[derive(Default)]
+struct OptionalMeta {
+    signedness: Option<Vec<bool>>,
+    default_charset: Option<u16>,
+    nondefault_charsets: Vec<(usize, u16)>,
+    column_charsets: Option<Vec<u16>>,
+    enum_set_default: Option<u16>,
+    enum_set_column: Option<Vec<u16>>,
+    names: Option<Vec<String>>,
+    enum_values: Vec<Vec<String>>,
+    set_values: Vec<Vec<String>>,
+    key: Vec<usize>,
+}
 
-        let bad = |what: &str, e: std::io::Error| DecodeError::TableMap {
-            db: db.clone(),
-            table: table.clone(),
-            reason: format!("{what}: {e}"),
-        };
-
+impl OptionalMeta {
+    /// Reads every optional metadata field; the error names the field that is unreadable.
+    fn read(tme: &TableMapEvent<'_>) -> Result<Self, String> {
+        let bad = |what: &str, e: std::io::Error| format!("{what}: {e}");
+        let mut m = Self::default();
         for field in tme.iter_optional_meta() {
-            let field = field.map_err(|e| bad("optional metadata", e))?;
-            match field {
-                OptionalMetadataField::Signedness(bits) => {
-                    signedness = Some(bits.iter().map(|b| *b).collect());
-                }
+            match field.map_err(|e| bad("optional metadata", e))? {
+                OptionalMetadataField::Signedness(bits) => m.signedness = Some(bits.iter().map(|b| *b).collect()),
                 OptionalMetadataField::DefaultCharset(dc) => {
-                    default_charset = Some(dc.default_charset());
+                    m.default_charset = Some(dc.default_charset());
                     for nd in dc.iter_non_default() {
                         let nd = nd.map_err(|e| bad("default charset", e))?;
-                        nondefault_charsets.push((nd.column_index() as usize, nd.charset()));
+                        m.nondefault_charsets.push((nd.column_index() as usize, nd.charset()));
                     }
                 }
                 OptionalMetadataField::ColumnCharset(cc) => {
-                    let mut v = Vec::new();
-                    for c in cc.iter_charsets() {
-                        v.push(c.map_err(|e| bad("column charset", e))?);
-                    }
-                    column_charsets = Some(v);
+                    let v: Result<Vec<u16>, _> = cc.iter_charsets().collect();
+                    m.column_charsets = Some(v.map_err(|e| bad("column charset", e))?);
                 }
-                OptionalMetadataField::EnumAndSetDefaultCharset(dc) => {
-                    enum_set_default = Some(dc.default_charset());
-                }
+                OptionalMetadataField::EnumAndSetDefaultCharset(dc) => m.enum_set_default = Some(dc.default_charset()),
                 OptionalMetadataField::EnumAndSetColumnCharset(cc) => {
-                    let mut v = Vec::new();
-                    for c in cc.iter_charsets() {
-                        v.push(c.map_err(|e| bad("enum/set charset", e))?);
-                    }
-                    enum_set_column = Some(v);
+                    let v: Result<Vec<u16>, _> = cc.iter_charsets().collect();
+                    m.enum_set_column = Some(v.map_err(|e| bad("enum/set charset", e))?);
                 }
                 OptionalMetadataField::ColumnName(cn) => {
-                    let mut v = Vec::with_capacity(n);
+                    let mut v = Vec::new();
                     for name in cn.iter_names() {
                         v.push(name.map_err(|e| bad("column names", e))?.name().into_owned());
                     }
-                    names = Some(v);
+                    m.names = Some(v);
                 }
                 OptionalMetadataField::EnumStrValue(ev) => {
                     for vals in ev.iter_values() {
                         let vals = vals.map_err(|e| bad("enum labels", e))?;
-                        enum_values.push(vals.values().iter().map(|s| s.value().into_owned()).collect());
+                        m.enum_values.push(vals.values().iter().map(|s| s.value().into_owned()).collect());
                     }
                 }
                 OptionalMetadataField::SetStrValue(sv) => {
                     for vals in sv.iter_values() {
                         let vals = vals.map_err(|e| bad("set labels", e))?;
-                        set_values.push(vals.values().iter().map(|s| s.value().into_owned()).collect());
+                        m.set_values.push(vals.values().iter().map(|s| s.value().into_owned()).collect());
                     }
                 }
                 OptionalMetadataField::SimplePrimaryKey(pk) => {
                     for i in pk.iter_indexes() {
-                        key.push(i.map_err(|e| bad("primary key", e))? as usize);
+                        m.key.push(i.map_err(|e| bad("primary key", e))? as usize);
                     }
                 }
                 OptionalMetadataField::PrimaryKeyWithPrefix(pk) => {
                     for k in pk.iter_keys() {
-                        key.push(k.map_err(|e| bad("primary key", e))?.column_index() as usize);
+                        m.key.push(k.map_err(|e| bad("primary key", e))?.column_index() as usize);
                     }
                 }
                 _ => {}
             }
         }
+        Ok(m)
+    }
+}
 
-        let has_names = names.as_ref().is_some_and(|v| v.len() == n);
+/// Walks the columns in order, handing each the metadata entry of its kind: signedness
+/// counts numeric columns, charsets character columns, labels ENUM and SET columns.
+#[derive(Default)]
+struct Ordinals {
+    numeric: usize,
+    character: usize,
+    enum_or_set: usize,
+    enums: usize,
+    sets: usize,
+    json: usize,
+}
+
+impl Ordinals {
+    fn unsigned(&mut self, meta: &OptionalMeta, ty: ColumnType) -> bool {
+        if !ty.is_numeric_type() {
+            return false;
+        }
+        self.numeric += 1;
+        meta.signedness.as_ref().and_then(|s| s.get(self.numeric - 1).copied()).unwrap_or(false)
+    }
+
+    fn text(&mut self, meta: &OptionalMeta, ty: ColumnType) -> TextKind {
+        let charset = if ty.is_character_type() {
+            let i = self.character;
+            self.character += 1;
+            meta.column_charsets.as_ref().and_then(|v| v.get(i).copied()).or_else(|| {
+                meta.nondefault_charsets.iter().find(|(idx, _)| *idx == i).map(|(_, c)| *c).or(meta.default_charset)
+            })
+        } else if ty.is_enum_or_set_type() {
+            self.enum_or_set += 1;
+            meta.enum_set_column.as_ref().and_then(|v| v.get(self.enum_or_set - 1).copied()).or(meta.enum_set_default)
+        } else {
+            return TextKind::Binary;
+        };
+        charset.map(text_kind).unwrap_or(TextKind::Unknown)
+    }
+
+    fn labels(&mut self, meta: &OptionalMeta, ty: ColumnType) -> Option<Labels> {
+        if ty.is_enum_type() {
+            self.enums += 1;
+            meta.enum_values.get(self.enums - 1).cloned().map(Labels)
+        } else if ty.is_set_type() {
+            self.sets += 1;
+            meta.set_values.get(self.sets - 1).cloned().map(Labels)
+        } else {
+            None
+        }
+    }
+
+    fn json(&mut self, ty: ColumnType) -> Option<usize> {
+        (ty == ColumnType::MYSQL_TYPE_JSON).then(|| {
+            self.json += 1;
+            self.json - 1
+        })
+    }
+}
+
+impl TableSchema {
+    /// Builds the schema of a table map event. `hints(name)` says, per column name, whether
+    /// the filter excludes it and whether it is a MariaDB JSON column.
+    pub fn from_table_map(
+        tme: &TableMapEvent<'_>,
+        raw: &[u8],
+        hints: impl Fn(&str) -> (bool, bool),
+    ) -> Result<Arc<Self>, SchemaError> {
+        let db = tme.database_name().into_owned();
+        let table = tme.table_name().into_owned();
+        let bad = |reason: String| SchemaError { db: db.clone(), table: table.clone(), reason };
+        let n = tme.columns_count() as usize;
+        let mut meta = OptionalMeta::read(tme).map_err(bad)?;
+        let names = meta.names.take().filter(|v| v.len() == n);
+        let mut ordinals = Ordinals::default();
         let mut columns = Vec::with_capacity(n);
-        let (mut numeric_i, mut char_i, mut enum_set_i, mut enum_i, mut set_i, mut json_i) = (0, 0, 0, 0, 0, 0);
         for i in 0..n {
             let ty = match tme.get_column_type(i) {
                 Ok(Some(ty)) => ty,
-                Ok(None) => return Err(DecodeError::TableMap { db, table, reason: format!("column {i} has no type") }),
-                Err(e) => return Err(DecodeError::TableMap { db, table, reason: format!("column {i}: {e}") }),
+                Ok(None) => return Err(bad(format!("column {i} has no type"))),
+                Err(e) => return Err(bad(format!("column {i}: {e}"))),
             };
-            let meta = tme.get_column_metadata(i).unwrap_or(&[]).to_vec();
-            let unsigned = if ty.is_numeric_type() {
-                let u = signedness.as_ref().and_then(|s| s.get(numeric_i).copied()).unwrap_or(false);
-                numeric_i += 1;
-                u
-            } else {
-                false
-            };
-            let text = if ty.is_character_type() {
-                let cs = column_charsets.as_ref().and_then(|v| v.get(char_i).copied()).or_else(|| {
-                    nondefault_charsets.iter().find(|(idx, _)| *idx == char_i).map(|(_, c)| *c).or(default_charset)
-                });
-                char_i += 1;
-                cs.map(text_kind).unwrap_or(TextKind::Unknown)
-            } else if ty.is_enum_or_set_type() {
-                let cs = enum_set_column.as_ref().and_then(|v| v.get(enum_set_i).copied()).or(enum_set_default);
-                enum_set_i += 1;
-                cs.map(text_kind).unwrap_or(TextKind::Unknown)
-            } else {
-                TextKind::Binary
-            };
-            let labels = if ty.is_enum_type() {
-                let l = enum_values.get(enum_i).cloned().map(Labels);
-                enum_i += 1;
-                l
-            } else if ty.is_set_type() {
-                let l = set_values.get(set_i).cloned().map(Labels);
-                set_i += 1;
-                l
-            } else {
-                None
-            };
-            let json_ordinal = (ty == ColumnType::MYSQL_TYPE_JSON).then(|| {
-                json_i += 1;
-                json_i - 1
-            });
-            let name = if has_names {
-                names.as_ref().map(|v| v[i].clone()).unwrap_or_default()
-            } else {
-                format!("@{}", i + 1)
-            };
+            let name = names.as_ref().map(|v| v[i].clone()).unwrap_or_else(|| format!("@{}", i + 1));
             let json_key = format!("{}:", serde_json::to_string(&name).expect("strings serialize"));
             let (excluded, json_hint) = hints(&name);
-            let json_text = json_hint && ty.is_character_type() && text != TextKind::Binary;
+            let text = ordinals.text(&meta, ty);
             columns.push(ColumnInfo {
-                name,
                 json_key,
+                meta: tme.get_column_metadata(i).unwrap_or(&[]).to_vec(),
+                unsigned: ordinals.unsigned(&meta, ty),
+                labels: ordinals.labels(&meta, ty),
+                json_text: json_hint && ty.is_character_type() && text != TextKind::Binary,
+                json_ordinal: ordinals.json(ty),
+                name,
                 ty,
-                meta,
-                unsigned,
                 text,
-                labels,
                 excluded,
-                json_text,
-                json_ordinal,
             });
         }
+        let mut key = std::mem::take(&mut meta.key);
         key.retain(|&k| k < n);
-        Ok(Arc::new(Self { db, table, columns, key, json_columns: json_i, raw_table_map: raw.to_vec() }))
+        Ok(Arc::new(Self { db, table, columns, key, json_columns: ordinals.json, raw_table_map: raw.to_vec() }))
     }
 
     /// Whether two table maps describe the same columns (a DDL changes this).
@@ -237,7 +258,7 @@ impl TableSchema {
 }
 
 /// Maps a collation id to how its bytes become text.
-pub(crate) fn text_kind(collation_id: u16) -> TextKind {
+pub fn text_kind(collation_id: u16) -> TextKind {
     if collation_id == 63 {
         return TextKind::Binary;
     }
@@ -250,7 +271,7 @@ pub(crate) fn text_kind(collation_id: u16) -> TextKind {
 }
 
 /// Maps a MySQL character set name to how its bytes become text.
-pub(crate) fn charset_kind(charset: &str) -> TextKind {
+pub fn charset_kind(charset: &str) -> TextKind {
     let label = match charset {
         "utf8mb4" | "utf8mb3" | "utf8" | "ascii" => return TextKind::Utf8,
         "binary" => return TextKind::Binary,

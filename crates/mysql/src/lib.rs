@@ -1,0 +1,22 @@
+//! The MySQL/MariaDB side of sameday, shared by the reader (binlog), the worker's nightly
+//! batch (SQL) and `sameday check`:
+//!
+//! - [`config`]: the source a daemon connects to (`[source]`, `[nightly.source]`), TLS mode.
+//! - [`session`]: a connection with the calls the daemons make (server facts and variables,
+//!   binary logs, MariaDB JSON columns, a table's columns), errors classified in [`error`].
+//! - [`checks`]: the server checks as [`Problem`]s, one implementation for `sameday check`
+//!   and for each daemon's start-up.
+//! - [`schema`]: a table's columns as a binlog table map describes them.
+//! - [`value`]: binlog values and SQL row values to the envelope's JSON, which must agree.
+
+pub mod checks;
+pub mod config;
+pub mod error;
+pub mod schema;
+pub mod session;
+pub mod value;
+
+pub use checks::Problem;
+pub use config::{SourceConfig, TlsMode};
+pub use error::MysqlError;
+pub use session::{ServerInfo, Session, TableColumn};

@@ -1,0 +1,100 @@
+//! Row changes to wire records: the sameday envelope (`docs/envelope.md`, [`envelope`]) or
+//! AWS DMS's Kinesis JSON ([`dms`]).
+//!
+//! Encoding is a stage of its own, apart from decoding: the decoder hands each decoded row
+//! over as a borrowed [`RowChange`] (cells still in its reused buffers) and gets back the
+//! record's bytes and partition key. Both formats take the partition key from the same
+//! function, so switching formats never moves a row to another shard or reorders it.
+
+mod dms;
+mod envelope;
+mod key;
+
+use sameday_core::envelope::Op;
+use sameday_core::BinlogPosition;
+use sameday_mysql::schema::TableSchema;
+use sameday_mysql::value::binlog::Cell;
+
+use crate::kinesis::config::RecordFormat;
+
+/// One row image: a cell per column of the table map; `None` = not in the image.
+pub(crate) type Image<'a> = &'a [Option<Cell>];
+
+/// The transaction a row belongs to, as the records name it.
+pub(crate) struct TxnRef<'a> {
+    /// GTID, or `file:pos` of the transaction's first event.
+    pub id: &'a str,
+    pub gtid: Option<&'a str>,
+    /// Commit time, ms since the epoch.
+    pub ts_ms: u64,
+}
+
+/// A decoded row change, borrowed from the decoder for the time of its encoding.
+pub(crate) struct RowChange<'a> {
+    pub schema: &'a TableSchema,
+    pub op: Op,
+    /// `TXN/EVENT/ROW` (see the decoder).
+    pub id: &'a str,
+    pub server_id: u32,
+    /// Where the rows event sits.
+    pub position: &'a BinlogPosition,
+    pub txn: TxnRef<'a>,
+    /// The row's index within its transaction.
+    pub index: u64,
+    pub before: Option<Image<'a>>,
+    pub after: Option<Image<'a>>,
+}
+
+/// An encoded record: its Kinesis partition key and bytes.
+pub(crate) struct Encoded {
+    pub partition_key: String,
+    pub data: Vec<u8>,
+}
+
+/// Encodes rows in one format, reusing its buffer from row to row.
+pub(crate) struct Encoder {
+    format: RecordFormat,
+    buf: Vec<u8>,
+}
+
+impl Encoder {
+    pub(crate) fn new(format: RecordFormat) -> Self {
+        Self { format, buf: Vec::with_capacity(4096) }
+    }
+
+    pub(crate) fn format(&self) -> RecordFormat {
+        self.format
+    }
+
+    pub(crate) fn encode(&mut self, change: &RowChange<'_>) -> Encoded {
+        self.buf.clear();
+        let key_text = match self.format {
+            RecordFormat::Sameday => envelope::encode(&mut self.buf, change),
+            RecordFormat::Dms => dms::encode(&mut self.buf, change),
+        };
+        Encoded { partition_key: key::partition_key_of(change.schema, &key_text), data: self.buf.clone() }
+    }
+}
+
+/// Writes an image as a JSON object (columns the filter excludes left out), or `null`.
+fn write_image(buf: &mut Vec<u8>, schema: &TableSchema, image: Option<Image<'_>>) {
+    let Some(cells) = image else {
+        buf.extend_from_slice(b"null");
+        return;
+    };
+    buf.push(b'{');
+    let mut first = true;
+    for (col, cell) in schema.columns.iter().zip(cells) {
+        let Some(cell) = cell else { continue };
+        if col.excluded {
+            continue;
+        }
+        if !first {
+            buf.push(b',');
+        }
+        first = false;
+        buf.extend_from_slice(col.json_key.as_bytes());
+        sameday_mysql::value::binlog::write_cell(buf, cell);
+    }
+    buf.push(b'}');
+}
