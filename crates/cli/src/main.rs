@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sameday_consumer::config::ConsumerConfig;
 use sameday_consumer::shard_lease::LeaseTable;
 use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore};
+use sameday_core::daemon;
 use sameday_core::StartPosition;
 use sameday_mysql::{Session, SourceConfig};
 use sameday_reader::config::ReaderConfig;
@@ -193,22 +194,19 @@ fn main() -> ExitCode {
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Reader { config } => {
-            let cfg = load_reader_config(&config)?;
-            let shutdown = sameday_core::shutdown::on_signals();
-            let summary = sameday_reader::run::run_reader(cfg, shutdown).await?;
+            let (cfg, shutdown) = daemon::launch::<ReaderConfig>(&config)?;
+            let summary = sameday_reader::run_reader(cfg, shutdown).await?;
             tracing::info!(delivered = summary.delivered, dead_lettered = summary.dead_lettered, checkpoint = ?summary.last_durable.map(|c| c.next.to_string()), "reader stopped");
             Ok(ExitCode::SUCCESS)
         }
         Command::Consumer { config } => {
-            let cfg = load_consumer_config(&config)?;
-            let shutdown = sameday_core::shutdown::on_signals();
+            let (cfg, shutdown) = daemon::launch::<ConsumerConfig>(&config)?;
             sameday_consumer::run::run_consumer(cfg, shutdown).await?;
             tracing::info!("consumer stopped");
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { config } => {
-            let cfg = load_worker_config(&config)?;
-            let shutdown = sameday_core::shutdown::on_signals();
+            let (cfg, shutdown) = daemon::launch::<WorkerConfig>(&config)?;
             sameday_worker::run::run_worker(cfg, shutdown).await?;
             tracing::info!("worker stopped");
             Ok(ExitCode::SUCCESS)
@@ -229,34 +227,15 @@ async fn nightly(
     dry_run: bool,
     rule: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let cfg: sameday_worker::config::WorkerConfig = sameday_core::config_file::load(Some(path), std::env::vars())?;
-    cfg.validate().map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+    let cfg = daemon::load_config::<WorkerConfig>(path)?;
     let options = sameday_worker::nightly::NightlyOptions { date, dry_run, rule, now: None };
     let summary = sameday_worker::nightly::run_nightly(&cfg, &options).await?;
     println!("{summary}");
     Ok(if summary.failed() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn load_reader_config(path: &std::path::Path) -> anyhow::Result<ReaderConfig> {
-    let cfg: ReaderConfig = sameday_core::config_file::load(Some(path), std::env::vars())?;
-    cfg.validate().map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
-    Ok(cfg)
-}
-
-fn load_consumer_config(path: &std::path::Path) -> anyhow::Result<ConsumerConfig> {
-    let cfg: ConsumerConfig = sameday_core::config_file::load(Some(path), std::env::vars())?;
-    cfg.validate().map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
-    Ok(cfg)
-}
-
-fn load_worker_config(path: &std::path::Path) -> anyhow::Result<WorkerConfig> {
-    let cfg: WorkerConfig = sameday_core::config_file::load(Some(path), std::env::vars())?;
-    cfg.validate().map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
-    Ok(cfg)
-}
-
 async fn leases(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let cfg = load_consumer_config(path)?;
+    let cfg = daemon::load_config::<ConsumerConfig>(path)?;
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
     let table = LeaseTable::new(aws_sdk_dynamodb::Client::new(&aws), &cfg.leases.table);
     let now = now_ms();
@@ -286,9 +265,9 @@ async fn check(path: &std::path::Path, kind: Option<preflight::Kind>) -> anyhow:
         None => preflight::detect_kind(path)?,
     };
     let problems = match kind {
-        preflight::Kind::Reader => preflight::reader(&load_reader_config(path)?).await,
-        preflight::Kind::Consumer => preflight::consumer(&load_consumer_config(path)?).await,
-        preflight::Kind::Worker => preflight::worker(&load_worker_config(path)?).await,
+        preflight::Kind::Reader => preflight::reader(&daemon::load_config::<ReaderConfig>(path)?).await,
+        preflight::Kind::Consumer => preflight::consumer(&daemon::load_config::<ConsumerConfig>(path)?).await,
+        preflight::Kind::Worker => preflight::worker(&daemon::load_config::<WorkerConfig>(path)?).await,
     };
     Ok(preflight::report(kind, path, &problems))
 }
@@ -301,7 +280,7 @@ fn source_of(args: &SourceArgs) -> anyhow::Result<(SourceConfig, FilterConfig, O
             Ok((src, FilterConfig { include: args.tables.clone(), ..Default::default() }, None))
         }
         (None, Some(path)) => {
-            let cfg = load_reader_config(path)?;
+            let cfg = daemon::load_config::<ReaderConfig>(path)?;
             let mut filter = cfg.filter.clone();
             if !args.tables.is_empty() {
                 filter.include = args.tables.clone();
@@ -409,7 +388,7 @@ async fn replay_cmd(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn positions(path: &std::path::Path, set: Option<String>) -> anyhow::Result<ExitCode> {
-    let cfg = load_reader_config(path)?;
+    let cfg = daemon::load_config::<ReaderConfig>(path)?;
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
     // Showing must not depose the running reader; only --set takes the fencing token.
     let store = sameday_reader::store::open_store(&cfg.checkpoint, &aws, set.is_some()).await?;

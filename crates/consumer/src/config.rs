@@ -214,6 +214,16 @@ impl ConsumerConfig {
     }
 }
 
+impl sameday_core::daemon::DaemonConfig for ConsumerConfig {
+    fn check(&self) -> Result<(), String> {
+        self.validate()
+    }
+
+    fn metrics_listen(&self) -> std::net::SocketAddr {
+        self.metrics.listen
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,8 +81,8 @@ pub enum ShardExit {
 /// Runs the consumer until `shutdown` fires. Returns after every shard task stopped.
 pub async fn run_consumer(cfg: ConsumerConfig, shutdown: CancellationToken) -> Result<(), ConsumerError> {
     cfg.validate().map_err(ConsumerError::Config)?;
-    let (health, registry, _) =
-        sameday_core::health::start_daemon_endpoint(cfg.metrics.listen, Duration::from_secs(60), &shutdown)
+    let sameday_core::daemon::Endpoint { health, registry, .. } =
+        sameday_core::daemon::Endpoint::start(&cfg, Duration::from_secs(60), &shutdown)
             .await
             .map_err(ConsumerError::Config)?;
     let metrics = ConsumerMetrics::new(&registry);

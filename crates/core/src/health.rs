@@ -89,22 +89,6 @@ impl<const PORT: u16> Default for MetricsConfig<PORT> {
     }
 }
 
-/// A daemon's health and metrics, served on `listen` until `shutdown`: the common start of
-/// every daemon. Logs the bound address; the error names the config key.
-pub async fn start_daemon_endpoint(
-    listen: SocketAddr,
-    stall_after: Duration,
-    shutdown: &CancellationToken,
-) -> Result<(Arc<Health>, MetricsRegistry, SocketAddr), String> {
-    let registry = MetricsRegistry::default();
-    let health = Health::new();
-    let addr = serve(listen, health.clone(), registry.clone(), stall_after, shutdown.clone())
-        .await
-        .map_err(|e| format!("metrics.listen: {e}"))?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
-    Ok((health, registry, addr))
-}
-
 /// Serves `/healthz` and `/metrics` on `addr` until `shutdown` fires. Returns the bound
 /// address (useful with port 0).
 pub async fn serve(

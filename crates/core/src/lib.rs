@@ -6,6 +6,7 @@ pub mod aws;
 pub mod checkpoint;
 pub mod checkpoint_dynamo;
 pub mod config_file;
+pub mod daemon;
 pub mod envelope;
 pub mod execution;
 pub mod health;

@@ -99,6 +99,16 @@ impl ReaderConfig {
     }
 }
 
+impl sameday_core::daemon::DaemonConfig for ReaderConfig {
+    fn check(&self) -> Result<(), String> {
+        self.validate().map(|_| ())
+    }
+
+    fn metrics_listen(&self) -> std::net::SocketAddr {
+        self.metrics.listen
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sameday_core::checkpoint::CheckpointStore;
 use sameday_core::checkpoint_dynamo::AnyCheckpointStore;
+use sameday_core::daemon::Endpoint;
 use sameday_core::health::Health;
 use tokio_util::sync::CancellationToken;
 
@@ -23,14 +24,15 @@ use crate::source::prepare::{prepare_source, resolve};
 use crate::source::stream::SourceRun;
 use crate::store::open_store;
 
+/// `/healthz` turns unhealthy after this long without progress (events or heartbeats).
+const STALL_AFTER: Duration = Duration::from_secs(60);
+
 /// The reader daemon: binlog -> Kinesis with checkpoints, metrics and health, until
 /// `shutdown` (SIGTERM) — then it drains in-flight records, saves the checkpoint and returns.
 pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Result<PublishSummary, ReaderError> {
     let configured = cfg.validate().map_err(ReaderError::Config)?;
-    let (health, registry, _) =
-        sameday_core::health::start_daemon_endpoint(cfg.metrics.listen, Duration::from_secs(60), &shutdown)
-            .await
-            .map_err(ReaderError::Config)?;
+    let Endpoint { health, registry, .. } =
+        Endpoint::start(&cfg, STALL_AFTER, &shutdown).await.map_err(ReaderError::Config)?;
     let metrics = ReaderMetrics::new(&registry);
 
     let info = prepare_source(&cfg.source, &cfg.filter).await?;

@@ -167,6 +167,16 @@ impl WorkerConfig {
     }
 }
 
+impl sameday_core::daemon::DaemonConfig for WorkerConfig {
+    fn check(&self) -> Result<(), String> {
+        self.validate()
+    }
+
+    fn metrics_listen(&self) -> std::net::SocketAddr {
+        self.metrics.listen
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,8 +118,8 @@ pub struct Worker {
 /// Runs the worker until `shutdown` fires.
 pub async fn run_worker(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
     cfg.validate().map_err(WorkerError::Config)?;
-    let (health, registry, _) =
-        sameday_core::health::start_daemon_endpoint(cfg.metrics.listen, Duration::from_secs(120), &shutdown)
+    let sameday_core::daemon::Endpoint { health, registry, .. } =
+        sameday_core::daemon::Endpoint::start(&cfg, Duration::from_secs(120), &shutdown)
             .await
             .map_err(WorkerError::Config)?;
     let metrics = WorkerMetrics::new(&registry);
