@@ -10,7 +10,7 @@ use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::QueueAttributeName;
 use sameday_core::aws::describe;
 
-use super::{error, warning, Problem};
+use super::Problem;
 
 /// Kinesis's limit when the stream does not report one.
 const DEFAULT_STREAM_MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -18,7 +18,7 @@ const DEFAULT_STREAM_MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// A call that failed for another reason than "not found": the endpoint, the region or the
 /// credentials are wrong, or the task role lacks the action.
 fn unreachable(what: &str, call: &str, detail: String) -> Problem {
-    error(format!(
+    Problem::error(format!(
         "{what}: {call} failed: {detail}; check [aws] region/endpoint_url, the credentials and that the task \
          role allows {call}"
     ))
@@ -34,7 +34,7 @@ pub(super) async fn stream(
     let out = match client.describe_stream_summary().stream_name(name).send().await {
         Ok(out) => out,
         Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
-            return vec![error(format!(
+            return vec![Problem::error(format!(
                 "{what} does not exist; create it (aws kinesis create-stream --stream-name {name} \
                  --stream-mode-details StreamMode=ON_DEMAND, or deploy deploy/cloudformation) or fix kinesis.stream"
             ))]
@@ -42,12 +42,12 @@ pub(super) async fn stream(
         Err(e) => return vec![unreachable(&what, "DescribeStreamSummary", describe(&e))],
     };
     let Some(summary) = out.stream_description_summary() else {
-        return vec![error(format!("{what}: DescribeStreamSummary returned no summary"))];
+        return vec![Problem::error(format!("{what}: DescribeStreamSummary returned no summary"))];
     };
     let mut problems = Vec::new();
     match summary.stream_status() {
         StreamStatus::Active | StreamStatus::Updating => {}
-        other => problems.push(error(format!(
+        other => problems.push(Problem::error(format!(
             "{what} is {}, not ACTIVE; wait until it is ACTIVE (or re-create it if it is being deleted)",
             other.as_str()
         ))),
@@ -58,7 +58,7 @@ pub(super) async fn stream(
             .map(|kib| kib.max(0) as usize * 1024)
             .unwrap_or(DEFAULT_STREAM_MAX_RECORD_BYTES);
         if ours > limit {
-            problems.push(error(format!(
+            problems.push(Problem::error(format!(
                 "kinesis.max_record_bytes = {ours} exceeds {what}'s maximum record size of {limit} bytes: \
                  records in between would be rejected; set kinesis.max_record_bytes = {limit} or raise the \
                  stream's limit (aws kinesis update-max-record-size --stream-arn ARN --max-record-size-in-ki-b {})",
@@ -89,12 +89,14 @@ pub(super) async fn table_key(
             if create_ok {
                 return Vec::new();
             }
-            return vec![error(format!("{what} does not exist; create it ({create}) or deploy deploy/cloudformation"))];
+            return vec![Problem::error(format!(
+                "{what} does not exist; create it ({create}) or deploy deploy/cloudformation"
+            ))];
         }
         Err(e) => return vec![unreachable(&what, "DescribeTable", describe(&e))],
     };
     let Some(desc) = out.table() else {
-        return vec![error(format!("{what}: DescribeTable returned no description"))];
+        return vec![Problem::error(format!("{what}: DescribeTable returned no description"))];
     };
     let keys: Vec<String> = desc
         .key_schema()
@@ -117,7 +119,7 @@ pub(super) async fn table_key(
     if hash_ok && desc.key_schema().len() == 1 {
         return Vec::new();
     }
-    vec![error(format!(
+    vec![Problem::error(format!(
         "{what} has the key {}; sameday needs a single string hash key named {attr:?}; create a table with that \
          key ({create}) and point {field} at it",
         keys.join(", ")
@@ -168,7 +170,7 @@ fn is_missing_queue<E: ProvideErrorMetadata>(e: &aws_sdk_sqs::error::SdkError<E>
 fn missing_queue(what: &str, name: &str) -> Problem {
     let name = name.rsplit('/').next().unwrap_or(name);
     let fifo = if name.ends_with(".fifo") { name.to_owned() } else { format!("{name}.fifo") };
-    error(format!(
+    Problem::error(format!(
         "{what} does not exist; create it (aws sqs create-queue --queue-name {fifo} --attributes FifoQueue=true) \
          or deploy deploy/cloudformation, and fix the name in the config"
     ))
@@ -177,7 +179,7 @@ fn missing_queue(what: &str, name: &str) -> Problem {
 /// A standard queue delivers one row's changes in any order.
 pub(super) fn fifo_warning(field: &str, queue: &Queue) -> Option<Problem> {
     (!queue.fifo()).then(|| {
-        warning(format!(
+        Problem::warning(format!(
             "SQS queue {} ({field}) is a standard queue: a row's changes may arrive out of order and a later \
              schedule can be overtaken by an earlier one; use a FIFO queue (name ending in .fifo, FifoQueue=true)",
             queue.url
@@ -192,7 +194,7 @@ pub(super) fn writable_dir(field: &str, file: &Path) -> Option<Problem> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
-        return Some(error(format!(
+        return Some(Problem::error(format!(
             "the directory {} of {field} ({}) does not exist; create it (mkdir -p {}) or change {field}",
             dir.display(),
             file.display(),
@@ -205,7 +207,7 @@ pub(super) fn writable_dir(field: &str, file: &Path) -> Option<Problem> {
             let _ = std::fs::remove_file(&probe);
             None
         }
-        Err(e) => Some(error(format!(
+        Err(e) => Some(Problem::error(format!(
             "the directory {} of {field} ({}) is not writable by this user: {e}; fix its owner or mode, or \
              change {field}",
             dir.display(),

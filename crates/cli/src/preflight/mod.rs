@@ -75,20 +75,12 @@ pub(crate) fn report(kind: Kind, path: &Path, problems: &[Problem]) -> ExitCode 
     let blocking = problems.iter().filter(|p| p.blocking).count();
     let warnings = problems.len() - blocking;
     if blocking > 0 {
-        println!("FAILED: {blocking} blocking problem(s), {warnings} warning(s)");
+        println!("FAILED: {blocking} blocking problem(s), {warnings} Problem::warning(s)");
         ExitCode::from(BLOCKING_EXIT)
     } else {
-        println!("OK ({warnings} warning(s))");
+        println!("OK ({warnings} Problem::warning(s))");
         ExitCode::SUCCESS
     }
-}
-
-fn error(message: String) -> Problem {
-    Problem { blocking: true, message }
-}
-
-fn warning(message: String) -> Problem {
-    Problem { blocking: false, message }
 }
 
 #[cfg(test)]

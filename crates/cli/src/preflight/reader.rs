@@ -8,14 +8,14 @@ use sameday_mysql::Session;
 use sameday_reader::config::{CheckpointConfig, ReaderConfig};
 use sameday_reader::filter::TableFilter;
 
-use super::{aws, error, Problem};
+use super::{aws, Problem};
 
 pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut session = match Session::connect(&cfg.source).await {
         Ok(session) => Some(session),
         Err(e) => {
-            problems.push(error(format!(
+            problems.push(Problem::error(format!(
                 "cannot connect to the source: {e}; check [source] host, port, user, password and tls"
             )));
             None
@@ -48,12 +48,13 @@ pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
         match loaded {
             Ok(Some(cp)) => match checkpoint_horizon(session, &cp, now_ms()).await {
                 Ok(p) => problems.extend(p),
-                Err(e) => problems.push(error(format!("cannot compare the checkpoint with the binlogs: {e}"))),
+                Err(e) => problems.push(Problem::error(format!("cannot compare the checkpoint with the binlogs: {e}"))),
             },
             // No checkpoint: the reader starts at start_position.
             Ok(None) => {}
-            Err(e) => problems
-                .push(error(format!("cannot read the checkpoint: {e}; fix [checkpoint] or the store's permissions"))),
+            Err(e) => problems.push(Problem::error(format!(
+                "cannot read the checkpoint: {e}; fix [checkpoint] or the store's permissions"
+            ))),
         }
     }
     if let Some(session) = session {
@@ -66,17 +67,17 @@ pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
 async fn source(session: &mut Session, cfg: &ReaderConfig) -> Vec<Problem> {
     let info = match session.server_info().await {
         Ok(info) => info,
-        Err(e) => return vec![error(format!("cannot read the source's version and server_id: {e}"))],
+        Err(e) => return vec![Problem::error(format!("cannot read the source's version and server_id: {e}"))],
     };
     // validate() already parsed the filter.
     let filter = match TableFilter::new(&cfg.filter) {
         Ok(f) => f,
-        Err(e) => return vec![error(format!("filter: {e}"))],
+        Err(e) => return vec![Problem::error(format!("filter: {e}"))],
     };
     let tables: Vec<(String, String)> = filter.literal_includes().map(|(d, t)| (d.to_owned(), t.to_owned())).collect();
     let check = ReplicaCheck { info: &info, server_id: cfg.source.server_id, tables: &tables };
     match replica_checks(session, &check).await {
         Ok(problems) => problems,
-        Err(e) => vec![error(format!("the source checks could not run: {e}"))],
+        Err(e) => vec![Problem::error(format!("the source checks could not run: {e}"))],
     }
 }

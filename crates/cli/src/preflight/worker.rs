@@ -13,7 +13,7 @@ use sameday_worker::config::{NightlyConfig, QueueConfig, WorkerConfig};
 use sameday_worker::nightly::table::rule_problems;
 use sameday_worker::run::PROCESSING_BOUND_SECS;
 
-use super::{aws, error, Problem};
+use super::{aws, Problem};
 
 pub(crate) async fn worker(cfg: &WorkerConfig) -> Vec<Problem> {
     let sdk = sameday_core::aws::sdk_config(&cfg.aws).await;
@@ -66,12 +66,12 @@ async fn queue(sqs: &aws_sdk_sqs::Client, cfg: &QueueConfig) -> Vec<Problem> {
                     problems.push(p);
                 }
             }
-            None => problems.push(error(format!(
+            None => problems.push(Problem::error(format!(
                 "the RedrivePolicy of SQS queue {} ({policy}) names no deadLetterTargetArn; set one",
                 queue.url
             ))),
         },
-        None if cfg.dead_letter_queue.is_none() => problems.push(error(format!(
+        None if cfg.dead_letter_queue.is_none() => problems.push(Problem::error(format!(
             "SQS queue {} has no RedrivePolicy and sqs.dead_letter_queue is not set: a poison message would be \
              received again and again forever, holding up its FIFO group; give the queue a redrive policy \
              (RedrivePolicy {{\"deadLetterTargetArn\": \"<DLQ ARN>\", \"maxReceiveCount\": \"5\"}}, via aws sqs \
@@ -87,7 +87,7 @@ async fn queue(sqs: &aws_sdk_sqs::Client, cfg: &QueueConfig) -> Vec<Problem> {
 fn visibility_problem(what: &str, seconds: i64) -> Option<Problem> {
     let bound = PROCESSING_BOUND_SECS as i64;
     (seconds <= bound).then(|| {
-        error(format!(
+        Problem::error(format!(
             "{what} is {seconds} s, not more than the worker's processing bound of {bound} s (in-place retries \
              with backoff): SQS would hand a message still being worked on to another worker; set it to at least \
              {} s",
@@ -108,18 +108,20 @@ async fn state_machine(sfn: &aws_sdk_sfn::Client, arn: &str, rules: &str) -> Vec
     match sfn.describe_state_machine().state_machine_arn(arn).send().await {
         Ok(out) => match out.r#type() {
             StateMachineType::Standard => Vec::new(),
-            other => vec![error(format!(
+            other => vec![Problem::error(format!(
                 "{what} is {}, not STANDARD: an EXPRESS execution lasts at most 5 minutes, so a Wait until the \
                  due time cannot work, and execution names do not deduplicate starts; create it as STANDARD \
                  (deploy/statemachine/schedule.asl.json, --type STANDARD) and point state_machine_arn at it",
                 other.as_str()
             ))],
         },
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_state_machine_does_not_exist()) => vec![error(format!(
-            "{what} does not exist; create it from deploy/statemachine/schedule.asl.json (type STANDARD) or fix \
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_state_machine_does_not_exist()) => {
+            vec![Problem::error(format!(
+                "{what} does not exist; create it from deploy/statemachine/schedule.asl.json (type STANDARD) or fix \
              state_machine_arn"
-        ))],
-        Err(e) => vec![error(format!(
+            ))]
+        }
+        Err(e) => vec![Problem::error(format!(
             "{what}: DescribeStateMachine failed: {}; check the ARN's region and account, [aws] and that the task \
              role allows states:DescribeStateMachine",
             describe(&e)
@@ -133,7 +135,7 @@ async fn nightly_source(cfg: &NightlyConfig, rules: &[ScheduleRule]) -> Vec<Prob
     let mut session = match Session::connect(&cfg.source).await {
         Ok(s) => s,
         Err(e) => {
-            return vec![error(format!(
+            return vec![Problem::error(format!(
                 "cannot connect to the nightly batch's source: {e}; check [nightly.source] host, port, user, \
                  password and tls"
             ))]
@@ -147,9 +149,11 @@ async fn nightly_source(cfg: &NightlyConfig, rules: &[ScheduleRule]) -> Vec<Prob
             Ok(columns) => problems.extend(
                 rule_problems(rule, &columns, &addr)
                     .into_iter()
-                    .map(|p| error(format!("rule {}: table {table} {p}", rule.name))),
+                    .map(|p| Problem::error(format!("rule {}: table {table} {p}", rule.name))),
             ),
-            Err(e) => problems.push(error(format!("rule {}: cannot read the columns of {table}: {e}", rule.name))),
+            Err(e) => {
+                problems.push(Problem::error(format!("rule {}: cannot read the columns of {table}: {e}", rule.name)))
+            }
         }
     }
     session.close().await;

@@ -57,41 +57,35 @@ pub fn decode_cell(col: &ColumnInfo, buf: &mut ParseBuf<'_>, partial: bool) -> s
 }
 
 fn convert(col: &ColumnInfo, v: Value) -> Cell {
-    use ColumnType::*;
-    match (col.ty, v) {
-        (_, Value::NULL) => Cell::Null,
-        (MYSQL_TYPE_YEAR, Value::Bytes(b)) => {
-            // The decoder adds 1900 to the stored byte; YEAR's stored 0 means the year 0000.
-            let y: i64 = std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-            Cell::Int(if y == 1900 { 0 } else { y })
-        }
-        // mysql_common reads a signed MEDIUMINT's 3 bytes without sign extension (-1 comes
-        // back as 16777215): extend bit 23. Idempotent if the value is already negative.
-        (MYSQL_TYPE_INT24, Value::Int(i)) if !col.unsigned => Cell::Int((i << 40) >> 40),
-        (MYSQL_TYPE_TIMESTAMP, Value::Int(secs)) => Cell::Str(format_timestamp(secs, 0, 0)),
-        (MYSQL_TYPE_TIMESTAMP2, Value::Bytes(b)) => {
-            let s = String::from_utf8_lossy(&b);
-            let (secs, usec) = match s.split_once('.') {
-                Some((a, b)) => (a.parse().unwrap_or(0), b.parse().unwrap_or(0)),
-                None => (s.parse().unwrap_or(0), 0),
+    match v {
+        Value::NULL => Cell::Null,
+        Value::Bytes(b) => bytes_cell(col, b),
+        Value::Int(i) => int_cell(col, i),
+        Value::UInt(u) => Cell::UInt(u),
+        Value::Float(f) => Cell::Float(f),
+        Value::Double(d) => Cell::Double(d),
+        Value::Date(y, mo, d, h, mi, s, us) => date_cell(col, (y, mo, d), (h, mi, s, us)),
+        Value::Time(neg, days, h, m, s, us) => {
+            let digits = match col.ty {
+                ColumnType::MYSQL_TYPE_TIME | ColumnType::MYSQL_TYPE_TIME2 => fsp(col),
+                _ => 6,
             };
-            Cell::Str(format_timestamp(secs, usec, fsp(col)))
-        }
-        (MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE, Value::Date(y, m, d, ..)) => Cell::Str(format!("{y:04}-{m:02}-{d:02}")),
-        (MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2, Value::Date(y, mo, d, h, mi, s, us)) => {
-            let mut out = String::with_capacity(26);
-            push_datetime(&mut out, u32::from(y), mo, d, h, mi, s);
-            push_fraction(&mut out, us, fsp(col));
-            Cell::Str(out)
-        }
-        (MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2, Value::Time(neg, days, h, m, s, us)) => {
             let hours = u64::from(days) * 24 + u64::from(h);
             let mut out = format!("{}{hours:02}:{m:02}:{s:02}", if neg { "-" } else { "" });
-            push_fraction(&mut out, us, fsp(col));
+            push_fraction(&mut out, us, digits);
             Cell::Str(out)
         }
-        (MYSQL_TYPE_BIT, Value::Bytes(b)) => Cell::UInt(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))),
-        (MYSQL_TYPE_ENUM, Value::Int(i)) => match &col.labels {
+    }
+}
+
+fn int_cell(col: &ColumnInfo, i: i64) -> Cell {
+    use ColumnType::*;
+    match col.ty {
+        // mysql_common reads a signed MEDIUMINT's 3 bytes without sign extension (-1 comes
+        // back as 16777215): extend bit 23. Idempotent if the value is already negative.
+        MYSQL_TYPE_INT24 if !col.unsigned => Cell::Int((i << 40) >> 40),
+        MYSQL_TYPE_TIMESTAMP => Cell::Str(format_timestamp(i, 0, 0)),
+        MYSQL_TYPE_ENUM => match &col.labels {
             Some(labels) if i >= 1 => {
                 labels.0.get(i as usize - 1).map(|l| Cell::Str(l.clone())).unwrap_or(Cell::Int(i))
             }
@@ -99,72 +93,99 @@ fn convert(col: &ColumnInfo, v: Value) -> Cell {
             Some(_) => Cell::Str(String::new()),
             None => Cell::Int(i),
         },
-        (MYSQL_TYPE_SET, Value::Bytes(b)) => {
-            let bits = b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
-            match &col.labels {
-                Some(labels) => {
-                    let chosen: Vec<&str> = labels
-                        .0
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| *i < 64 && bits & (1u64 << i) != 0)
-                        .map(|(_, l)| l.as_str())
-                        .collect();
-                    Cell::Json(serde_json::to_string(&chosen).expect("strings serialize"))
-                }
-                None => Cell::UInt(bits),
-            }
+        _ => Cell::Int(i),
+    }
+}
+
+/// DATE, DATETIME and (outside their own types) other date values.
+fn date_cell(col: &ColumnInfo, (y, mo, d): (u16, u8, u8), (h, mi, s, us): (u8, u8, u8, u32)) -> Cell {
+    use ColumnType::*;
+    let mut out = String::with_capacity(26);
+    match col.ty {
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => return Cell::Str(format!("{y:04}-{mo:02}-{d:02}")),
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => {
+            push_datetime(&mut out, (u32::from(y), mo, d), (h, mi, s));
+            push_fraction(&mut out, us, fsp(col));
         }
-        (MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL, Value::Bytes(b)) => {
-            Cell::Str(String::from_utf8(b).unwrap_or_default())
+        _ => {
+            out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
+            push_fraction(&mut out, us, 6);
         }
-        (MYSQL_TYPE_VECTOR, Value::Bytes(b)) => {
+    }
+    Cell::Str(out)
+}
+
+fn bytes_cell(col: &ColumnInfo, mut b: Vec<u8>) -> Cell {
+    use ColumnType::*;
+    match col.ty {
+        MYSQL_TYPE_YEAR => {
+            // The decoder adds 1900 to the stored byte; YEAR's stored 0 means the year 0000.
+            let y: i64 = std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+            Cell::Int(if y == 1900 { 0 } else { y })
+        }
+        MYSQL_TYPE_TIMESTAMP2 => {
+            let s = String::from_utf8_lossy(&b);
+            let (secs, usec) = match s.split_once('.') {
+                Some((a, b)) => (a.parse().unwrap_or(0), b.parse().unwrap_or(0)),
+                None => (s.parse().unwrap_or(0), 0),
+            };
+            Cell::Str(format_timestamp(secs, usec, fsp(col)))
+        }
+        MYSQL_TYPE_BIT => Cell::UInt(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))),
+        MYSQL_TYPE_SET => set_cell(col, &b),
+        MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => Cell::Str(String::from_utf8(b).unwrap_or_default()),
+        MYSQL_TYPE_VECTOR => {
             let floats: Vec<f32> = b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             Cell::Json(serde_json::to_string(&floats).expect("floats serialize"))
         }
-        (MYSQL_TYPE_GEOMETRY, Value::Bytes(b)) => Cell::Bytes(b),
+        MYSQL_TYPE_GEOMETRY => Cell::Bytes(b),
         // The binlog drops a BINARY(n) value's trailing 0x00 pad bytes; the stored (and
         // SELECTed) value is always n bytes, so pad back to the declared length.
-        (MYSQL_TYPE_STRING, Value::Bytes(mut b)) if col.text == TextKind::Binary && col.meta.len() == 2 => {
+        MYSQL_TYPE_STRING if col.text == TextKind::Binary && col.meta.len() == 2 => {
             let len = ((usize::from(col.meta[0] & 0x30) ^ 0x30) << 4) | usize::from(col.meta[1]);
             if b.len() < len {
                 b.resize(len, 0);
             }
             Cell::Bytes(b)
         }
-        // Validate without building a document, then embed the stored text as it is.
-        // Validate without building a document, then embed the stored text as it is; a
-        // document spread over lines is re-serialized so every record stays one line.
-        (_, Value::Bytes(b)) if col.json_text && !b.iter().any(|&c| c == b'\n' || c == b'\r') => {
-            match serde_json::from_slice::<serde::de::IgnoredAny>(&b) {
-                Ok(_) => match String::from_utf8(b) {
-                    Ok(text) => Cell::Json(text),
-                    Err(e) => text(col.text, e.into_bytes()),
-                },
-                Err(_) => text(col.text, b),
-            }
+        _ if col.json_text => json_text_cell(col, b),
+        _ => text(col.text, b),
+    }
+}
+
+fn set_cell(col: &ColumnInfo, b: &[u8]) -> Cell {
+    let bits = b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+    match &col.labels {
+        Some(labels) => {
+            let chosen: Vec<&str> = labels
+                .0
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i < 64 && bits & (1u64 << i) != 0)
+                .map(|(_, l)| l.as_str())
+                .collect();
+            Cell::Json(serde_json::to_string(&chosen).expect("strings serialize"))
         }
-        (_, Value::Bytes(b)) if col.json_text => match serde_json::from_slice::<serde_json::Value>(&b) {
-            Ok(v) => Cell::Json(v.to_string()),
-            // Not valid JSON after all (the check can be disabled): keep the text.
+        None => Cell::UInt(bits),
+    }
+}
+
+/// A MariaDB JSON column (LONGTEXT + json_valid): validated without building a document and
+/// embedded as stored; a document spread over lines is re-serialized so every record stays
+/// one line; text that is not JSON after all (the check can be disabled) stays text.
+fn json_text_cell(col: &ColumnInfo, b: Vec<u8>) -> Cell {
+    if !b.iter().any(|&c| c == b'\n' || c == b'\r') {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(&b) {
+            Ok(_) => match String::from_utf8(b) {
+                Ok(text) => Cell::Json(text),
+                Err(e) => text(col.text, e.into_bytes()),
+            },
             Err(_) => text(col.text, b),
-        },
-        (_, Value::Bytes(b)) => text(col.text, b),
-        (_, Value::Int(i)) => Cell::Int(i),
-        (_, Value::UInt(u)) => Cell::UInt(u),
-        (_, Value::Float(f)) => Cell::Float(f),
-        (_, Value::Double(d)) => Cell::Double(d),
-        (_, Value::Date(y, mo, d, h, mi, s, us)) => {
-            let mut out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
-            push_fraction(&mut out, us, 6);
-            Cell::Str(out)
-        }
-        (_, Value::Time(neg, days, h, m, s, us)) => {
-            let hours = u64::from(days) * 24 + u64::from(h);
-            let mut out = format!("{}{hours:02}:{m:02}:{s:02}", if neg { "-" } else { "" });
-            push_fraction(&mut out, us, 6);
-            Cell::Str(out)
-        }
+        };
+    }
+    match serde_json::from_slice::<serde_json::Value>(&b) {
+        Ok(v) => Cell::Json(v.to_string()),
+        Err(_) => text(col.text, b),
     }
 }
 
@@ -187,7 +208,7 @@ fn text(kind: TextKind, b: Vec<u8>) -> Cell {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` without the formatting machinery (this runs for every value).
-fn push_datetime(out: &mut String, y: u32, mo: u8, d: u8, h: u8, mi: u8, s: u8) {
+fn push_datetime(out: &mut String, (y, mo, d): (u32, u8, u8), (h, mi, s): (u8, u8, u8)) {
     fn two(out: &mut String, n: u8) {
         out.push(char::from(b'0' + n / 10 % 10));
         out.push(char::from(b'0' + n % 10));
