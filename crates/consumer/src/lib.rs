@@ -3,6 +3,8 @@
 //! keeping per-key commit order and forwarding only what the current day needs.
 
 pub mod config;
+pub mod context;
+pub mod coordinator;
 pub mod dead_letter;
 pub mod fanout;
 pub mod message;
@@ -10,5 +12,7 @@ pub mod metrics;
 pub mod route;
 pub mod run;
 pub mod shard_lease;
+pub mod shard_list;
 pub mod shard_reader;
+pub mod shard_task;
 pub mod sqs;
