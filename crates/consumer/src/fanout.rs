@@ -262,3 +262,6 @@ impl Fanout {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

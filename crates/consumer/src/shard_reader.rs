@@ -167,3 +167,6 @@ impl ShardReader {
         Ok(ShardBatch { records, millis_behind: out.millis_behind_latest(), shard_end: self.ended })
     }
 }
+
+#[cfg(test)]
+mod tests;

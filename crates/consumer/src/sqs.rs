@@ -118,3 +118,6 @@ impl SqsQueue {
         Ok(outcomes)
     }
 }
+
+#[cfg(test)]
+mod tests;

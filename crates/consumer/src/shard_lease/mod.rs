@@ -133,3 +133,6 @@ impl LeaseError {
         matches!(self, Self::Remote { retryable: true, .. })
     }
 }
+
+#[cfg(test)]
+mod tests;
