@@ -21,31 +21,31 @@ use crate::shard_lease::LeaseTable;
 use crate::sqs::SqsQueue;
 
 /// Everything a shard task needs, shared.
-pub struct Context {
-    pub kinesis: KinesisClient,
-    pub stream: String,
-    pub leases: LeaseTable,
-    pub queues: Queues,
-    pub routes: Routes,
-    pub dead_letters: DeadLetterSink,
-    pub metrics: ConsumerMetrics,
-    pub worker_id: String,
-    pub read_limit: i32,
-    pub checkpoint_interval: Duration,
-    pub max_in_flight: usize,
-    pub max_pending: usize,
-    pub shutdown_timeout: Duration,
+pub(crate) struct Context {
+    pub(crate) kinesis: KinesisClient,
+    pub(crate) stream: String,
+    pub(crate) leases: LeaseTable,
+    pub(crate) queues: Queues,
+    pub(crate) routes: Routes,
+    pub(crate) dead_letters: DeadLetterSink,
+    pub(crate) metrics: ConsumerMetrics,
+    pub(crate) worker_id: String,
+    pub(crate) read_limit: i32,
+    pub(crate) checkpoint_interval: Duration,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_pending: usize,
+    pub(crate) shutdown_timeout: Duration,
 }
 
 impl Context {
     /// A shard task renews its lease every third of the lease duration.
-    pub fn renew_interval(&self) -> Duration {
+    pub(crate) fn renew_interval(&self) -> Duration {
         Duration::from_millis(self.leases.lease_duration_ms() / 3)
     }
 }
 
 /// Resolves the queues, the lease table and the routes; fails with the first problem.
-pub async fn connect(cfg: &ConsumerConfig, metrics: ConsumerMetrics) -> Result<Context, ConsumerError> {
+pub(crate) async fn connect(cfg: &ConsumerConfig, metrics: ConsumerMetrics) -> Result<Context, ConsumerError> {
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
     let kinesis = KinesisClient::new(&aws);
     let sqs = aws_sdk_sqs::Client::new(&aws);

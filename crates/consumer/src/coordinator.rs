@@ -27,7 +27,7 @@ use crate::shard_list::list_shards;
 use crate::shard_task::{ShardExit, ShardTask};
 
 /// The running shard tasks of this consumer and what it knows about the lease table.
-pub struct Coordinator {
+pub(crate) struct Coordinator {
     ctx: Arc<Context>,
     /// Parent of every shard task's stop token.
     stop_all: CancellationToken,
@@ -40,7 +40,7 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    pub fn new(ctx: Arc<Context>, shard_sync_interval_ms: u64) -> Self {
+    pub(crate) fn new(ctx: Arc<Context>, shard_sync_interval_ms: u64) -> Self {
         Self {
             ctx,
             stop_all: CancellationToken::new(),
@@ -53,7 +53,7 @@ impl Coordinator {
     }
 
     /// Balances leases until `shutdown` fires, then stops every shard task.
-    pub async fn run(mut self, health: &Health, shutdown: CancellationToken) {
+    pub(crate) async fn run(mut self, health: &Health, shutdown: CancellationToken) {
         let tick = Duration::from_millis((self.ctx.leases.lease_duration_ms() / 4).max(100));
         // The first tick is immediate: a starting task takes its leases at once.
         let mut ticker = tokio::time::interval(tick);

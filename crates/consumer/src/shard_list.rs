@@ -8,7 +8,7 @@ use sameday_core::aws::describe;
 use crate::shard_lease::ShardInfo;
 
 /// Every shard of the stream with its parents (ListShards, paginated; closed shards too).
-pub async fn list_shards(client: &KinesisClient, stream: &str) -> Result<Vec<ShardInfo>, String> {
+pub(crate) async fn list_shards(client: &KinesisClient, stream: &str) -> Result<Vec<ShardInfo>, String> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {

@@ -27,7 +27,7 @@ use crate::shard_reader::{ShardBatch, ShardReader};
 
 /// How a shard task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShardExit {
+pub(crate) enum ShardExit {
     /// The shard is closed and fully forwarded; its children may start.
     Finished,
     /// Checkpointed and released on shutdown.
@@ -49,7 +49,7 @@ enum Halt {
 }
 
 /// One owned shard.
-pub struct ShardTask {
+pub(crate) struct ShardTask {
     ctx: Arc<Context>,
     lease: Lease,
     last_renew: Instant,
@@ -62,7 +62,7 @@ pub struct ShardTask {
 }
 
 impl ShardTask {
-    pub fn new(ctx: Arc<Context>, lease: Lease) -> Self {
+    pub(crate) fn new(ctx: Arc<Context>, lease: Lease) -> Self {
         let label = Shard { shard: lease.shard_id.clone() };
         Self {
             fanout: Fanout::new(&lease.shard_id),
@@ -82,7 +82,7 @@ impl ShardTask {
 
     /// Forwards the shard from `start_after_ms` on until it ends, the lease is lost or
     /// `stop` fires.
-    pub async fn run(mut self, start_after_ms: u64, stop: CancellationToken) -> ShardExit {
+    pub(crate) async fn run(mut self, start_after_ms: u64, stop: CancellationToken) -> ShardExit {
         let halt = match self.wait_for_previous_owner(start_after_ms, &stop).await {
             ControlFlow::Continue(()) => self.forward(&stop).await,
             // Nothing read yet: nothing to flush or checkpoint.
