@@ -116,15 +116,20 @@ fn scrape(port: u16) -> HashMap<String, f64> {
     out
 }
 
-async fn consumer(
-    run: usize,
-    stream: &str,
-    queue: &str,
-    dynamodb: &aws_sdk_dynamodb::Client,
-    last: &HashMap<String, SequenceNumber>,
-    records: usize,
+/// The stream as filled once: what every run reads.
+struct Filled {
+    stream: String,
+    queue: String,
+    /// Each shard's last sequence number: where a run's checkpoints must get to.
+    last: HashMap<String, SequenceNumber>,
+    changes: usize,
+    /// Changes due in the current window: what the consumer forwards.
     forwardable: usize,
-) -> Run {
+}
+
+async fn consumer(run: usize, filled: &Filled, dynamodb: &aws_sdk_dynamodb::Client) -> Run {
+    let Filled { stream, queue, last, changes: records, forwardable } = filled;
+    let (records, forwardable) = (*records, *forwardable);
     let table = format!("bench-leases-{}-{run}", std::process::id());
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let text = format!(
@@ -195,32 +200,16 @@ region = "us-east-1"
     Run { wall, cpu, records, extra: Some(metrics) }
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
-    // and a benchmark is not a test: nothing to do then.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let changes = env_or("BENCH_CHANGES", 200_000);
-    let shard_count = env_or("BENCH_SHARDS", 4);
-    let runs = env_or("BENCH_RUNS", 3);
-    let today_pct = env_or("BENCH_TODAY_PERCENT", 1);
-    std::env::set_var("AWS_ACCESS_KEY_ID", "bench");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "bench");
-    let (kinesalite, fauxqs, moto) = (Kinesalite::start(), Fauxqs::start(), Moto::start());
-    std::env::set_var("AWS_ENDPOINT_URL_KINESIS", kinesalite.endpoint());
-    std::env::set_var("AWS_ENDPOINT_URL_SQS", fauxqs.endpoint());
-    std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint());
-
-    let stream = format!("bench-{}", std::process::id());
-    kinesalite.create_stream(&stream, shard_count as i32).await;
-    let kinesis = kinesalite.kinesis_client().await;
-    let sqs = aws_sdk_sqs::Client::new(&fauxqs.sdk_config().await);
-    let queue = format!("bench-{}.fifo", std::process::id());
-    sqs.create_queue().queue_name(&queue).attributes(QueueAttributeName::FifoQueue, "true").send().await.unwrap();
-    let dynamodb = moto.dynamodb_client().await;
-
+/// Fills the stream (of `shard_count` shards) with `changes` schedule-table changes
+/// (PutRecords, 500 at a time), `today_pct` of them due in the current window.
+async fn fill(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: String,
+    queue: String,
+    shard_count: usize,
+    changes: usize,
+    today_pct: usize,
+) -> Filled {
     // Fill: 1 in (100 / today_pct) due in 10 minutes, the others 1 to 30 days out.
     let now = jiff::Timestamp::now();
     let fmt = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -262,13 +251,43 @@ async fn main() {
         bytes as f64 / changes as f64,
         t_fill.elapsed()
     );
-    let shards: Vec<String> = last.keys().cloned().collect();
+    Filled { stream, queue, last, changes, forwardable }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
+    // and a benchmark is not a test: nothing to do then.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let changes = env_or("BENCH_CHANGES", 200_000);
+    let shard_count = env_or("BENCH_SHARDS", 4);
+    let runs = env_or("BENCH_RUNS", 3);
+    let today_pct = env_or("BENCH_TODAY_PERCENT", 1);
+    std::env::set_var("AWS_ACCESS_KEY_ID", "bench");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "bench");
+    let (kinesalite, fauxqs, moto) = (Kinesalite::start(), Fauxqs::start(), Moto::start());
+    std::env::set_var("AWS_ENDPOINT_URL_KINESIS", kinesalite.endpoint());
+    std::env::set_var("AWS_ENDPOINT_URL_SQS", fauxqs.endpoint());
+    std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint());
+
+    let stream = format!("bench-{}", std::process::id());
+    kinesalite.create_stream(&stream, shard_count as i32).await;
+    let kinesis = kinesalite.kinesis_client().await;
+    let sqs = aws_sdk_sqs::Client::new(&fauxqs.sdk_config().await);
+    let queue = format!("bench-{}.fifo", std::process::id());
+    sqs.create_queue().queue_name(&queue).attributes(QueueAttributeName::FifoQueue, "true").send().await.unwrap();
+    let dynamodb = moto.dynamodb_client().await;
+
+    let filled = fill(&kinesis, stream, queue, shard_count, changes, today_pct).await;
+    let shards: Vec<String> = filled.last.keys().cloned().collect();
 
     println!("| run | kind | wall s | changes/s | CPU ms / 1k changes | SQS requests / 1k forwarded | DynamoDB writes / 1k changes | checkpoint writes / shard / s |");
     println!("|---|---|---|---|---|---|---|---|");
     let (mut bare_rates, mut consumer_rates) = (Vec::new(), Vec::new());
     for run in 1..=runs {
-        let b = bare(&kinesis, &stream, &shards).await;
+        let b = bare(&kinesis, &filled.stream, &shards).await;
         assert_eq!(b.records, changes);
         let rate = b.records as f64 / b.wall.as_secs_f64();
         bare_rates.push(rate);
@@ -278,12 +297,12 @@ async fn main() {
             b.cpu.as_secs_f64() * 1e6 / changes as f64
         );
 
-        let c = consumer(run, &stream, &queue, &dynamodb, &last, changes, forwardable).await;
+        let c = consumer(run, &filled, &dynamodb).await;
         let m = c.extra.as_ref().unwrap();
         let rate = c.records as f64 / c.wall.as_secs_f64();
         consumer_rates.push(rate);
         let forwarded = m["sameday_consumer_forwarded_messages_total"];
-        assert_eq!(forwarded as usize, forwardable, "every due-today change forwarded once");
+        assert_eq!(forwarded as usize, filled.forwardable, "every due-today change forwarded once");
         let ckpt = m["sameday_consumer_checkpoint_writes_total"];
         let writes = ckpt + m["sameday_consumer_lease_renewals_total"] + m["sameday_consumer_lease_events_total"];
         println!(

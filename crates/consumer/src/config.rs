@@ -7,7 +7,9 @@ use sameday_core::aws::AwsConfig;
 use sameday_core::window::ScheduleRule;
 use serde::Deserialize;
 
-use crate::route::{RouteConfig, Routes};
+/// `[[route]]`: which tables go to which queues.
+pub use crate::route::RouteConfig;
+use crate::route::Routes;
 use crate::shard_lease::{ShardCheckpoint, DEFAULT_LEASE_DURATION_MS};
 
 fn default_lease_duration() -> u64 {
@@ -206,7 +208,7 @@ impl ConsumerConfig {
         out
     }
 
-    pub fn initial_checkpoint(&self) -> ShardCheckpoint {
+    pub(crate) fn initial_checkpoint(&self) -> ShardCheckpoint {
         match self.kinesis.initial_position {
             InitialPosition::TrimHorizon => ShardCheckpoint::TrimHorizon,
             InitialPosition::Latest => ShardCheckpoint::Latest,

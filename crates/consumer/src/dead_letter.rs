@@ -38,13 +38,13 @@ fn line(stream: &str, d: &DeadLetter) -> Vec<u8> {
     serde_json::to_vec(&line).expect("dead-letter lines serialize")
 }
 
-pub enum DeadLetterSink {
+pub(crate) enum DeadLetterSink {
     File(PathBuf),
     Queue(SqsQueue),
 }
 
 impl DeadLetterSink {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Self::File(p) => format!("file {}", p.display()),
             Self::Queue(q) => format!("queue {}", q.url()),
@@ -52,7 +52,7 @@ impl DeadLetterSink {
     }
 
     /// Stores `letters` durably (file: appended and synced; queue: accepted by SQS).
-    pub async fn store(&self, stream: &str, letters: &[DeadLetter]) -> Result<(), String> {
+    pub(crate) async fn store(&self, stream: &str, letters: &[DeadLetter]) -> Result<(), String> {
         if letters.is_empty() {
             return Ok(());
         }

@@ -27,7 +27,7 @@ const SCAN_WINDOW: usize = 5_000;
 
 /// Where messages go: one `send` per SendMessageBatch (implemented by the SQS queues and,
 /// in tests, by fault-injecting wrappers).
-pub trait MessageSender: Send + Sync {
+pub(crate) trait MessageSender: Send + Sync {
     fn send(
         &self,
         queue: usize,
@@ -37,7 +37,7 @@ pub trait MessageSender: Send + Sync {
 }
 
 /// Every queue of the consumer, by index.
-pub struct Queues(pub Vec<crate::sqs::SqsQueue>);
+pub(crate) struct Queues(pub(crate) Vec<crate::sqs::SqsQueue>);
 
 impl MessageSender for Queues {
     async fn send(&self, queue: usize, batch: &[SqsMessage]) -> Result<Vec<SendOutcome>, SqsError> {
@@ -51,11 +51,11 @@ impl MessageSender for Queues {
 
 /// Something that could not be forwarded, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub shard: String,
-    pub sequence: SequenceNumber,
-    pub reason: String,
-    pub data: Vec<u8>,
+pub(crate) struct DeadLetter {
+    pub(crate) shard: String,
+    pub(crate) sequence: SequenceNumber,
+    pub(crate) reason: String,
+    pub(crate) data: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,25 +67,25 @@ struct Outgoing {
 
 /// Counts for metrics and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FanoutStats {
-    pub records: u64,
-    pub sent: u64,
-    pub skipped: u64,
-    pub retried: u64,
-    pub dead_lettered: u64,
-    pub requests: u64,
+pub(crate) struct FanoutStats {
+    pub(crate) records: u64,
+    pub(crate) sent: u64,
+    pub(crate) skipped: u64,
+    pub(crate) retried: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) requests: u64,
 }
 
-pub struct Fanout {
+pub(crate) struct Fanout {
     shard: String,
     queue: OrderedQueue<Outgoing, SequenceNumber>,
     durable: Option<SequenceNumber>,
-    pub stats: FanoutStats,
-    pub dead_letters: Vec<DeadLetter>,
+    pub(crate) stats: FanoutStats,
+    pub(crate) dead_letters: Vec<DeadLetter>,
 }
 
 impl Fanout {
-    pub fn new(shard: &str) -> Self {
+    pub(crate) fn new(shard: &str) -> Self {
         Self {
             shard: shard.to_owned(),
             queue: OrderedQueue::default(),
@@ -96,17 +96,17 @@ impl Fanout {
     }
 
     /// The newest sequence number whose record and everything before it are handled.
-    pub fn durable(&self) -> Option<&SequenceNumber> {
+    pub(crate) fn durable(&self) -> Option<&SequenceNumber> {
         self.durable.as_ref()
     }
 
     /// Messages not yet accepted by SQS.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.queue.pending()
     }
 
     /// Adds one Kinesis record of this shard, in shard order.
-    pub fn push_record(
+    pub(crate) fn push_record(
         &mut self,
         sequence: SequenceNumber,
         data: &[u8],
@@ -163,7 +163,7 @@ impl Fanout {
 
     /// Sends one SendMessageBatch of ready messages (one queue, at most one per group).
     /// Returns `false` when nothing was ready.
-    pub async fn send_once<S: MessageSender>(&mut self, sender: &S) -> Result<bool, SqsError> {
+    pub(crate) async fn send_once<S: MessageSender>(&mut self, sender: &S) -> Result<bool, SqsError> {
         self.send_round(sender, 1, false).await
     }
 
@@ -173,7 +173,7 @@ impl Fanout {
     /// ready. A non-transient request error is returned after every outcome is applied.
     /// With `full_only`, a batch smaller than SQS allows stays queued for a later round
     /// (while the shard is behind, more records follow at once: fewer, fuller requests).
-    pub async fn send_round<S: MessageSender>(
+    pub(crate) async fn send_round<S: MessageSender>(
         &mut self,
         sender: &S,
         max_requests: usize,
@@ -246,7 +246,7 @@ impl Fanout {
     }
 
     /// Sends until every queued message is accepted (retrying failed entries in order).
-    pub async fn flush<S: MessageSender>(&mut self, sender: &S) -> Result<(), SqsError> {
+    pub(crate) async fn flush<S: MessageSender>(&mut self, sender: &S) -> Result<(), SqsError> {
         let mut backoff =
             sameday_core::aws::Backoff::new(std::time::Duration::from_millis(20), std::time::Duration::from_secs(2));
         while self.queue.pending() > 0 {
@@ -262,3 +262,6 @@ impl Fanout {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,14 +1,24 @@
 //! The consumer: reads the Kinesis stream's shards under leases shared by every consumer
 //! task (like the Kinesis Client Library, without Java) and fans each change into SQS,
 //! keeping per-key commit order and forwarding only what the current day needs.
+//!
+//! The public face is what the `sameday` binary, the workspace's integration tests and the
+//! benchmark use: the config file ([`config`]), the daemon ([`run::run_consumer`]) and the
+//! lease table, read-only ([`shard_lease::LeaseTable::list`]: the `leases` command, and
+//! tests that wait for checkpoints).
 
 pub mod config;
-pub mod dead_letter;
-pub mod fanout;
-pub mod message;
-pub mod metrics;
-pub mod route;
 pub mod run;
 pub mod shard_lease;
-pub mod shard_reader;
-pub mod sqs;
+
+mod context;
+mod coordinator;
+mod dead_letter;
+mod fanout;
+mod message;
+mod metrics;
+mod route;
+mod shard_list;
+mod shard_reader;
+mod shard_task;
+mod sqs;

@@ -9,12 +9,12 @@
 use sameday_core::envelope::{fnv1a_128, ChangeEnvelope};
 
 /// SQS limit for MessageGroupId and MessageDeduplicationId.
-pub const MAX_SQS_ID_CHARS: usize = 128;
+pub(crate) const MAX_SQS_ID_CHARS: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FifoIds {
-    pub group_id: String,
-    pub dedup_id: String,
+pub(crate) struct FifoIds {
+    pub(crate) group_id: String,
+    pub(crate) dedup_id: String,
 }
 
 /// Characters SQS accepts in group and de-duplication ids: alphanumerics and punctuation.
@@ -24,7 +24,7 @@ fn sqs_id_char(c: char) -> bool {
 
 /// An id that SQS accepts: kept as is when short and clean, else a stable digest that
 /// keeps a readable prefix (equal inputs always give equal ids).
-pub fn sqs_id(text: &str) -> String {
+pub(crate) fn sqs_id(text: &str) -> String {
     if text.len() <= MAX_SQS_ID_CHARS && text.chars().all(sqs_id_char) {
         return text.to_owned();
     }
@@ -32,7 +32,7 @@ pub fn sqs_id(text: &str) -> String {
     format!("{prefix}#{:032x}", fnv1a_128(text.as_bytes()))
 }
 
-pub fn fifo_ids(env: &ChangeEnvelope) -> FifoIds {
+pub(crate) fn fifo_ids(env: &ChangeEnvelope) -> FifoIds {
     FifoIds { group_id: sqs_id(&env.partition_key()), dedup_id: sqs_id(&env.id) }
 }
 

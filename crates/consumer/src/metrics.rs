@@ -9,34 +9,34 @@ use prometheus_client::metrics::gauge::Gauge;
 use sameday_core::metrics::{self as names, MetricsRegistry};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Shard {
-    pub shard: String,
+pub(crate) struct Shard {
+    pub(crate) shard: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LeaseEvent {
+pub(crate) struct LeaseEvent {
     /// taken, stolen, lost, released, finished
-    pub event: String,
+    pub(crate) event: String,
 }
 
 #[derive(Clone, Default)]
-pub struct ConsumerMetrics {
-    pub records: Counter,
-    pub forwarded: Counter,
-    pub skipped: Counter,
-    pub dead_letters: Counter,
-    pub sqs_requests: Counter,
-    pub sqs_retries: Counter,
-    pub checkpoints: Counter,
-    pub lease_renewals: Counter,
-    pub leases_held: Gauge,
-    pub lease_events: Family<LeaseEvent, Counter>,
-    pub millis_behind: Family<Shard, Gauge>,
-    pub arrival_lag_seconds: Family<Shard, Gauge<f64, AtomicU64>>,
+pub(crate) struct ConsumerMetrics {
+    pub(crate) records: Counter,
+    pub(crate) forwarded: Counter,
+    pub(crate) skipped: Counter,
+    pub(crate) dead_letters: Counter,
+    pub(crate) sqs_requests: Counter,
+    pub(crate) sqs_retries: Counter,
+    pub(crate) checkpoints: Counter,
+    pub(crate) lease_renewals: Counter,
+    pub(crate) leases_held: Gauge,
+    pub(crate) lease_events: Family<LeaseEvent, Counter>,
+    pub(crate) millis_behind: Family<Shard, Gauge>,
+    pub(crate) arrival_lag_seconds: Family<Shard, Gauge<f64, AtomicU64>>,
 }
 
 impl ConsumerMetrics {
-    pub fn new(registry: &MetricsRegistry) -> Self {
+    pub(crate) fn new(registry: &MetricsRegistry) -> Self {
         let m = Self::default();
         registry.register(names::CONSUMER_RECORDS, "Kinesis records read", m.records.clone());
         registry.register(names::CONSUMER_FORWARDED, "Messages accepted by SQS", m.forwarded.clone());
@@ -81,7 +81,7 @@ impl ConsumerMetrics {
         m
     }
 
-    pub fn lease_event(&self, event: &str) {
+    pub(crate) fn lease_event(&self, event: &str) {
         self.lease_events.get_or_create(&LeaseEvent { event: event.to_owned() }).inc();
     }
 }

@@ -22,7 +22,7 @@ pub struct RouteConfig {
 
 /// What to do with one change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Send to these queue indexes (into the route set's queue list), in this order.
     Send(Vec<usize>),
     /// No route takes it, or the same-day filter found it due on a later day.
@@ -32,13 +32,13 @@ pub enum Decision {
 }
 
 /// Routes resolved against a list of queues and rules.
-pub struct Routes {
+pub(crate) struct Routes {
     routes: Vec<(RouteConfig, Vec<usize>, Option<ScheduleRule>)>,
 }
 
 impl Routes {
     /// `queue_index(name)` maps a queue name to its index in the consumer's queue list.
-    pub fn new(
+    pub(crate) fn new(
         routes: &[RouteConfig],
         rules: &[ScheduleRule],
         mut queue_index: impl FnMut(&str) -> usize,
@@ -67,7 +67,7 @@ impl Routes {
     }
 
     /// Decides where `env` goes at time `now`.
-    pub fn decide(&self, env: &ChangeEnvelope, now: jiff::Timestamp) -> Decision {
+    pub(crate) fn decide(&self, env: &ChangeEnvelope, now: jiff::Timestamp) -> Decision {
         let name = format!("{}.{}", env.db, env.table);
         let mut targets: Vec<usize> = Vec::new();
         let mut matched = false;

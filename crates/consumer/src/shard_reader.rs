@@ -17,38 +17,38 @@ use sameday_core::aws::{classify, describe, Backoff, Retry};
 use crate::shard_lease::{SequenceNumber, ShardCheckpoint};
 
 /// Kinesis allows 5 GetRecords calls per second per shard.
-pub const MIN_READ_INTERVAL: Duration = Duration::from_millis(200);
+pub(crate) const MIN_READ_INTERVAL: Duration = Duration::from_millis(200);
 /// Records per GetRecords call (service maximum 10,000).
-pub const DEFAULT_READ_LIMIT: i32 = 1000;
+pub(crate) const DEFAULT_READ_LIMIT: i32 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardRecord {
-    pub sequence: SequenceNumber,
-    pub partition_key: String,
-    pub data: Vec<u8>,
+pub(crate) struct ShardRecord {
+    pub(crate) sequence: SequenceNumber,
+    pub(crate) partition_key: String,
+    pub(crate) data: Vec<u8>,
     /// ApproximateArrivalTimestamp, ms since the epoch.
-    pub arrival_ms: Option<i64>,
+    pub(crate) arrival_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShardBatch {
-    pub records: Vec<ShardRecord>,
+pub(crate) struct ShardBatch {
+    pub(crate) records: Vec<ShardRecord>,
     /// MillisBehindLatest of the call (the lag metric).
-    pub millis_behind: Option<i64>,
+    pub(crate) millis_behind: Option<i64>,
     /// The shard is closed and fully read.
-    pub shard_end: bool,
+    pub(crate) shard_end: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("Kinesis {stream}/{shard}: {message}")]
-pub struct ReadError {
-    pub stream: String,
-    pub shard: String,
-    pub message: String,
-    pub transient: bool,
+pub(crate) struct ReadError {
+    pub(crate) stream: String,
+    pub(crate) shard: String,
+    pub(crate) message: String,
+    pub(crate) transient: bool,
 }
 
-pub struct ShardReader {
+pub(crate) struct ShardReader {
     client: Client,
     stream: String,
     shard: String,
@@ -62,7 +62,7 @@ pub struct ShardReader {
 }
 
 impl ShardReader {
-    pub fn new(client: Client, stream: &str, shard: &str, start: ShardCheckpoint) -> Self {
+    pub(crate) fn new(client: Client, stream: &str, shard: &str, start: ShardCheckpoint) -> Self {
         let last = match &start {
             ShardCheckpoint::Sequence(s) => Some(s.clone()),
             _ => None,
@@ -82,13 +82,15 @@ impl ShardReader {
     }
 
     /// Records per GetRecords call (1..=10,000).
-    pub fn with_limit(mut self, limit: i32) -> Self {
+    pub(crate) fn with_limit(mut self, limit: i32) -> Self {
         self.limit = limit.clamp(1, 10_000);
         self
     }
 
-    /// The last sequence number handed out (what a checkpoint may name).
-    pub fn last_sequence(&self) -> Option<&SequenceNumber> {
+    /// The last sequence number handed out (what a checkpoint may name). Tests resume from
+    /// it; the daemon checkpoints behind the fan-out's durable sequence instead.
+    #[cfg(test)]
+    pub(crate) fn last_sequence(&self) -> Option<&SequenceNumber> {
         self.last.as_ref()
     }
 
@@ -115,7 +117,7 @@ impl ShardReader {
     }
 
     /// The next records of the shard (possibly none), waiting as the read quota requires.
-    pub async fn next_batch(&mut self) -> Result<ShardBatch, ReadError> {
+    pub(crate) async fn next_batch(&mut self) -> Result<ShardBatch, ReadError> {
         if self.ended {
             return Ok(ShardBatch { shard_end: true, ..Default::default() });
         }
@@ -167,3 +169,6 @@ impl ShardReader {
         Ok(ShardBatch { records, millis_behind: out.millis_behind_latest(), shard_end: self.ended })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,28 +9,28 @@ use aws_sdk_sqs::Client;
 use sameday_core::aws::{classify, describe, Retry};
 
 /// Entries per SendMessageBatch (service limit).
-pub const MAX_BATCH_ENTRIES: usize = 10;
+pub(crate) const MAX_BATCH_ENTRIES: usize = 10;
 /// Bytes per SendMessageBatch we allow (the classic 256 KiB limit; queues may allow more).
-pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SqsMessage {
-    pub body: String,
+pub(crate) struct SqsMessage {
+    pub(crate) body: String,
     /// FIFO queues only.
-    pub group_id: Option<String>,
+    pub(crate) group_id: Option<String>,
     /// FIFO queues only; SQS drops a repeat within 5 minutes.
-    pub dedup_id: Option<String>,
+    pub(crate) dedup_id: Option<String>,
 }
 
 impl SqsMessage {
     /// Size as SQS counts it against the batch limit.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.body.len()
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendOutcome {
+pub(crate) enum SendOutcome {
     Sent,
     /// Not enqueued; safe to send again (throttling, internal error).
     Retry {
@@ -45,15 +45,15 @@ pub enum SendOutcome {
 
 #[derive(Debug, thiserror::Error)]
 #[error("SQS queue {queue}: {message}")]
-pub struct SqsError {
-    pub queue: String,
-    pub message: String,
-    pub transient: bool,
+pub(crate) struct SqsError {
+    pub(crate) queue: String,
+    pub(crate) message: String,
+    pub(crate) transient: bool,
 }
 
 /// One destination queue.
 #[derive(Clone)]
-pub struct SqsQueue {
+pub(crate) struct SqsQueue {
     client: Client,
     url: String,
     fifo: bool,
@@ -61,7 +61,7 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     /// Looks up a queue by name (or takes a URL) and reads whether it is FIFO.
-    pub async fn resolve(client: Client, name_or_url: &str) -> Result<Self, SqsError> {
+    pub(crate) async fn resolve(client: Client, name_or_url: &str) -> Result<Self, SqsError> {
         let q = sameday_core::sqs::resolve_queue(&client, name_or_url).await.map_err(|(retry, message)| SqsError {
             queue: name_or_url.to_owned(),
             message,
@@ -70,16 +70,16 @@ impl SqsQueue {
         Ok(Self { client, url: q.url, fifo: q.fifo })
     }
 
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 
-    pub fn is_fifo(&self) -> bool {
+    pub(crate) fn is_fifo(&self) -> bool {
         self.fifo
     }
 
     /// Sends up to [`MAX_BATCH_ENTRIES`] messages; the outcomes follow their order.
-    pub async fn send_batch(&self, batch: &[SqsMessage]) -> Result<Vec<SendOutcome>, SqsError> {
+    pub(crate) async fn send_batch(&self, batch: &[SqsMessage]) -> Result<Vec<SendOutcome>, SqsError> {
         assert!(batch.len() <= MAX_BATCH_ENTRIES, "at most {MAX_BATCH_ENTRIES} messages per batch");
         let entries: Vec<SendMessageBatchRequestEntry> = batch
             .iter()
@@ -118,3 +118,6 @@ impl SqsQueue {
         Ok(outcomes)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,15 +4,15 @@ use super::*;
 
 /// What one worker should do in one balancing round, from one [`LeaseTable::list`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Unowned or expired leases to [`LeaseTable::take`], as observed.
-    pub take: Vec<Lease>,
+    pub(crate) take: Vec<Lease>,
     /// One lease to [`LeaseTable::steal`] from the most loaded worker, as observed.
-    pub steal: Option<Lease>,
+    pub(crate) steal: Option<Lease>,
 }
 
 /// Whether `lease` may be read yet: every parent finished (or its lease deleted).
-pub fn parents_finished(lease: &Lease, leases: &[Lease]) -> bool {
+fn parents_finished(lease: &Lease, leases: &[Lease]) -> bool {
     lease.parent_shard_ids.iter().all(|p| leases.iter().find(|l| &l.shard_id == p).is_none_or(Lease::is_finished))
 }
 
@@ -24,7 +24,7 @@ pub fn parents_finished(lease: &Lease, leases: &[Lease]) -> bool {
 /// lease from the most loaded worker if that one is above target, or at target while `me`
 /// is below target - 1. Stealing never pushes the victim below target - 1, so workers do
 /// not steal back and forth.
-pub fn plan(leases: &[Lease], me: &str, now_ms: u64) -> Plan {
+pub(crate) fn plan(leases: &[Lease], me: &str, now_ms: u64) -> Plan {
     let workable: Vec<&Lease> = leases.iter().filter(|l| !l.is_finished() && parents_finished(l, leases)).collect();
     let mut load: BTreeMap<&str, usize> = BTreeMap::from([(me, 0)]);
     for owner in workable.iter().filter_map(|l| l.live_owner(now_ms)) {

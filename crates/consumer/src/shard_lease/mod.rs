@@ -34,9 +34,9 @@ use sameday_core::aws::{classify, describe, Retry};
 /// Partition key of the lease table.
 pub const SHARD_ID_ATTR: &str = "shard_id";
 /// How long a take or renew holds a lease unless configured otherwise.
-pub const DEFAULT_LEASE_DURATION_MS: u64 = 10_000;
+pub(crate) const DEFAULT_LEASE_DURATION_MS: u64 = 10_000;
 /// Most digits the Kinesis API allows in a sequence number (`0|([1-9]\d{0,128})`).
-pub const MAX_SEQUENCE_DIGITS: usize = 129;
+pub(crate) const MAX_SEQUENCE_DIGITS: usize = 129;
 
 type Item = HashMap<String, AttributeValue>;
 /// Expression attribute values of one UpdateItem.
@@ -46,16 +46,16 @@ mod balance;
 mod sequence;
 mod table;
 
-pub use balance::{parents_finished, plan, Plan};
+pub(crate) use balance::plan;
 pub use sequence::{SequenceNumber, ShardCheckpoint};
 pub use table::LeaseTable;
 
 /// A shard as ListShards describes it, for [`LeaseTable::sync_shards`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardInfo {
-    pub shard_id: String,
+pub(crate) struct ShardInfo {
+    pub(crate) shard_id: String,
     /// `ParentShardId` and, after a merge, `AdjacentParentShardId`.
-    pub parent_shard_ids: Vec<String>,
+    pub(crate) parent_shard_ids: Vec<String>,
 }
 
 /// One lease item as read (or as left by our last successful write).
@@ -73,7 +73,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn is_expired(&self, now_ms: u64) -> bool {
+    pub(crate) fn is_expired(&self, now_ms: u64) -> bool {
         now_ms >= self.expires_at_ms
     }
 
@@ -83,7 +83,7 @@ impl Lease {
     }
 
     /// Unowned or expired: anyone may take it.
-    pub fn is_available(&self, now_ms: u64) -> bool {
+    pub(crate) fn is_available(&self, now_ms: u64) -> bool {
         self.live_owner(now_ms).is_none()
     }
 
@@ -94,11 +94,11 @@ impl Lease {
 
 /// A lease taken from another live worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stolen {
-    pub lease: Lease,
+pub(crate) struct Stolen {
+    pub(crate) lease: Lease,
     /// The previous owner's expiry: it may still be finishing a batch until then, so start
     /// reading only afterwards.
-    pub start_after_ms: u64,
+    pub(crate) start_after_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,3 +133,6 @@ impl LeaseError {
         matches!(self, Self::Remote { retryable: true, .. })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,7 +13,7 @@ impl SequenceNumber {
         format!("{:0>width$}", self.0, width = MAX_SEQUENCE_DIGITS)
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

@@ -21,24 +21,24 @@ impl LeaseTable {
         }
     }
 
-    pub fn with_lease_duration_ms(mut self, ms: u64) -> Self {
+    pub(crate) fn with_lease_duration_ms(mut self, ms: u64) -> Self {
         self.lease_duration_ms = ms;
         self
     }
 
     /// Where shards without parents start (`TRIM_HORIZON` by default, or `LATEST`).
-    pub fn with_initial_checkpoint(mut self, checkpoint: ShardCheckpoint) -> Self {
+    pub(crate) fn with_initial_checkpoint(mut self, checkpoint: ShardCheckpoint) -> Self {
         self.initial_checkpoint = checkpoint;
         self
     }
 
-    pub fn lease_duration_ms(&self) -> u64 {
+    pub(crate) fn lease_duration_ms(&self) -> u64 {
         self.lease_duration_ms
     }
 
     /// Creates the table (on-demand) if it does not exist; for local set-ups and tests.
     /// Production tables come from CloudFormation.
-    pub async fn ensure_table(&self) -> Result<(), LeaseError> {
+    pub(crate) async fn ensure_table(&self) -> Result<(), LeaseError> {
         sameday_core::checkpoint_dynamo::ensure_string_key_table(&self.client, &self.table, SHARD_ID_ATTR)
             .await
             .map_err(|(retry, msg)| self.remote("-", retry, msg))
@@ -46,7 +46,7 @@ impl LeaseTable {
 
     /// Creates a lease for every shard that has none; returns how many were created.
     /// Existing leases are never touched, so any worker may call it at any time.
-    pub async fn sync_shards(&self, shards: &[ShardInfo]) -> Result<usize, LeaseError> {
+    pub(crate) async fn sync_shards(&self, shards: &[ShardInfo]) -> Result<usize, LeaseError> {
         let mut created = 0;
         for shard in shards {
             // A child must read its whole shard, whatever the configured start, or the
@@ -106,7 +106,7 @@ impl LeaseTable {
     }
 
     /// One lease, strongly consistent.
-    pub async fn get(&self, shard_id: &str) -> Result<Option<Lease>, LeaseError> {
+    pub(crate) async fn get(&self, shard_id: &str) -> Result<Option<Lease>, LeaseError> {
         let out = self
             .client
             .get_item()
@@ -121,7 +121,7 @@ impl LeaseTable {
 
     /// Takes `observed` (as read by [`Self::list`]) for `worker` if it is unowned or
     /// expired at `now_ms` and unchanged since it was read.
-    pub async fn take(&self, observed: &Lease, worker: &str, now_ms: u64) -> Result<Lease, LeaseError> {
+    pub(crate) async fn take(&self, observed: &Lease, worker: &str, now_ms: u64) -> Result<Lease, LeaseError> {
         if observed.is_finished() {
             return Err(LeaseError::Finished { shard_id: observed.shard_id.clone() });
         }
@@ -137,7 +137,7 @@ impl LeaseTable {
 
     /// Takes `observed` from its live owner for `to_worker`, to even out the load (see
     /// [`plan`]). Read from the result's [`Stolen::start_after_ms`] on.
-    pub async fn steal(&self, observed: &Lease, to_worker: &str, now_ms: u64) -> Result<Stolen, LeaseError> {
+    pub(crate) async fn steal(&self, observed: &Lease, to_worker: &str, now_ms: u64) -> Result<Stolen, LeaseError> {
         if observed.is_finished() {
             return Err(LeaseError::Finished { shard_id: observed.shard_id.clone() });
         }
@@ -177,7 +177,7 @@ impl LeaseTable {
 
     /// Extends a lease we hold to `now_ms` + the lease duration. Fails with
     /// [`LeaseError::LeaseLost`] if anyone took, stole or released it meanwhile.
-    pub async fn renew(&self, held: &Lease, now_ms: u64) -> Result<Lease, LeaseError> {
+    pub(crate) async fn renew(&self, held: &Lease, now_ms: u64) -> Result<Lease, LeaseError> {
         let (owner, mut values) = self.holder_values(held, "renew")?;
         values.extend([(":one", n(1)), (":exp", n(now_ms + self.lease_duration_ms))]);
         let update = "SET #exp = :exp, #ctr = #ctr + :one";
@@ -188,7 +188,7 @@ impl LeaseTable {
 
     /// Records that everything up to `checkpoint` reached SQS. Conditional on still holding
     /// the lease and on not moving backwards (an equal checkpoint is accepted).
-    pub async fn checkpoint(&self, held: &Lease, checkpoint: &ShardCheckpoint) -> Result<Lease, LeaseError> {
+    pub(crate) async fn checkpoint(&self, held: &Lease, checkpoint: &ShardCheckpoint) -> Result<Lease, LeaseError> {
         let (owner, mut values) = self.holder_values(held, "checkpoint")?;
         if checkpoint.sortable() < held.checkpoint.sortable() {
             return Err(backwards(held, &held.checkpoint, checkpoint));
@@ -213,7 +213,7 @@ impl LeaseTable {
 
     /// Gives a lease back on graceful shutdown: no owner, expired, so the next worker to
     /// look takes it at once instead of waiting out the lease.
-    pub async fn release(&self, held: &Lease) -> Result<(), LeaseError> {
+    pub(crate) async fn release(&self, held: &Lease) -> Result<(), LeaseError> {
         let (owner, mut values) = self.holder_values(held, "release")?;
         values.extend([(":one", n(1)), (":zero", n(0))]);
         let update = "REMOVE #owner SET #exp = :zero, #ctr = #ctr + :one";

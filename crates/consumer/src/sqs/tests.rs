@@ -1,8 +1,8 @@
 //! SendMessageBatch against the SQS emulator (fauxqs): FIFO order per group and
 //! de-duplication on the event id.
 
+use super::{SendOutcome, SqsMessage, SqsQueue};
 use aws_sdk_sqs::types::QueueAttributeName;
-use sameday_consumer::sqs::{SendOutcome, SqsMessage, SqsQueue};
 use sameday_testkit::{names, Fauxqs};
 
 fn msg(group: &str, dedup: &str, body: &str) -> SqsMessage {

@@ -3,11 +3,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::{Fanout, MessageSender, Queues};
+use crate::route::{RouteConfig, Routes};
+use crate::shard_lease::SequenceNumber;
+use crate::sqs::{SendOutcome, SqsError, SqsMessage, SqsQueue};
 use aws_sdk_sqs::types::QueueAttributeName;
-use sameday_consumer::fanout::{Fanout, MessageSender, Queues};
-use sameday_consumer::route::{RouteConfig, Routes};
-use sameday_consumer::shard_lease::SequenceNumber;
-use sameday_consumer::sqs::{SendOutcome, SqsError, SqsMessage, SqsQueue};
 use sameday_core::window::ScheduleRule;
 use sameday_testkit::{names, Fauxqs};
 use serde_json::json;

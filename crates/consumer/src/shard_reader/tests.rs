@@ -1,9 +1,9 @@
 //! Reading shards of the Kinesis emulator (kinesalite): order, resume after a checkpoint,
 //! and the end of a split parent.
 
+use super::ShardReader;
+use crate::shard_lease::ShardCheckpoint;
 use aws_sdk_kinesis::primitives::Blob;
-use sameday_consumer::shard_lease::ShardCheckpoint;
-use sameday_consumer::shard_reader::ShardReader;
 use sameday_testkit::{names, Kinesalite};
 
 async fn put(client: &aws_sdk_kinesis::Client, stream: &str, n: usize, from: usize) {

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use sameday_consumer::shard_lease::{
-    plan, Lease, LeaseError, LeaseTable, ShardCheckpoint, ShardInfo, DEFAULT_LEASE_DURATION_MS,
-};
+use super::{plan, Lease, LeaseError, LeaseTable, ShardCheckpoint, ShardInfo, DEFAULT_LEASE_DURATION_MS};
 use sameday_testkit::{names, Moto};
 
 const T0: u64 = 1_700_000_000_000;
