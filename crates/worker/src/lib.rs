@@ -1,6 +1,8 @@
 //! The worker: turns row changes read from SQS into Step Functions executions, one per
 //! scheduled event, started once, stopped when the row moves away, never doubled.
 //!
+//! - [`run`]: the daemon, wiring only: the [`inbox`] (SQS: receive, keep visible, delete,
+//!   hand back, dead-letter) and the [`scheduler`] (per-group order, effects with retries).
 //! - [`effects`]: what one change means for Step Functions (pure, clock injected).
 //! - [`sfn`]: idempotent StartExecution / StopExecution.
 //! - [`rate`]: the token bucket that keeps calls under the account's quotas.
@@ -8,10 +10,14 @@
 //! - [`row`]: SQL result rows in the change envelope's JSON form (same names as CDC).
 
 pub mod config;
-pub mod effects;
-pub mod metrics;
+mod effects;
+mod inbox;
+mod metrics;
 pub mod nightly;
-pub mod rate;
+mod rate;
 pub mod row;
 pub mod run;
-pub mod sfn;
+mod scheduler;
+mod sfn;
+#[cfg(test)]
+mod tests;

@@ -25,12 +25,15 @@ use sameday_core::aws::{classify, describe, Retry};
 use sameday_core::execution::{execution_arn, input_hash_of, ArnError};
 use serde_json::Value;
 
+use crate::config::StepFunctionsConfig;
 use crate::rate::RateLimiter;
 
 /// Error codes that mean "slow down".
 const THROTTLING_CODES: &[&str] = &["ThrottlingException", "Throttling", "TooManyRequestsException"];
 
 /// What a start achieved; either way the execution now exists.
+///
+/// `pub` (in a private module) only because the public `nightly` API names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartOutcome {
     Started {
@@ -44,12 +47,15 @@ pub enum StartOutcome {
 
 /// What a stop achieved; either way the execution is not running any more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopOutcome {
+pub(crate) enum StopOutcome {
     Stopped,
     /// It never existed, already finished, failed, timed out or was stopped before.
     AlreadyClosedOrMissing,
 }
 
+/// A failed start or stop.
+///
+/// `pub` (in a private module) only because the public `nightly` API names it.
 #[derive(Debug, thiserror::Error)]
 pub enum SfnError {
     /// The name is taken by an execution with another input: two different events produced
@@ -70,7 +76,7 @@ pub enum SfnError {
 
 impl SfnError {
     /// Whether the same call may succeed later.
-    pub fn retry(&self) -> Retry {
+    pub(crate) fn retry(&self) -> Retry {
         match self {
             SfnError::Call { retry, .. } => *retry,
             SfnError::Conflict { .. } | SfnError::Arn(_) | SfnError::Input { .. } => Retry::Permanent,
@@ -78,20 +84,33 @@ impl SfnError {
     }
 
     /// The service asked us to slow down.
-    pub fn is_throttled(&self) -> bool {
+    pub(crate) fn is_throttled(&self) -> bool {
         matches!(self, SfnError::Call { throttled: true, .. })
     }
 }
 
 /// Rate limiters per API, shared by every task using one [`StepFunctions`].
 #[derive(Debug, Clone)]
-pub struct Limiters {
-    pub start: Arc<RateLimiter>,
-    pub stop: Arc<RateLimiter>,
-    pub describe: Arc<RateLimiter>,
+pub(crate) struct Limiters {
+    pub(crate) start: Arc<RateLimiter>,
+    pub(crate) stop: Arc<RateLimiter>,
+    pub(crate) describe: Arc<RateLimiter>,
+}
+
+impl Limiters {
+    /// One limiter per API, at the rates of `[step_functions]`.
+    pub(crate) fn new(cfg: &StepFunctionsConfig) -> Self {
+        Self {
+            start: Arc::new(RateLimiter::new(cfg.start_rate.clone())),
+            stop: Arc::new(RateLimiter::new(cfg.stop_rate.clone())),
+            describe: Arc::new(RateLimiter::new(cfg.describe_rate.clone())),
+        }
+    }
 }
 
 /// The Step Functions calls sameday makes.
+///
+/// `pub` (in a private module) only because the public `nightly` API names it.
 #[derive(Debug, Clone)]
 pub struct StepFunctions {
     client: aws_sdk_sfn::Client,
@@ -106,17 +125,18 @@ enum Api {
 }
 
 impl StepFunctions {
-    /// Calls without rate limiting (tests, one-off tools).
-    pub fn new(client: aws_sdk_sfn::Client) -> Self {
+    /// Calls without rate limiting (tests).
+    #[cfg(test)]
+    pub(crate) fn new(client: aws_sdk_sfn::Client) -> Self {
         Self { client, limiters: None }
     }
 
     /// Calls that wait for a token of the API's limiter and report throttling to it.
-    pub fn with_limiters(client: aws_sdk_sfn::Client, limiters: Limiters) -> Self {
+    pub(crate) fn with_limiters(client: aws_sdk_sfn::Client, limiters: Limiters) -> Self {
         Self { client, limiters: Some(limiters) }
     }
 
-    pub fn client(&self) -> &aws_sdk_sfn::Client {
+    pub(crate) fn client(&self) -> &aws_sdk_sfn::Client {
         &self.client
     }
 
@@ -155,7 +175,12 @@ impl StepFunctions {
 
     /// Starts execution `name` of `state_machine_arn` with `input` (JSON text), or confirms
     /// that it exists with the same input.
-    pub async fn start(&self, state_machine_arn: &str, name: &str, input: &str) -> Result<StartOutcome, SfnError> {
+    pub(crate) async fn start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<StartOutcome, SfnError> {
         let target = || format!("execution {name:?} of {state_machine_arn}");
         let ours: Value = serde_json::from_str(input).map_err(|source| SfnError::Input {
             operation: "StartExecution",
@@ -199,7 +224,7 @@ impl StepFunctions {
     }
 
     /// Stops the execution `execution_arn` if it is running.
-    pub async fn stop(&self, execution_arn: &str) -> Result<StopOutcome, SfnError> {
+    pub(crate) async fn stop(&self, execution_arn: &str) -> Result<StopOutcome, SfnError> {
         match self.describe(execution_arn).await? {
             Some(e) if e.running => {}
             _ => return Ok(StopOutcome::AlreadyClosedOrMissing),

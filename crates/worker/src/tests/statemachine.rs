@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::sfn::{StartOutcome, StepFunctions};
 use aws_sdk_sfn::types::ExecutionStatus;
 use jiff::{SignedDuration, Timestamp};
 use sameday_core::execution::scheduled_execution;
 use sameday_core::window::ScheduleRule;
 use sameday_testkit::{names, wait_until, Moto};
-use sameday_worker::sfn::{StartOutcome, StepFunctions};
 use serde_json::{json, Value};
 
 fn workspace_root() -> PathBuf {

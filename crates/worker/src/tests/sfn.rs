@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
+use crate::rate::{RateConfig, RateLimiter};
+use crate::sfn::{Limiters, SfnError, StartOutcome, StepFunctions, StopOutcome};
 use aws_sdk_sfn::types::ExecutionStatus;
 use jiff::Timestamp;
 use sameday_core::aws::Retry;
 use sameday_core::execution::{execution_arn, scheduled_execution};
 use sameday_core::window::ScheduleRule;
 use sameday_testkit::{names, Moto};
-use sameday_worker::rate::{RateConfig, RateLimiter};
-use sameday_worker::sfn::{Limiters, SfnError, StartOutcome, StepFunctions, StopOutcome};
 use serde_json::json;
 
-const DEFINITION: &str = include_str!("../../../deploy/statemachine/schedule.asl.json");
+const DEFINITION: &str = include_str!("../../../../deploy/statemachine/schedule.asl.json");
 
 async fn setup(prefix: &str) -> (StepFunctions, String) {
     let moto = Moto::shared();
