@@ -19,5 +19,3 @@ pub mod row;
 pub mod run;
 mod scheduler;
 mod sfn;
-#[cfg(test)]
-mod tests;

@@ -178,14 +178,6 @@ impl RateLimiter {
         b.tokens = b.tokens.min(1.0);
     }
 
-    /// The rate in force now, in calls per second.
-    #[cfg(test)]
-    pub(crate) fn current_rate(&self) -> f64 {
-        let mut b = self.lock();
-        self.refill(&mut b, Instant::now());
-        b.rate
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
         // The critical sections cannot panic halfway; a poisoned bucket is still consistent.
         self.bucket.lock().unwrap_or_else(|e| e.into_inner())
@@ -212,6 +204,16 @@ impl RateLimiter {
             };
             b.rate = (b.rate + target * self.config.recovery_per_second * recovering).min(target);
         }
+    }
+}
+
+#[cfg(test)]
+impl RateLimiter {
+    /// The rate in force now, in calls per second.
+    fn current_rate(&self) -> f64 {
+        let mut b = self.lock();
+        self.refill(&mut b, Instant::now());
+        b.rate
     }
 }
 
