@@ -1,6 +1,6 @@
 //! The worker daemon, wiring only: SQS messages (change envelopes) to Step Functions
-//! effects. [`run_worker`] checks the config, builds the [`Inbox`] (the SQS side: receive,
-//! visibility, delete, hand back, dead letters) and the [`Scheduler`] (per-group ordering,
+//! effects. [`run_worker`] checks the config, builds the `Inbox` (the SQS side: receive,
+//! visibility, delete, hand back, dead letters) and the `Scheduler` (per-group ordering,
 //! the effects with their retries), and runs them until shutdown. What the worker
 //! guarantees is written where it is provided: `inbox.rs`, `scheduler.rs`, `effects.rs`,
 //! `sfn.rs`.
