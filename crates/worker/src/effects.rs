@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 
 /// One Step Functions call to make, in order.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
+pub(crate) enum Effect {
     /// StopExecution of the execution the old row image scheduled.
     Stop { arn: String, name: String },
     /// StartExecution on the rule's state machine.
@@ -36,7 +36,7 @@ pub enum Effect {
 
 /// Why a change produced no effect; the caller counts these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkipReason {
+pub(crate) enum SkipReason {
     /// The due time is NULL or a zero date.
     NotScheduled,
     /// Due at or after the end of the current window: a later nightly run picks it up.
@@ -52,7 +52,7 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// Label for metrics and logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SkipReason::NotScheduled => "not_scheduled",
             SkipReason::OutsideWindow => "outside_window",
@@ -65,14 +65,14 @@ impl SkipReason {
 
 /// The plan for one change: `skipped` is set exactly when `effects` is empty.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub effects: Vec<Effect>,
-    pub skipped: Option<SkipReason>,
+pub(crate) struct Outcome {
+    pub(crate) effects: Vec<Effect>,
+    pub(crate) skipped: Option<SkipReason>,
 }
 
 /// A change that cannot be planned; the message is dead-lettered with this text.
 #[derive(Debug, thiserror::Error)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     #[error("schedule rule {rule:?} is for {expected}, the change is for {actual}")]
     WrongTable { rule: String, expected: String, actual: String },
     #[error("{op} change of {table} has no {image} image")]
@@ -154,7 +154,7 @@ impl Image {
 }
 
 /// Plans the Step Functions calls for `change` under `rule` at `now`.
-pub fn plan(rule: &ScheduleRule, change: &ChangeEnvelope, now: Timestamp) -> Result<Outcome, PlanError> {
+pub(crate) fn plan(rule: &ScheduleRule, change: &ChangeEnvelope, now: Timestamp) -> Result<Outcome, PlanError> {
     if change.db != rule.db || change.table != rule.table {
         return Err(PlanError::WrongTable {
             rule: rule.name.clone(),

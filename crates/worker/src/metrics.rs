@@ -8,8 +8,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use sameday_core::metrics::{self as names, MetricsRegistry};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Label {
-    pub kind: String,
+pub(crate) struct Label {
+    pub(crate) kind: String,
 }
 
 fn label(kind: &str) -> Label {
@@ -17,18 +17,18 @@ fn label(kind: &str) -> Label {
 }
 
 #[derive(Clone)]
-pub struct WorkerMetrics {
-    pub messages: Counter,
+pub(crate) struct WorkerMetrics {
+    pub(crate) messages: Counter,
     /// started, already_existed, stopped, stop_noop
-    pub effects: Family<Label, Counter>,
-    pub skipped: Family<Label, Counter>,
-    pub dead_letters: Family<Label, Counter>,
-    pub errors: Family<Label, Counter>,
-    pub in_flight: Gauge,
+    pub(crate) effects: Family<Label, Counter>,
+    pub(crate) skipped: Family<Label, Counter>,
+    pub(crate) dead_letters: Family<Label, Counter>,
+    pub(crate) errors: Family<Label, Counter>,
+    pub(crate) in_flight: Gauge,
     /// Commit on the source -> effect done (the end-to-end freshness of the CDC path).
-    pub change_age: Histogram,
+    pub(crate) change_age: Histogram,
     /// Message received -> deleted.
-    pub processing: Histogram,
+    pub(crate) processing: Histogram,
 }
 
 impl Default for WorkerMetrics {
@@ -48,7 +48,7 @@ impl Default for WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    pub fn new(registry: &MetricsRegistry) -> Self {
+    pub(crate) fn new(registry: &MetricsRegistry) -> Self {
         let m = Self::default();
         registry.register(names::WORKER_MESSAGES, "SQS messages received", m.messages.clone());
         registry.register(
@@ -81,16 +81,16 @@ impl WorkerMetrics {
         m
     }
 
-    pub fn effect(&self, kind: &str) {
+    pub(crate) fn effect(&self, kind: &str) {
         self.effects.get_or_create(&label(kind)).inc();
     }
-    pub fn skip(&self, kind: &str) {
+    pub(crate) fn skip(&self, kind: &str) {
         self.skipped.get_or_create(&label(kind)).inc();
     }
-    pub fn dead_letter(&self, kind: &str) {
+    pub(crate) fn dead_letter(&self, kind: &str) {
         self.dead_letters.get_or_create(&label(kind)).inc();
     }
-    pub fn error(&self, kind: &str) {
+    pub(crate) fn error(&self, kind: &str) {
         self.errors.get_or_create(&label(kind)).inc();
     }
 }

@@ -18,35 +18,37 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-pub const DEFAULT_RATE_PER_SECOND: f64 = 50.0;
-pub const DEFAULT_BURST: u32 = 100;
-pub const DEFAULT_MIN_RATE_PER_SECOND: f64 = 1.0;
-pub const DEFAULT_DECREASE_FACTOR: f64 = 0.5;
-pub const DEFAULT_RECOVERY_PER_SECOND: f64 = 0.1;
-pub const DEFAULT_THROTTLE_COOLDOWN_MS: u64 = 1000;
+pub(crate) const DEFAULT_RATE_PER_SECOND: f64 = 50.0;
+pub(crate) const DEFAULT_BURST: u32 = 100;
+pub(crate) const DEFAULT_MIN_RATE_PER_SECOND: f64 = 1.0;
+pub(crate) const DEFAULT_DECREASE_FACTOR: f64 = 0.5;
+pub(crate) const DEFAULT_RECOVERY_PER_SECOND: f64 = 0.1;
+pub(crate) const DEFAULT_THROTTLE_COOLDOWN_MS: u64 = 1000;
 
 /// Limits for one API (`[worker.start_rate]`, `[worker.stop_rate]`).
+///
+/// `pub` (in a private module) only because the public `config::StepFunctionsConfig` names it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateConfig {
     /// Sustained calls per second (the quota's refill rate, or less).
     #[serde(default = "default_rate")]
-    pub rate_per_second: f64,
+    pub(crate) rate_per_second: f64,
     /// Calls allowed at once after an idle period (the quota's bucket size, or less).
     #[serde(default = "default_burst")]
-    pub burst: u32,
+    pub(crate) burst: u32,
     /// The rate never drops below this on throttling.
     #[serde(default = "default_min_rate")]
-    pub min_rate_per_second: f64,
+    pub(crate) min_rate_per_second: f64,
     /// Multiplier applied to the current rate on a throttle, in (0, 1).
     #[serde(default = "default_decrease_factor")]
-    pub decrease_factor: f64,
+    pub(crate) decrease_factor: f64,
     /// Fraction of `rate_per_second` regained per second once throttling stopped.
     #[serde(default = "default_recovery")]
-    pub recovery_per_second: f64,
+    pub(crate) recovery_per_second: f64,
     /// Throttles closer together than this count as one.
     #[serde(default = "default_cooldown")]
-    pub throttle_cooldown_ms: u64,
+    pub(crate) throttle_cooldown_ms: u64,
 }
 
 fn default_rate() -> f64 {
@@ -84,13 +86,13 @@ impl Default for RateConfig {
 /// A rate setting that cannot work; names the field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("rate limit: {field} {problem}")]
-pub struct RateConfigError {
-    pub field: &'static str,
-    pub problem: String,
+pub(crate) struct RateConfigError {
+    pub(crate) field: &'static str,
+    pub(crate) problem: String,
 }
 
 impl RateConfig {
-    pub fn validate(&self) -> Result<(), RateConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), RateConfigError> {
         let bad = |field, problem: String| Err(RateConfigError { field, problem });
         let positive = |v: f64| v.is_finite() && v > 0.0;
         if !positive(self.rate_per_second) {
@@ -125,6 +127,8 @@ struct Bucket {
 }
 
 /// The shared limiter; wrap it in an `Arc` and call [`RateLimiter::acquire`] before each call.
+///
+/// `pub` (in a private module) only because the public `nightly` API names it.
 #[derive(Debug)]
 pub struct RateLimiter {
     config: RateConfig,
@@ -133,7 +137,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// A full bucket at the configured rate. `config` must have passed [`RateConfig::validate`].
-    pub fn new(config: RateConfig) -> Self {
+    pub(crate) fn new(config: RateConfig) -> Self {
         let bucket = Bucket {
             tokens: f64::from(config.burst),
             rate: config.rate_per_second,
@@ -144,7 +148,7 @@ impl RateLimiter {
     }
 
     /// Waits until one call may be made.
-    pub async fn acquire(&self) {
+    pub(crate) async fn acquire(&self) {
         let wait = {
             let mut b = self.lock();
             self.refill(&mut b, Instant::now());
@@ -161,7 +165,7 @@ impl RateLimiter {
     }
 
     /// Reports a `ThrottlingException`: slows down (once per cooldown).
-    pub fn on_throttle(&self) {
+    pub(crate) fn on_throttle(&self) {
         let now = Instant::now();
         let mut b = self.lock();
         self.refill(&mut b, now);
@@ -172,13 +176,6 @@ impl RateLimiter {
         b.rate = (b.rate * self.config.decrease_factor).max(self.config.min_rate_per_second);
         // Tokens saved up at the old rate would be spent at once, against an exhausted quota.
         b.tokens = b.tokens.min(1.0);
-    }
-
-    /// The rate in force now, in calls per second.
-    pub fn current_rate(&self) -> f64 {
-        let mut b = self.lock();
-        self.refill(&mut b, Instant::now());
-        b.rate
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
@@ -207,6 +204,16 @@ impl RateLimiter {
             };
             b.rate = (b.rate + target * self.config.recovery_per_second * recovering).min(target);
         }
+    }
+}
+
+#[cfg(test)]
+impl RateLimiter {
+    /// The rate in force now, in calls per second.
+    fn current_rate(&self) -> f64 {
+        let mut b = self.lock();
+        self.refill(&mut b, Instant::now());
+        b.rate
     }
 }
 

@@ -25,12 +25,15 @@ use sameday_core::aws::{classify, describe, Retry};
 use sameday_core::execution::{execution_arn, input_hash_of, ArnError};
 use serde_json::Value;
 
+use crate::config::StepFunctionsConfig;
 use crate::rate::RateLimiter;
 
 /// Error codes that mean "slow down".
 const THROTTLING_CODES: &[&str] = &["ThrottlingException", "Throttling", "TooManyRequestsException"];
 
 /// What a start achieved; either way the execution now exists.
+///
+/// `pub` (in a private module) only because the public `nightly` API names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartOutcome {
     Started {
@@ -44,12 +47,15 @@ pub enum StartOutcome {
 
 /// What a stop achieved; either way the execution is not running any more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopOutcome {
+pub(crate) enum StopOutcome {
     Stopped,
     /// It never existed, already finished, failed, timed out or was stopped before.
     AlreadyClosedOrMissing,
 }
 
+/// A failed start or stop.
+///
+/// `pub` (in a private module) only because the public `nightly` API names it.
 #[derive(Debug, thiserror::Error)]
 pub enum SfnError {
     /// The name is taken by an execution with another input: two different events produced
@@ -70,7 +76,7 @@ pub enum SfnError {
 
 impl SfnError {
     /// Whether the same call may succeed later.
-    pub fn retry(&self) -> Retry {
+    pub(crate) fn retry(&self) -> Retry {
         match self {
             SfnError::Call { retry, .. } => *retry,
             SfnError::Conflict { .. } | SfnError::Arn(_) | SfnError::Input { .. } => Retry::Permanent,
@@ -78,20 +84,33 @@ impl SfnError {
     }
 
     /// The service asked us to slow down.
-    pub fn is_throttled(&self) -> bool {
+    pub(crate) fn is_throttled(&self) -> bool {
         matches!(self, SfnError::Call { throttled: true, .. })
     }
 }
 
 /// Rate limiters per API, shared by every task using one [`StepFunctions`].
 #[derive(Debug, Clone)]
-pub struct Limiters {
-    pub start: Arc<RateLimiter>,
-    pub stop: Arc<RateLimiter>,
-    pub describe: Arc<RateLimiter>,
+pub(crate) struct Limiters {
+    pub(crate) start: Arc<RateLimiter>,
+    pub(crate) stop: Arc<RateLimiter>,
+    pub(crate) describe: Arc<RateLimiter>,
+}
+
+impl Limiters {
+    /// One limiter per API, at the rates of `[step_functions]`.
+    pub(crate) fn new(cfg: &StepFunctionsConfig) -> Self {
+        Self {
+            start: Arc::new(RateLimiter::new(cfg.start_rate.clone())),
+            stop: Arc::new(RateLimiter::new(cfg.stop_rate.clone())),
+            describe: Arc::new(RateLimiter::new(cfg.describe_rate.clone())),
+        }
+    }
 }
 
 /// The Step Functions calls sameday makes.
+///
+/// `pub` (in a private module) only because the public `nightly` API names it.
 #[derive(Debug, Clone)]
 pub struct StepFunctions {
     client: aws_sdk_sfn::Client,
@@ -106,17 +125,12 @@ enum Api {
 }
 
 impl StepFunctions {
-    /// Calls without rate limiting (tests, one-off tools).
-    pub fn new(client: aws_sdk_sfn::Client) -> Self {
-        Self { client, limiters: None }
-    }
-
     /// Calls that wait for a token of the API's limiter and report throttling to it.
-    pub fn with_limiters(client: aws_sdk_sfn::Client, limiters: Limiters) -> Self {
+    pub(crate) fn with_limiters(client: aws_sdk_sfn::Client, limiters: Limiters) -> Self {
         Self { client, limiters: Some(limiters) }
     }
 
-    pub fn client(&self) -> &aws_sdk_sfn::Client {
+    pub(crate) fn client(&self) -> &aws_sdk_sfn::Client {
         &self.client
     }
 
@@ -155,7 +169,12 @@ impl StepFunctions {
 
     /// Starts execution `name` of `state_machine_arn` with `input` (JSON text), or confirms
     /// that it exists with the same input.
-    pub async fn start(&self, state_machine_arn: &str, name: &str, input: &str) -> Result<StartOutcome, SfnError> {
+    pub(crate) async fn start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<StartOutcome, SfnError> {
         let target = || format!("execution {name:?} of {state_machine_arn}");
         let ours: Value = serde_json::from_str(input).map_err(|source| SfnError::Input {
             operation: "StartExecution",
@@ -199,7 +218,7 @@ impl StepFunctions {
     }
 
     /// Stops the execution `execution_arn` if it is running.
-    pub async fn stop(&self, execution_arn: &str) -> Result<StopOutcome, SfnError> {
+    pub(crate) async fn stop(&self, execution_arn: &str) -> Result<StopOutcome, SfnError> {
         match self.describe(execution_arn).await? {
             Some(e) if e.running => {}
             _ => return Ok(StopOutcome::AlreadyClosedOrMissing),
@@ -263,6 +282,14 @@ fn classify_sfn<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> (Re
 }
 
 #[cfg(test)]
+impl StepFunctions {
+    /// Calls without rate limiting (tests).
+    fn new(client: aws_sdk_sfn::Client) -> Self {
+        Self { client, limiters: None }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use aws_sdk_sfn::operation::start_execution::StartExecutionError;
@@ -315,5 +342,280 @@ mod tests {
         };
         assert!(err.is_throttled() && err.retry() == Retry::Transient);
         assert_eq!(err.to_string(), "StopExecution execution arn:y: ThrottlingException (HTTP 400): slow down");
+    }
+}
+
+#[cfg(test)]
+mod emulator {
+    //! `StepFunctions` against moto's Step Functions (record-only mode: executions stay RUNNING
+    //! until stopped). Each test creates its own state machine, so tests run in parallel.
+
+    use std::sync::Arc;
+
+    use aws_sdk_sfn::types::ExecutionStatus;
+    use jiff::Timestamp;
+    use sameday_core::aws::Retry;
+    use sameday_core::execution::{execution_arn, scheduled_execution};
+    use sameday_core::window::ScheduleRule;
+    use sameday_testkit::{names, Moto};
+    use serde_json::json;
+
+    use super::{Limiters, SfnError, StartOutcome, StepFunctions, StopOutcome};
+    use crate::rate::{RateConfig, RateLimiter};
+
+    const DEFINITION: &str = include_str!("../../../deploy/statemachine/schedule.asl.json");
+
+    async fn setup(prefix: &str) -> (StepFunctions, String) {
+        let moto = Moto::shared();
+        let arn = moto.create_state_machine(&names::unique(prefix), DEFINITION).await;
+        (StepFunctions::new(moto.sfn_client().await), arn)
+    }
+
+    fn rule(state_machine_arn: &str) -> ScheduleRule {
+        serde_json::from_value(json!({
+            "name": "reminders", "db": "crm", "table": "scheduled_actions", "key_columns": ["id"],
+            "due_column": "send_at", "due_type": "timestamp", "time_zone": "Europe/Berlin",
+            "input_columns": ["template"], "state_machine_arn": state_machine_arn,
+        }))
+        .unwrap()
+    }
+
+    /// Name and input of the event row `id` schedules with `template`.
+    fn event(sm: &str, id: i64, template: &str) -> (String, String) {
+        let row = json!({"id": id, "send_at": "2026-06-10T16:00:00Z", "template": template});
+        let exec = scheduled_execution(
+            &rule(sm),
+            row.as_object().unwrap(),
+            "2026-06-10T16:00:00Z".parse::<Timestamp>().unwrap(),
+        )
+        .unwrap();
+        (exec.name, exec.input)
+    }
+
+    async fn status(sfn: &StepFunctions, arn: &str) -> ExecutionStatus {
+        sfn.client().describe_execution().execution_arn(arn).send().await.unwrap().status().clone()
+    }
+
+    async fn execution_count(sfn: &StepFunctions, sm: &str) -> usize {
+        sfn.client().list_executions().state_machine_arn(sm).send().await.unwrap().executions().len()
+    }
+
+    #[tokio::test]
+    async fn start_twice_with_the_same_input_starts_one_execution() {
+        let (sfn, sm) = setup("sfn_same").await;
+        let (name, input) = event(&sm, 1, "welcome");
+        let expected_arn = execution_arn(&sm, &name).unwrap();
+
+        let first = sfn.start(&sm, &name, &input).await.unwrap();
+        assert_eq!(first, StartOutcome::Started { execution_arn: expected_arn.clone() });
+        // While it runs, Step Functions answers a repeat with the original execution.
+        let again = sfn.start(&sm, &name, &input).await.unwrap();
+        assert_eq!(again, StartOutcome::Started { execution_arn: expected_arn.clone() });
+        // Once closed, the name is taken: ExecutionAlreadyExists, same input -> AlreadyExisted.
+        assert_eq!(sfn.stop(&expected_arn).await.unwrap(), StopOutcome::Stopped);
+        let replay = sfn.start(&sm, &name, &input).await.unwrap();
+        assert_eq!(replay, StartOutcome::AlreadyExisted { execution_arn: expected_arn.clone() });
+        // Input with other key order and whitespace is the same input.
+        let reordered =
+            serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&input).unwrap()).unwrap();
+        assert_eq!(sfn.start(&sm, &name, &reordered).await.unwrap(), replay);
+        assert_eq!(execution_count(&sfn, &sm).await, 1);
+    }
+
+    #[tokio::test]
+    async fn same_name_with_a_different_input_is_a_conflict() {
+        let (sfn, sm) = setup("sfn_conflict").await;
+        let (name, input) = event(&sm, 2, "welcome");
+        let (_, other_input) = event(&sm, 2, "reminder");
+        sfn.start(&sm, &name, &input).await.unwrap();
+        for _ in 0..2 {
+            let err = sfn.start(&sm, &name, &other_input).await.unwrap_err();
+            let SfnError::Conflict { ref execution_arn, ref existing, ref expected } = err else { panic!("{err}") };
+            assert_eq!(execution_arn, &sameday_core::execution::execution_arn(&sm, &name).unwrap());
+            assert_ne!(existing, expected);
+            assert_eq!(err.retry(), Retry::Permanent);
+            assert!(err.to_string().contains(&name), "{err}");
+            // Also once the first execution is closed.
+            sfn.stop(execution_arn).await.unwrap();
+        }
+        assert_eq!(execution_count(&sfn, &sm).await, 1);
+    }
+
+    #[tokio::test]
+    async fn stop_running_then_again_then_unknown() {
+        let (sfn, sm) = setup("sfn_stop").await;
+        let (name, input) = event(&sm, 3, "welcome");
+        let StartOutcome::Started { execution_arn } = sfn.start(&sm, &name, &input).await.unwrap() else { panic!() };
+        assert_eq!(status(&sfn, &execution_arn).await, ExecutionStatus::Running);
+
+        assert_eq!(sfn.stop(&execution_arn).await.unwrap(), StopOutcome::Stopped);
+        assert_eq!(status(&sfn, &execution_arn).await, ExecutionStatus::Aborted);
+        assert_eq!(sfn.stop(&execution_arn).await.unwrap(), StopOutcome::AlreadyClosedOrMissing);
+        let unknown = sameday_core::execution::execution_arn(&sm, "never-started").unwrap();
+        assert_eq!(sfn.stop(&unknown).await.unwrap(), StopOutcome::AlreadyClosedOrMissing);
+    }
+
+    #[tokio::test]
+    async fn start_on_a_missing_state_machine_is_permanent_and_names_it() {
+        let (sfn, sm) = setup("sfn_missing").await;
+        let missing = sm.replace(":stateMachine:", ":stateMachine:gone_");
+        let (name, input) = event(&missing, 4, "welcome");
+        let err = sfn.start(&missing, &name, &input).await.unwrap_err();
+        assert_eq!(err.retry(), Retry::Permanent, "{err}");
+        assert!(!err.is_throttled());
+        let text = err.to_string();
+        assert!(
+            text.starts_with("StartExecution execution") && text.contains(&missing) && text.contains(&name),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limited_calls_reach_the_service() {
+        let moto = Moto::shared();
+        let sm = moto.create_state_machine(&names::unique("sfn_rate"), DEFINITION).await;
+        let limiter =
+            || Arc::new(RateLimiter::new(RateConfig { rate_per_second: 200.0, burst: 5, ..RateConfig::default() }));
+        let sfn = StepFunctions::with_limiters(
+            moto.sfn_client().await,
+            Limiters { start: limiter(), stop: limiter(), describe: limiter() },
+        );
+        let sfn = Arc::new(sfn);
+        let tasks: Vec<_> = (0..20)
+            .map(|id| {
+                let (sfn, sm) = (Arc::clone(&sfn), sm.clone());
+                tokio::spawn(async move {
+                    let (name, input) = event(&sm, id, "t");
+                    sfn.start(&sm, &name, &input).await.unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(matches!(t.await.unwrap(), StartOutcome::Started { .. }));
+        }
+        assert_eq!(execution_count(&sfn, &sm).await, 20);
+    }
+}
+
+#[cfg(test)]
+mod statemachine {
+    //! The state machines in `deploy/statemachine/`: valid ASL (asl-validator, installed by
+    //! `scripts/prereqs.sh`), and the schedule machine really waits until the due time of an input
+    //! built by `sameday_core::execution`, then succeeds (moto in execute mode).
+
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::time::Duration;
+
+    use aws_sdk_sfn::types::ExecutionStatus;
+    use jiff::{SignedDuration, Timestamp};
+    use sameday_core::execution::scheduled_execution;
+    use sameday_core::window::ScheduleRule;
+    use sameday_testkit::{names, wait_until, Moto};
+    use serde_json::{json, Value};
+
+    use super::{StartOutcome, StepFunctions};
+
+    fn workspace_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    }
+
+    fn asl_validator() -> PathBuf {
+        let cache =
+            std::env::var_os("SAMEDAY_CACHE").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".cache"));
+        let bin = cache.join("npm/node_modules/.bin/asl-validator");
+        assert!(
+            bin.exists(),
+            "{} is missing; run `bash scripts/prereqs.sh` in {} to install asl-validator",
+            bin.display(),
+            workspace_root().display()
+        );
+        bin
+    }
+
+    /// Runs asl-validator on one file: `Ok` when valid, `Err(report)` otherwise.
+    fn validate(validator: &Path, file: &Path) -> Result<(), String> {
+        let out = Command::new(validator)
+            .arg("--json-path")
+            .arg(file)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", validator.display()));
+        let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(report)
+        }
+    }
+
+    fn definitions() -> Vec<PathBuf> {
+        let dir = workspace_root().join("deploy/statemachine");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+            .map(|entry| entry.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".asl.json"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn every_state_machine_passes_asl_validator() {
+        let validator = asl_validator();
+        let files = definitions();
+        assert!(!files.is_empty(), "no deploy/statemachine/*.asl.json");
+        let failures: Vec<String> = files
+            .iter()
+            .filter_map(|f| validate(&validator, f).err().map(|r| format!("{}:\n{r}", f.display())))
+            .collect();
+        assert!(failures.is_empty(), "asl-validator rejected:\n{}", failures.join("\n"));
+
+        // The check can fail: a Wait without a time and a dangling Next are reported.
+        let scratch = tempfile::tempdir().unwrap();
+        let bad = scratch.path().join("bad.asl.json");
+        std::fs::write(&bad, r#"{"StartAt": "W", "States": {"W": {"Type": "Wait", "Next": "Nowhere"}}}"#).unwrap();
+        let report = validate(&validator, &bad).expect_err("asl-validator accepted an invalid machine");
+        assert!(report.contains("Nowhere"), "{report}");
+    }
+
+    #[tokio::test]
+    async fn schedule_machine_waits_until_due_then_succeeds() {
+        let moto = Moto::start_sfn_execute();
+        let definition =
+            std::fs::read_to_string(workspace_root().join("deploy/statemachine/schedule.asl.json")).unwrap();
+        let sm = moto.create_state_machine(&names::unique("schedule"), &definition).await;
+        let rule: ScheduleRule = serde_json::from_value(json!({
+            "name": "reminders", "db": "crm", "table": "scheduled_actions", "key_columns": ["id"],
+            "due_column": "send_at", "due_type": "epoch_seconds", "time_zone": "Europe/Berlin",
+            "input_columns": ["template"], "state_machine_arn": sm,
+        }))
+        .unwrap();
+        // Due three whole seconds from now.
+        let due = Timestamp::from_second(Timestamp::now().as_second() + 3).unwrap();
+        let row = json!({"id": 42, "send_at": due.as_second(), "template": "welcome"});
+        let exec = scheduled_execution(&rule, row.as_object().unwrap(), due).unwrap();
+
+        let sfn = StepFunctions::new(moto.sfn_client().await);
+        let StartOutcome::Started { execution_arn } = sfn.start(&sm, &exec.name, &exec.input).await.unwrap() else {
+            panic!("a fresh emulator already had {}", exec.name)
+        };
+        let describe =
+            || async { sfn.client().describe_execution().execution_arn(&execution_arn).send().await.unwrap() };
+        assert_eq!(describe().await.status(), &ExecutionStatus::Running, "finished before its due time");
+
+        wait_until(Duration::from_secs(30), "the execution to leave RUNNING", || async {
+            describe().await.status() != &ExecutionStatus::Running
+        })
+        .await;
+        let out = describe().await;
+        assert_eq!(out.status(), &ExecutionStatus::Succeeded, "{out:?}");
+        let output: Value = serde_json::from_str(out.output().expect("a succeeded execution has output")).unwrap();
+        assert_eq!(output["columns"], json!({"template": "welcome"}));
+        assert_eq!(output["key"], json!({"id": 42}));
+        assert_eq!(output["due"], json!(due.to_string()));
+        // The Pass state ran at the due time. moto (like Step Functions) waits in whole seconds:
+        // it truncates the remaining time, so the action may run up to one second early.
+        let performed: Timestamp = output["performed_at"].as_str().unwrap().parse().unwrap();
+        assert!(performed >= due - SignedDuration::from_secs(1), "performed at {performed}, due {due}");
     }
 }
