@@ -35,13 +35,15 @@ if [ ! -x /usr/bin/time ]; then
   SUDO=(); [ "$(id -u)" -ne 0 ] && SUDO=(sudo)
   DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends time >/dev/null
 fi
-say "building sameday (release)"
+say "building sameday and sameday-stack (release)"
 cargo build --release --locked -p sameday 2>&1 | tail -1 >&2
+cargo build --release --locked -p sameday-testkit --bin sameday-stack 2>&1 | tail -1 >&2
 BIN="$REPO/target/release/sameday"
-PY="$REPO/.cache/venv/bin/python"
+STACK_BIN="$REPO/target/release/sameday-stack"
+PY="${SAMEDAY_CACHE:-$REPO/.cache}/venv/bin/python"
 if ! "$PY" -c 'import pymysqlreplication' 2>/dev/null; then
   say "installing mysql-replication==$PYMYSQLREPL_VERSION into .cache/venv"
-  "$REPO/.cache/venv/bin/pip" install -q "mysql-replication==$PYMYSQLREPL_VERSION"
+  "$(dirname "$PY")/pip" install -q "mysql-replication==$PYMYSQLREPL_VERSION"
 fi
 
 # shellcheck source=scripts/lib.sh
@@ -50,10 +52,12 @@ work_dir bench "${BENCH_KEEP:-0}"
 mkdir -p "$OUT" "$WORK/t" "$WORK/raw"
 
 # ------------------------------------------------------------------ private MariaDB
-start_mariadb --max-binlog-size=1G --innodb-buffer-pool-size=256M --innodb-log-file-size=256M \
-  --innodb-flush-log-at-trx-commit=0 --sync-binlog=0
+# The local stack's MariaDB only (scripts/stack.sh), in $WORK/stack.
+stack_up --only mariadb --mariadb-arg=--max-binlog-size=1G --mariadb-arg=--innodb-buffer-pool-size=256M \
+  --mariadb-arg=--innodb-log-file-size=256M --mariadb-arg=--innodb-flush-log-at-trx-commit=0 --mariadb-arg=--sync-binlog=0
+DATADIR="$STACK_DIR/mariadb/data"
 VERSION="$("${SQL[@]}" -N -e 'SELECT VERSION()')"
-say "MariaDB $VERSION on 127.0.0.1:$PORT (datadir $WORK/db)"
+say "MariaDB $VERSION on 127.0.0.1:$PORT (datadir $DATADIR)"
 
 # ------------------------------------------------------------------ the binlog
 "${SQL[@]}" -e "CREATE DATABASE bench; CREATE TABLE bench.schedule (
@@ -99,7 +103,7 @@ TOTAL=$((ROWS + UPDATES))
 [ -n "$POS_PROF" ] || { POS_PROF=$END; PROF_ROWS=$TOTAL; }
 BINLOG_MB=$(echo "scale=1; ($END - $START) / 1048576" | bc)
 say "binlog $FILE:$START..$END ($BINLOG_MB MiB, $TOTAL row changes) in ${GEN_S}s; python range ..$POS_PY ($PY_ROWS rows)"
-cp "$WORK/db/$FILE" "$WORK/$FILE"
+cp "$DATADIR/$FILE" "$WORK/$FILE"
 
 # ------------------------------------------------------------------ measurements
 # timed NAME RUN CMD... : runs CMD under /usr/bin/time -v; stdout to /dev/null (to TIMED_OUT if set).

@@ -6,31 +6,28 @@
 # due today, tomorrow and in 30 days; runs the nightly batch; starts the reader, consumer
 # and worker; simulates user activity (inserts, reschedules, a move to next week, a delete,
 # a row due in 20 seconds) and prints what happened: executions started, stopped and
-# succeeded, and the counts that show the batch + CDC split. Everything it starts lives
-# under a temp dir and is stopped at the end (DEMO_KEEP=1 keeps the dir).
+# succeeded, and the counts that show the batch + CDC split. MariaDB and the emulators are
+# the local stack of scripts/stack.sh (`sameday-stack`), here in its own dir under a temp
+# dir; everything is stopped at the end (DEMO_KEEP=1 keeps the dir).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 bash scripts/prereqs.sh
-echo "demo: building sameday (release)"
+echo "demo: building sameday and sameday-stack (release)"
 cargo build --release --locked -p sameday 2>&1 | tail -1
+cargo build --release --locked -p sameday-testkit --bin sameday-stack 2>&1 | tail -1
 BIN="$REPO/target/release/sameday"
-PY="$REPO/.cache/venv/bin/python"
+STACK_BIN="$REPO/target/release/sameday-stack"
+PY="${SAMEDAY_CACHE:-$REPO/.cache}/venv/bin/python"
 # shellcheck source=scripts/lib.sh
 source "$REPO/scripts/lib.sh"
 work_dir demo "${DEMO_KEEP:-0}"
 step() { printf '\n=== %s\n' "$*"; }
 
 step "MariaDB and the AWS emulators (loopback only)"
-start_mariadb --innodb-buffer-pool-size=64M
+stack_up
 echo "MariaDB $("${SQL[@]}" -N -e 'SELECT VERSION()') on 127.0.0.1:$PORT"
-start_emulator KINESIS_URL node crates/testkit/emulators/kinesalite.js
-start_emulator SQS_URL node crates/testkit/emulators/fauxqs.js
-start_emulator MOTO_URL "$PY" crates/testkit/emulators/moto_server.py --sfn-execute
-export AWS_ENDPOINT_URL_KINESIS="$KINESIS_URL" AWS_ENDPOINT_URL_SQS="$SQS_URL" \
-  AWS_ENDPOINT_URL_DYNAMODB="$MOTO_URL" AWS_ENDPOINT_URL_SFN="$MOTO_URL" \
-  AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
-echo "kinesalite $KINESIS_URL, fauxqs $SQS_URL, moto $MOTO_URL (Step Functions executes state machines)"
+echo "kinesalite $AWS_ENDPOINT_URL_KINESIS, fauxqs $AWS_ENDPOINT_URL_SQS, moto $AWS_ENDPOINT_URL_SFN (Step Functions executes state machines)"
 "$PY" scripts/demo_aws.py create-stream sameday-changes 2
 QUEUE_URL="$("$PY" scripts/demo_aws.py create-fifo-with-dlq sameday-schedules)"
 echo "FIFO queue $QUEUE_URL (redrive to sameday-schedules-dlq.fifo after 5 receives)"

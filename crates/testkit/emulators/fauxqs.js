@@ -5,11 +5,16 @@
 //
 // --port 0 (the default) picks a free port. fauxqs' own startFauxqs() always listens
 // on 0.0.0.0, so this uses its exported buildApp() and calls listen() on 127.0.0.1.
-// Queue URLs are built from the request's Host header (http://127.0.0.1:<port>/000000000000/<name>).
+// Queue URLs are http://127.0.0.1:<port>/000000000000/<name> with the real port, whatever
+// Host header the request carried (fauxqs' own default, sqs.<region>.localhost:<port>,
+// does not resolve on most machines), and an SQS call POSTed to a queue URL itself (as
+// `curl -X POST $QUEUE_URL -H 'X-Amz-Target: AmazonSQS.SendMessage' ...` does) is served
+// like one POSTed to /, so a URL works exactly as printed.
 // --region is only the fallback when the region cannot be read from the SigV4
 // Authorization header. --verbose 1 turns on fastify's request log (stderr).
 // Readiness: exactly one line `LISTENING <port>` on stdout; everything else goes to stderr.
-// Exits on SIGTERM/SIGINT, and by itself when its parent process dies.
+// Exits on SIGTERM/SIGINT, and by itself when its parent process dies (unless
+// SAMEDAY_EMULATOR_DETACHED=1, set by `sameday-stack`: then it outlives its starter).
 // fauxqs is loaded from $SAMEDAY_NPM_DIR/node_modules, else
 // $SAMEDAY_CACHE/npm/node_modules, else <repo>/.cache/npm/node_modules.
 'use strict'
@@ -28,9 +33,26 @@ async function main() {
   // fauxqs is ESM with an import-only "exports" map: import its entry file by absolute URL.
   const entry = path.join(npmDir(), 'node_modules', 'fauxqs', 'dist', 'app.js')
   const { buildApp } = await import(pathToFileURL(entry).href)
-  const app = buildApp({ logger: verbose, defaultRegion: args.region || 'us-east-1' })
+  const store = path.join(npmDir(), 'node_modules', 'fauxqs', 'dist', 'sqs', 'sqsStore.js')
+  const { SqsStore } = await import(pathToFileURL(store).href)
+  const sqsStore = new SqsStore()
+  let listening = 0
+  // An empty host makes fauxqs use its host argument as is: pass 127.0.0.1 and the real port.
+  sqsStore.host = ''
+  const buildQueueUrl = sqsStore.buildQueueUrl.bind(sqsStore)
+  sqsStore.buildQueueUrl = (name, _port, _requestHost, region) =>
+    buildQueueUrl(name, '', `127.0.0.1:${listening}`, region)
+  const app = buildApp({ logger: verbose, defaultRegion: args.region || 'us-east-1', stores: { sqsStore } })
+  // fauxqs routes SQS (JSON protocol) only at POST /; send SQS calls made to a queue URL there.
+  const [fastifyHandler] = app.server.listeners('request')
+  app.server.removeAllListeners('request')
+  app.server.on('request', (req, res) => {
+    if (req.method === 'POST' && String(req.headers['x-amz-target'] || '').startsWith('AmazonSQS.')) req.url = '/'
+    fastifyHandler(req, res)
+  })
   await app.listen({ port, host: '127.0.0.1' })
-  process.stdout.write(`LISTENING ${app.server.address().port}\n`)
+  listening = app.server.address().port
+  process.stdout.write(`LISTENING ${listening}\n`)
 
   exitWithParent()
 }

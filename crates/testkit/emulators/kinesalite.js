@@ -8,7 +8,8 @@
 // (kinesalite's own default is 500 ms) so CREATING/UPDATING/DELETING end at once;
 // --shardLimit defaults to 100 (kinesalite: 10).
 // Readiness: exactly one line `LISTENING <port>` on stdout; everything else goes to stderr.
-// Exits on SIGTERM/SIGINT, and by itself when its parent process dies.
+// Exits on SIGTERM/SIGINT, and by itself when its parent process dies (unless
+// SAMEDAY_EMULATOR_DETACHED=1, set by `sameday-stack`: then it outlives its starter).
 // kinesalite is loaded from $SAMEDAY_NPM_DIR/node_modules, else
 // $SAMEDAY_CACHE/npm/node_modules, else <repo>/.cache/npm/node_modules.
 'use strict'

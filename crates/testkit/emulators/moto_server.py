@@ -6,7 +6,8 @@
 MOTO_PORT to the real port after binding: moto uses MOTO_PORT for URLs that point back
 at itself (e.g. the Step Functions ASL interpreter's service calls, SQS queue URLs).
 Readiness: exactly one line `LISTENING <port>` on stdout; everything else goes to stderr.
-Exits on SIGTERM/SIGINT, and by itself when its parent process dies.
+Exits on SIGTERM/SIGINT, and by itself when its parent process dies (unless
+SAMEDAY_EMULATOR_DETACHED=1, set by `sameday-stack`: then it outlives its starter).
 
 Plain equivalent with a fixed port:  moto_server -H 127.0.0.1 -p PORT
 (ready when its stderr prints ` * Running on http://127.0.0.1:PORT`).
@@ -64,7 +65,8 @@ def main() -> None:
             if os.getppid() != ppid:
                 os._exit(0)
 
-    threading.Thread(target=watch_parent, daemon=True).start()
+    if os.environ.get("SAMEDAY_EMULATOR_DETACHED") != "1":
+        threading.Thread(target=watch_parent, daemon=True).start()
 
     sys.stdout.write(f"LISTENING {port}\n")
     sys.stdout.flush()

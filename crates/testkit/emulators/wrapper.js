@@ -1,5 +1,6 @@
 // Shared by the emulator wrappers: argument parsing, where npm packages live, and
-// exiting when the parent (the test process) is gone.
+// exiting when the parent (the test process) is gone - unless SAMEDAY_EMULATOR_DETACHED=1
+// (set by `sameday-stack`, whose emulators outlive the command that started them).
 'use strict'
 
 const path = require('path')
@@ -34,11 +35,13 @@ function intArg(args, name, dflt) {
   return n
 }
 
-/** Exit on SIGTERM/SIGINT and when the parent process disappears (in-memory: nothing to flush). */
+/** Exit on SIGTERM/SIGINT and, unless detached, when the parent process disappears
+ * (in-memory: nothing to flush). */
 function exitWithParent() {
   const stop = () => process.exit(0)
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)
+  if (process.env.SAMEDAY_EMULATOR_DETACHED === '1') return
   const ppid = process.ppid
   setInterval(() => { if (process.ppid !== ppid) process.exit(0) }, 500).unref()
 }

@@ -5,21 +5,19 @@
 //! it printed `LISTENING <port>`. Like [`crate::MariaDb`], each is killed on drop and by a
 //! watchdog when the test process exits without dropping it (the wrappers also exit by
 //! themselves when their parent dies). Their stderr goes to [`Kinesalite::log_path`] etc.
+//! [`crate::stack`] starts the same wrappers detached instead: they outlive it.
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Child;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
-use tempfile::TempDir;
 
-use crate::process::{cache_dir, find_executable, kill_and_reap, log_tail, spawn_watched, workspace_root};
+use crate::process::{cache_dir, find_executable, free_port, kill_and_reap, log_tail, workspace_root, Scratch};
 
 /// How long an emulator may take to print `LISTENING <port>`.
 const LISTEN_DEADLINE: Duration = Duration::from_secs(30);
@@ -41,26 +39,43 @@ pub async fn aws_config(endpoint: &str) -> SdkConfig {
         .await
 }
 
+/// Where a detached server (one that outlives this process) keeps its files, and the
+/// port it should get if that is free (so a restarted stack keeps its addresses).
+#[derive(Debug, Clone)]
+pub(crate) struct DetachedAt {
+    pub(crate) dir: PathBuf,
+    pub(crate) preferred_port: Option<u16>,
+}
+
 /// One running emulator process.
 #[derive(Debug)]
-struct Emulator {
+pub(crate) struct Emulator {
     child: Child,
     port: u16,
     log: PathBuf,
     // Last: removed after the process is killed in `Drop`.
-    _scratch: TempDir,
+    scratch: Scratch,
 }
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        kill_and_reap(&mut self.child);
+        if !self.scratch.is_detached() {
+            kill_and_reap(&mut self.child);
+        }
     }
 }
 
 impl Emulator {
-    /// Spawns `program args` (`--port 0` is appended) and waits for `LISTENING <port>`.
-    /// `needs` are files that `scripts/prereqs.sh` installs.
-    fn spawn(name: &str, program: &Path, args: &[OsString], needs: &[PathBuf]) -> Result<Self, String> {
+    /// Spawns `program args --port P` (P = 0 unless detached with a free preferred port)
+    /// and waits for `LISTENING <port>` on its stdout. `needs` are files that
+    /// `scripts/prereqs.sh` installs. Owned by this process unless `detached`.
+    fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[OsString],
+        needs: &[PathBuf],
+        detached: Option<&DetachedAt>,
+    ) -> Result<Self, String> {
         let t0 = Instant::now();
         for path in needs {
             if !path.exists() {
@@ -71,46 +86,28 @@ impl Emulator {
                 ));
             }
         }
-        let scratch = tempfile::Builder::new()
-            .prefix(&format!("sameday-{name}-"))
-            .tempdir()
-            .map_err(|e| format!("{name}: creating a temp dir: {e}"))?;
+        let scratch = Scratch::new(name, detached.map(|d| d.dir.as_path()))?;
         let log = scratch.path().join(format!("{name}.log"));
+        let out = scratch.path().join(format!("{name}.out"));
         let stderr = File::create(&log).map_err(|e| format!("{name}: creating {}: {e}", log.display()))?;
+        // stdout to a file, not a pipe: a detached emulator must not die of EPIPE once
+        // the process that started it is gone.
+        let stdout = File::create(&out).map_err(|e| format!("{name}: creating {}: {e}", out.display()))?;
+        let port = match detached {
+            Some(d) => free_port(d.preferred_port)?,
+            None => 0,
+        };
         let mut args = args.to_vec();
-        args.extend(["--port".into(), "0".into()]);
-        let mut child = spawn_watched(program, &args, scratch.path(), Stdio::piped(), stderr.into())
+        args.extend(["--port".into(), port.to_string().into()]);
+        let mut child = scratch
+            .spawn(program, &args, stdout.into(), stderr.into())
             .map_err(|e| format!("{name}: spawning {}: {e}", program.display()))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
 
-        // Read the readiness line on a thread (std pipes have no timeout), then keep
-        // draining stdout so the emulator never blocks on a full pipe.
-        let (tx, rx) = mpsc::channel::<Result<u16, String>>();
-        std::thread::Builder::new()
-            .name(format!("sameday-{name}-stdout"))
-            .spawn(move || {
-                let mut tx = Some(tx);
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(port) = line.strip_prefix("LISTENING ").and_then(|p| p.trim().parse().ok()) {
-                        if let Some(tx) = tx.take() {
-                            let _ = tx.send(Ok(port));
-                        }
-                    }
-                }
-                if let Some(tx) = tx {
-                    let _ = tx.send(Err("stdout closed before `LISTENING <port>`".into()));
-                }
-            })
-            .map_err(|e| format!("{name}: spawning the stdout reader thread: {e}"))?;
-
-        let outcome = rx
-            .recv_timeout(LISTEN_DEADLINE)
-            .unwrap_or_else(|_| Err(format!("no `LISTENING <port>` line within {LISTEN_DEADLINE:?}")));
+        let outcome = wait_listening(&mut child, &out);
         match outcome {
             Ok(port) => {
                 eprintln!("sameday-testkit: {name} ready on 127.0.0.1:{port} in {:?}", t0.elapsed());
-                Ok(Emulator { child, port, log, _scratch: scratch })
+                Ok(Emulator { child, port, log, scratch })
             }
             Err(why) => {
                 kill_and_reap(&mut child);
@@ -128,6 +125,34 @@ impl Emulator {
     fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// Polls `out` every 50 ms for the `LISTENING <port>` line, until the child exits or
+/// [`LISTEN_DEADLINE`] passes.
+fn wait_listening(child: &mut Child, out: &Path) -> Result<u16, String> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        if let Some(port) = text.lines().find_map(|l| l.strip_prefix("LISTENING ").and_then(|p| p.trim().parse().ok()))
+        {
+            return Ok(port);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited ({status}) before printing `LISTENING <port>`"));
+        }
+        if start.elapsed() >= LISTEN_DEADLINE {
+            return Err(format!("no `LISTENING <port>` line within {LISTEN_DEADLINE:?}"));
+        }
+        std::thread::sleep(crate::POLL_INTERVAL);
+    }
 }
 
 fn node() -> Result<PathBuf, String> {
@@ -138,23 +163,30 @@ fn emulator_script(file: &str) -> PathBuf {
     workspace_root().join("crates/testkit/emulators").join(file)
 }
 
-fn start_node(name: &str, script: &str, package: &str) -> Result<Emulator, String> {
+fn start_node(name: &str, script: &str, package: &str, detached: Option<&DetachedAt>) -> Result<Emulator, String> {
     let script = emulator_script(script);
     let package = cache_dir().join("npm/node_modules").join(package).join("package.json");
-    Emulator::spawn(name, &node()?, &[script.clone().into()], &[script, package])
+    Emulator::spawn(name, &node()?, &[script.clone().into()], &[script, package], detached)
 }
 
-fn start_moto() -> Result<Emulator, String> {
-    start_moto_with(&[])
+/// kinesalite, owned by this process unless `detached`.
+pub(crate) fn start_kinesalite(detached: Option<&DetachedAt>) -> Result<Emulator, String> {
+    start_node("kinesalite", "kinesalite.js", "kinesalite", detached)
 }
 
-fn start_moto_with(extra_args: &[&str]) -> Result<Emulator, String> {
+/// fauxqs, owned by this process unless `detached`.
+pub(crate) fn start_fauxqs(detached: Option<&DetachedAt>) -> Result<Emulator, String> {
+    start_node("fauxqs", "fauxqs.js", "fauxqs", detached)
+}
+
+/// moto's server with `moto_server.py` options, owned by this process unless `detached`.
+pub(crate) fn start_moto(extra_args: &[&str], detached: Option<&DetachedAt>) -> Result<Emulator, String> {
     let venv = cache_dir().join("venv");
     let python = venv.join("bin/python");
     let script = emulator_script("moto_server.py");
     let mut args: Vec<OsString> = vec![script.clone().into()];
     args.extend(extra_args.iter().map(OsString::from));
-    Emulator::spawn("moto", &python, &args, &[python.clone(), venv.join("bin/moto_server"), script])
+    Emulator::spawn("moto", &python, &args, &[python.clone(), venv.join("bin/moto_server"), script], detached)
 }
 
 /// Methods every emulator wrapper has.
@@ -186,7 +218,7 @@ macro_rules! emulator_common {
 
             /// The emulator's process id.
             pub fn pid(&self) -> u32 {
-                self.inner.child.id()
+                self.inner.pid()
             }
 
             /// The TCP port on 127.0.0.1.
@@ -214,7 +246,7 @@ pub struct Kinesalite {
     inner: Emulator,
 }
 
-emulator_common!(Kinesalite, SHARED_KINESALITE, start_node("kinesalite", "kinesalite.js", "kinesalite"));
+emulator_common!(Kinesalite, SHARED_KINESALITE, start_kinesalite(None));
 
 /// One Kinesis record as read back by [`Kinesalite::read_all`]:
 /// `(shard_id, sequence_number, partition_key, data)`.
@@ -316,7 +348,7 @@ pub struct Moto {
     inner: Emulator,
 }
 
-emulator_common!(Moto, SHARED_MOTO, start_moto());
+emulator_common!(Moto, SHARED_MOTO, start_moto(&[], None));
 
 impl Moto {
     /// A DynamoDB client for this emulator.
@@ -334,7 +366,7 @@ impl Moto {
     /// executions reach SUCCEEDED. The shared instance only records executions (they stay
     /// RUNNING until stopped), which is what tests asserting names and inputs want.
     pub fn start_sfn_execute() -> Moto {
-        Moto { inner: start_moto_with(&["--sfn-execute"]).unwrap_or_else(|e| panic!("{e}")) }
+        Moto { inner: start_moto(&["--sfn-execute"], None).unwrap_or_else(|e| panic!("{e}")) }
     }
 
     /// A Step Functions client for this emulator.
@@ -363,11 +395,12 @@ impl Moto {
 /// The role [`Moto::create_state_machine`] passes; moto does not check that it exists.
 pub const MOTO_SFN_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/sameday-test-sfn";
 
-/// fauxqs: an in-memory SQS/SNS/S3 emulator. Queue URLs point back at
-/// `http://127.0.0.1:PORT/000000000000/<name>`.
+/// fauxqs: an in-memory SQS/SNS/S3 emulator. Queue URLs point back at it as
+/// `http://127.0.0.1:PORT/000000000000/<name>` (its real port, whatever `Host` the
+/// request carried), so a URL from CreateQueue/GetQueueUrl works as printed.
 #[derive(Debug)]
 pub struct Fauxqs {
     inner: Emulator,
 }
 
-emulator_common!(Fauxqs, SHARED_FAUXQS, start_node("fauxqs", "fauxqs.js", "fauxqs"));
+emulator_common!(Fauxqs, SHARED_FAUXQS, start_fauxqs(None));

@@ -1,6 +1,8 @@
 //! Test infrastructure for sameday: a real MariaDB with binlog on, and local AWS emulators
 //! (kinesalite, moto, fauxqs), each on a free 127.0.0.1 port and never outliving the test
-//! process, plus unique resource names and a polling helper.
+//! process, plus unique resource names and a polling helper. The same starters, detached,
+//! make the local stack for running the daemons by hand: [`stack`] and the
+//! `sameday-stack up|down|status|env` binary.
 //!
 //! Typical use in a `#[tokio::test]`:
 //!
@@ -25,6 +27,7 @@ pub mod fault_proxy;
 pub mod mariadb;
 pub mod names;
 mod process;
+pub mod stack;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

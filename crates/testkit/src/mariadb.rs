@@ -1,8 +1,7 @@
 //! A private MariaDB server per test binary (or per test), with the binlog settings a CDC
-//! reader needs.
+//! reader needs; or, detached, one that outlives its starter (`sameday-stack`).
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -10,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
-use tempfile::TempDir;
 
-use crate::process::{block_on, find_executable, kill_and_reap, log_tail, spawn_watched};
+use crate::process::{block_on, find_executable, free_port, kill_and_reap, log_tail, Scratch};
 
 /// How long a server may take until it accepts connections.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -31,6 +29,13 @@ pub struct MariaDbOptions {
     /// `DNS:localhost`) and start the server with `--ssl-ca/--ssl-cert/--ssl-key`.
     /// Plain connections stay allowed.
     pub tls: bool,
+    /// Run detached with its files in this directory: no watchdog, not killed on drop, own
+    /// process group, so the server outlives this process (stop it by [`MariaDb::pid`];
+    /// SIGTERM shuts it down cleanly). An existing datadir there is reused, not
+    /// re-initialised. `None` (tests): a temp dir removed together with the server.
+    pub detached: Option<PathBuf>,
+    /// The port to listen on if it is free; otherwise (and by default) any free port.
+    pub port: Option<u16>,
 }
 
 impl MariaDbOptions {
@@ -43,6 +48,18 @@ impl MariaDbOptions {
     /// Turns TLS on or off (see [`MariaDbOptions::tls`]).
     pub fn tls(mut self, on: bool) -> Self {
         self.tls = on;
+        self
+    }
+
+    /// Runs the server detached in `dir` (see [`MariaDbOptions::detached`]).
+    pub fn detached(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.detached = Some(dir.into());
+        self
+    }
+
+    /// Prefers `port` when it is free (see [`MariaDbOptions::port`]).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
         self
     }
 }
@@ -61,7 +78,8 @@ struct TlsFiles {
 ///
 /// The server is SIGKILLed and its directory removed on drop, and - through a watchdog
 /// shell that polls the test process every 0.5 s - also when the test process exits
-/// without dropping it (statics, panics, `kill -9`).
+/// without dropping it (statics, panics, `kill -9`). Unless started
+/// [`MariaDbOptions::detached`]: then neither happens.
 ///
 /// Connections are handed out fresh ([`MariaDb::conn`]); nothing runtime-bound is kept, so
 /// one instance can serve many `#[tokio::test]`s, each with its own runtime.
@@ -75,7 +93,7 @@ pub struct MariaDb {
     tls: Option<TlsFiles>,
     startup: Duration,
     // Last: removed after the server is killed in `Drop`.
-    scratch: TempDir,
+    scratch: Scratch,
 }
 
 static SHARED: OnceLock<Result<MariaDb, String>> = OnceLock::new();
@@ -168,7 +186,8 @@ impl MariaDb {
         name
     }
 
-    /// The temp directory holding the datadir, socket, logs and TLS files; removed on drop.
+    /// The directory holding the datadir, socket, logs and TLS files; a temp dir removed on
+    /// drop unless detached.
     pub fn scratch_dir(&self) -> &Path {
         self.scratch.path()
     }
@@ -204,14 +223,11 @@ impl MariaDb {
         self.startup
     }
 
-    fn try_start(opts: &MariaDbOptions) -> Result<MariaDb, String> {
+    pub(crate) fn try_start(opts: &MariaDbOptions) -> Result<MariaDb, String> {
         let t0 = Instant::now();
         let mariadbd = find_executable("mariadbd").ok_or_else(missing_binaries)?;
         let install_db = find_executable("mariadb-install-db").ok_or_else(missing_binaries)?;
-        let scratch = tempfile::Builder::new()
-            .prefix("sameday-mariadb-")
-            .tempdir()
-            .map_err(|e| format!("creating a temp dir for MariaDB: {e}"))?;
+        let scratch = Scratch::new("mariadb", opts.detached.as_deref())?;
         let root = scratch.path();
         let datadir = root.join("data");
         let socket = root.join("sock");
@@ -219,42 +235,13 @@ impl MariaDb {
         let stderr_log = root.join("stderr.log");
         // Own tmpdir: concurrent servers sharing /tmp trip over each other's temp tables.
         let tmpdir = root.join("tmp");
-        std::fs::create_dir(&tmpdir).map_err(|e| format!("creating {}: {e}", tmpdir.display()))?;
+        std::fs::create_dir_all(&tmpdir).map_err(|e| format!("creating {}: {e}", tmpdir.display()))?;
         // Running as root, mariadbd refuses to start without --user=root.
         let as_root = running_as_root();
 
-        // --- datadir
-        let install_log = root.join("install.log");
-        let log = File::create(&install_log).map_err(|e| format!("creating {}: {e}", install_log.display()))?;
-        let log2 = log.try_clone().map_err(|e| format!("duplicating {}: {e}", install_log.display()))?;
-        let mut install = Command::new(&install_db);
-        install
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", datadir.display()))
-            .arg(format!("--tmpdir={}", tmpdir.display()))
-            .arg("--auth-root-authentication-method=normal")
-            .arg("--skip-test-db")
-            // grant entries for 127.0.0.1/::1/localhost only, no DNS lookup of the hostname
-            .arg("--skip-name-resolve")
-            // passed through to the bootstrap server: same redo log size as at run time
-            .arg("--innodb-log-file-size=48M")
-            .arg("--innodb-buffer-pool-size=64M");
-        if as_root {
-            install.arg("--user=root");
-        }
-        let status = install
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .status()
-            .map_err(|e| format!("running {}: {e}", install_db.display()))?;
-        if !status.success() {
-            return Err(format!(
-                "{} failed ({status}); its output ({}):\n{}",
-                install_db.display(),
-                install_log.display(),
-                log_tail(&install_log, LOG_TAIL_LINES)
-            ));
+        // --- datadir (a detached server's is kept across restarts)
+        if !datadir.join("mysql").is_dir() {
+            install_datadir(&install_db, root, &datadir, &tmpdir, as_root)?;
         }
         let install_time = t0.elapsed();
 
@@ -263,8 +250,8 @@ impl MariaDb {
 
         // --- start, retrying on port clashes
         let mut last_error = String::new();
-        for _ in 0..PORT_ATTEMPTS {
-            let port = free_port()?;
+        for attempt in 0..PORT_ATTEMPTS {
+            let port = free_port(opts.port.filter(|_| attempt == 0))?;
             let mut args = vec![
                 "--no-defaults".to_string(),
                 format!("--datadir={}", datadir.display()),
@@ -301,7 +288,8 @@ impl MariaDb {
             let _ = std::fs::remove_file(&error_log);
             let stderr = File::create(&stderr_log).map_err(|e| format!("creating {}: {e}", stderr_log.display()))?;
             let t_spawn = Instant::now();
-            let mut child = spawn_watched(&mariadbd, &args, root, Stdio::null(), stderr.into())
+            let mut child = scratch
+                .spawn(&mariadbd, &args, Stdio::null(), stderr.into())
                 .map_err(|e| format!("spawning {}: {e}", mariadbd.display()))?;
             let outcome = block_on(wait_ready(&mut child, port, &socket));
             let logs = || {
@@ -350,8 +338,47 @@ impl MariaDb {
 
 impl Drop for MariaDb {
     fn drop(&mut self) {
-        kill_and_reap(&mut self.child);
+        if !self.scratch.is_detached() {
+            kill_and_reap(&mut self.child);
+        }
     }
+}
+
+/// Creates a fresh datadir with `mariadb-install-db` (output in `<root>/install.log`).
+fn install_datadir(install_db: &Path, root: &Path, datadir: &Path, tmpdir: &Path, as_root: bool) -> Result<(), String> {
+    let install_log = root.join("install.log");
+    let log = File::create(&install_log).map_err(|e| format!("creating {}: {e}", install_log.display()))?;
+    let log2 = log.try_clone().map_err(|e| format!("duplicating {}: {e}", install_log.display()))?;
+    let mut install = Command::new(install_db);
+    install
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", datadir.display()))
+        .arg(format!("--tmpdir={}", tmpdir.display()))
+        .arg("--auth-root-authentication-method=normal")
+        .arg("--skip-test-db")
+        // grant entries for 127.0.0.1/::1/localhost only, no DNS lookup of the hostname
+        .arg("--skip-name-resolve")
+        // passed through to the bootstrap server: same redo log size as at run time
+        .arg("--innodb-log-file-size=48M")
+        .arg("--innodb-buffer-pool-size=64M");
+    if as_root {
+        install.arg("--user=root");
+    }
+    let status = install
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .status()
+        .map_err(|e| format!("running {}: {e}", install_db.display()))?;
+    if !status.success() {
+        return Err(format!(
+            "{} failed ({status}); its output ({}):\n{}",
+            install_db.display(),
+            install_log.display(),
+            log_tail(&install_log, LOG_TAIL_LINES)
+        ));
+    }
+    Ok(())
 }
 
 enum Ready {
@@ -399,15 +426,6 @@ fn missing_binaries() -> String {
 fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
-}
-
-/// A port that was free a moment ago (bind 127.0.0.1:0, read, release). Callers must
-/// handle the small chance that someone else takes it first.
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("finding a free port on 127.0.0.1: {e}"))
 }
 
 /// A throwaway CA and a server certificate for `IP:127.0.0.1` / `DNS:localhost` (EC P-256),

@@ -1,10 +1,80 @@
-//! Child processes that cannot outlive the test process.
+//! Server processes: either owned by the test process (they cannot outlive it) or
+//! detached (they outlive the command that started them, for `sameday-stack`).
 
 use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use tempfile::TempDir;
+
+/// Set in a detached emulator's environment: its wrapper then keeps running when its
+/// parent exits (`crates/testkit/emulators/wrapper.js`, `moto_server.py`).
+pub(crate) const DETACHED_ENV: &str = "SAMEDAY_EMULATOR_DETACHED";
+
+/// Where a server keeps its files, which also decides how long it lives.
+#[derive(Debug)]
+pub(crate) enum Scratch {
+    /// A temp dir: the server is killed on drop and by the [`WATCHDOG`] once the test
+    /// process is gone, and the dir is removed with it.
+    Owned(TempDir),
+    /// A directory that is kept: the server runs in its own process group (Ctrl-C in the
+    /// terminal does not reach it), without a watchdog, and outlives this process; it is
+    /// stopped by pid (`sameday-stack down`).
+    Detached(PathBuf),
+}
+
+impl Scratch {
+    /// A fresh temp dir named `sameday-<prefix>-*`, or `dir` (created if missing).
+    pub(crate) fn new(prefix: &str, detached: Option<&Path>) -> Result<Self, String> {
+        match detached {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                Ok(Scratch::Detached(dir.to_path_buf()))
+            }
+            None => tempfile::Builder::new()
+                .prefix(&format!("sameday-{prefix}-"))
+                .tempdir()
+                .map(Scratch::Owned)
+                .map_err(|e| format!("{prefix}: creating a temp dir: {e}")),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        match self {
+            Scratch::Owned(dir) => dir.path(),
+            Scratch::Detached(dir) => dir,
+        }
+    }
+
+    pub(crate) fn is_detached(&self) -> bool {
+        matches!(self, Scratch::Detached(_))
+    }
+
+    /// Spawns `program args` with stdin closed: under the [`WATCHDOG`] when owned, in its
+    /// own process group when detached.
+    pub(crate) fn spawn<S: AsRef<OsStr>>(
+        &self,
+        program: &Path,
+        args: &[S],
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> io::Result<Child> {
+        match self {
+            Scratch::Owned(dir) => spawn_watched(program, args, dir.path(), stdout, stderr),
+            Scratch::Detached(_) => Command::new(program)
+                .args(args)
+                .env(DETACHED_ENV, "1")
+                .process_group(0)
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr)
+                .spawn(),
+        }
+    }
+}
 
 /// `sh -c` wrapper: starts a watcher subshell, then `exec`s the real program, so the
 /// returned [`Child`] *is* the program (kill/wait act on it directly). The watcher polls
@@ -27,7 +97,7 @@ exec "$@""#;
 
 /// Spawns `program args` under the [`WATCHDOG`] with stdin closed, `stdout`/`stderr` as given.
 /// `scratch` is deleted by the watchdog if the test process dies without cleaning up.
-pub(crate) fn spawn_watched<S: AsRef<OsStr>>(
+fn spawn_watched<S: AsRef<OsStr>>(
     program: &Path,
     args: &[S],
     scratch: &Path,
@@ -69,6 +139,21 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
         }
         Err(e) => format!("(cannot read {}: {e})", path.display()),
     }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago: `preferred` if it can be bound now,
+/// else one the kernel picks. Callers must handle the small chance that someone else
+/// takes it first.
+pub(crate) fn free_port(preferred: Option<u16>) -> Result<u16, String> {
+    if let Some(port) = preferred.filter(|p| *p != 0) {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port on 127.0.0.1: {e}"))
 }
 
 /// The workspace root (two levels above this crate's manifest directory).

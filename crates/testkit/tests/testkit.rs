@@ -259,3 +259,149 @@ fn process_alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Runs `sameday-stack ARGS --dir DIR`; (exit code, stdout, stderr).
+fn sameday_stack(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sameday-stack"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env_remove("SAMEDAY_STACK_DIR")
+        .output()
+        .expect("running sameday-stack");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// Stops a stack when a test fails half-way.
+struct StackGuard<'a>(&'a Path);
+
+impl Drop for StackGuard<'_> {
+    fn drop(&mut self) {
+        let _ = sameday_stack(self.0, &["down"]);
+    }
+}
+
+/// POSTs an SQS JSON-protocol call to `url` as curl would (the host is resolved as
+/// written); returns the response body.
+fn sqs_call(url: &str, action: &str, body: &str) -> String {
+    let rest = url.strip_prefix("http://").unwrap_or_else(|| panic!("not an http URL: {url}"));
+    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(authority).unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nX-Amz-Target: AmazonSQS.{action}\r\n\
+         Content-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{action} at {url}: {response}");
+    response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+/// The string value of `"key":"..."` in a flat JSON text.
+fn json_str(json: &str, key: &str) -> String {
+    let start = json.find(&format!("\"{key}\":\"")).unwrap_or_else(|| panic!("no {key} in {json}")) + key.len() + 4;
+    json[start..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn stack_up_prints_a_working_environment_and_down_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().join("stack");
+    let _guard = StackGuard(&dir);
+
+    let (code, stdout, stderr) = sameday_stack(&dir, &["up"]);
+    assert_eq!(code, 0, "up failed: {stderr}");
+    let env: std::collections::HashMap<String, String> = stdout
+        .lines()
+        .map(|l| {
+            let (k, v) = l.strip_prefix("export ").and_then(|l| l.split_once('=')).unwrap_or_else(|| panic!("{l:?}"));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    for key in [
+        "AWS_ENDPOINT_URL_KINESIS",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_SFN",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_CLOUDFORMATION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "SAMEDAY_MYSQL_URL",
+    ] {
+        assert!(env.contains_key(key), "{key} missing from:\n{stdout}");
+    }
+
+    // Kinesis
+    let kinesis = aws_sdk_kinesis::Client::new(&sameday_testkit::aws_config(&env["AWS_ENDPOINT_URL_KINESIS"]).await);
+    kinesis.list_streams().send().await.expect("ListStreams at the printed Kinesis endpoint");
+    // SQS: the queue URL fauxqs hands out works as printed.
+    let sqs = &env["AWS_ENDPOINT_URL_SQS"];
+    let queue = names::unique("stack_queue");
+    let url = json_str(&sqs_call(sqs, "CreateQueue", &format!(r#"{{"QueueName":"{queue}"}}"#)), "QueueUrl");
+    assert_eq!(url, format!("{sqs}/000000000000/{queue}"));
+    let sent = format!(r#"{{"QueueUrl":"{url}","MessageBody":"hello"}}"#);
+    sqs_call(&url, "SendMessage", &sent);
+    let got = sqs_call(&url, "ReceiveMessage", &format!(r#"{{"QueueUrl":"{url}"}}"#));
+    assert_eq!(json_str(&got, "Body"), "hello");
+    // DynamoDB and Step Functions (moto)
+    let moto = sameday_testkit::aws_config(&env["AWS_ENDPOINT_URL_DYNAMODB"]).await;
+    aws_sdk_dynamodb::Client::new(&moto).list_tables().send().await.expect("ListTables");
+    aws_sdk_sfn::Client::new(&moto).list_state_machines().send().await.expect("ListStateMachines");
+    // MariaDB with the binlog on
+    let mut conn = Conn::from_url(env["SAMEDAY_MYSQL_URL"].as_str()).await.expect("connecting to SAMEDAY_MYSQL_URL");
+    let row: (i64, String, String, String) = conn
+        .query_first("SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row, (1, "ROW".into(), "FULL".into(), "FULL".into()));
+    conn.query_drop("CREATE DATABASE kept").await.unwrap();
+    conn.disconnect().await.unwrap();
+
+    // Idempotent: a second `up` keeps the running servers and prints the same environment.
+    let (code, again, stderr) = sameday_stack(&dir, &["up"]);
+    assert_eq!((code, again.as_str()), (0, stdout.as_str()), "{stderr}");
+    let (code, status, _) = sameday_stack(&dir, &["status"]);
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(status.lines().filter(|l| l.contains(" running ")).count(), 4, "{status}");
+
+    // The pids and ports from the state file, then down.
+    let state = std::fs::read_to_string(dir.join("state")).unwrap();
+    let servers: Vec<(u32, u16)> = state
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(servers.len(), 4, "{state}");
+    let (code, _, stderr) = sameday_stack(&dir, &["down"]);
+    assert_eq!(code, 0, "{stderr}");
+    for (pid, port) in &servers {
+        assert!(!process_alive(*pid), "pid {pid} still runs after down");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", *port)).is_err(), "port {port} still open after down");
+    }
+    assert!(dir.join("mariadb/data/kept").is_dir(), "down keeps the MariaDB datadir");
+    let (code, status, _) = sameday_stack(&dir, &["status"]);
+    assert_eq!(code, 3, "{status}");
+    let (code, _, _) = sameday_stack(&dir, &["env"]);
+    assert_eq!(code, 3);
+
+    // Up again: MariaDB comes back with its data; down --purge removes everything.
+    let (code, _, stderr) = sameday_stack(&dir, &["up", "--only", "mariadb"]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut conn = Conn::from_url(env["SAMEDAY_MYSQL_URL"].as_str()).await.expect("MariaDB back on its port");
+    let kept: Option<String> = conn.query_first("SHOW DATABASES LIKE 'kept'").await.unwrap();
+    assert_eq!(kept.as_deref(), Some("kept"));
+    conn.disconnect().await.unwrap();
+    let (code, _, stderr) = sameday_stack(&dir, &["down", "--purge"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!dir.exists(), "down --purge removes the stack dir");
+}
