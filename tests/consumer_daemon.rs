@@ -12,7 +12,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_sqs::types::QueueAttributeName;
 use sameday_consumer::shard_lease::{LeaseTable, ShardCheckpoint};
-use sameday_core::checkpoint::now_ms;
+use sameday_core::clock::now_ms;
 use sameday_testkit::{names, wait_until, Fauxqs, Kinesalite, Moto};
 use serde_json::{json, Value};
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::{sameday_bin, set_aws_env};
 use jiff::{SignedDuration, Timestamp};
 use sameday_core::execution::scheduled_execution;
-use sameday_core::window::{parse_due, ScheduleRule};
+use sameday_core::rule::ScheduleRule;
+use sameday_core::window::parse_due;
 use sameday_testkit::{names, wait_until, Fault, FaultProxy, MariaDb, Moto};
 use serde_json::{json, Map, Value};
 

@@ -14,7 +14,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use jiff::{SignedDuration, Timestamp};
 use sameday_consumer::shard_lease::{LeaseTable, SequenceNumber, ShardCheckpoint};
 use sameday_core::execution::scheduled_execution;
-use sameday_core::window::ScheduleRule;
+use sameday_core::rule::ScheduleRule;
 use sameday_testkit::{names, Fault, FaultProxy, Fauxqs, Kinesalite, MariaDb, Moto};
 use serde_json::{json, Map, Value};
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_sqs::types::QueueAttributeName;
 use mysql_async::prelude::Queryable;
-use sameday_core::checkpoint::now_ms;
+use sameday_core::clock::now_ms;
 use sameday_testkit::{Fauxqs, Kinesalite, MariaDb, Moto};
 
 fn env_or(name: &str, default: u64) -> u64 {

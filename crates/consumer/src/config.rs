@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use sameday_core::aws::AwsConfig;
-use sameday_core::window::ScheduleRule;
+use sameday_core::rule::ScheduleRule;
 use serde::Deserialize;
 
 /// `[[route]]`: which tables go to which queues.

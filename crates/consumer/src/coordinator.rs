@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sameday_core::checkpoint::now_ms;
+use sameday_core::clock::now_ms;
 use sameday_core::health::Health;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;

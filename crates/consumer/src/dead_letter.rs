@@ -27,7 +27,7 @@ struct Line<'a> {
 fn line(stream: &str, d: &DeadLetter) -> Vec<u8> {
     let text = std::str::from_utf8(&d.data).ok();
     let line = Line {
-        ts_ms: sameday_core::checkpoint::now_ms(),
+        ts_ms: sameday_core::clock::now_ms(),
         stream,
         shard: &d.shard,
         sequence: d.sequence.as_str(),

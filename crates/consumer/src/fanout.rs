@@ -247,8 +247,10 @@ impl Fanout {
 
     /// Sends until every queued message is accepted (retrying failed entries in order).
     pub(crate) async fn flush<S: MessageSender>(&mut self, sender: &S) -> Result<(), SqsError> {
-        let mut backoff =
-            sameday_core::aws::Backoff::new(std::time::Duration::from_millis(20), std::time::Duration::from_secs(2));
+        let mut backoff = sameday_core::backoff::Backoff::new(
+            std::time::Duration::from_millis(20),
+            std::time::Duration::from_secs(2),
+        );
         while self.queue.pending() > 0 {
             let before = self.stats.sent + self.stats.dead_lettered;
             self.send_once(sender).await?;

@@ -4,7 +4,8 @@
 
 use sameday_core::envelope::ChangeEnvelope;
 use sameday_core::pattern::wildcard;
-use sameday_core::window::{affects_window, ScheduleRule};
+use sameday_core::rule::ScheduleRule;
+use sameday_core::window::affects_window;
 use serde::Deserialize;
 
 /// `[[route]]` in the consumer's config.

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
-use sameday_core::aws::{classify, describe, Backoff, Retry};
+use sameday_core::aws::{classify, describe, Retry};
+use sameday_core::backoff::Backoff;
 
 use crate::shard_lease::{SequenceNumber, ShardCheckpoint};
 

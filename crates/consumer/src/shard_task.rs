@@ -15,8 +15,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sameday_core::aws::Backoff;
-use sameday_core::checkpoint::now_ms;
+use sameday_core::backoff::Backoff;
+use sameday_core::clock::now_ms;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;

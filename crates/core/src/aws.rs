@@ -4,12 +4,9 @@
 //! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables or an explicit
 //! `endpoint_url` in the config, exactly as with the AWS CLI.
 
-use std::time::Duration;
-
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use rand::Rng;
 use serde::Deserialize;
 
 /// AWS settings shared by every daemon's config file (`[aws]`).
@@ -115,37 +112,6 @@ pub fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &Sdk
     }
 }
 
-/// Exponential backoff with full jitter, capped.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    cap: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, cap: Duration) -> Self {
-        Self { base, cap, attempt: 0 }
-    }
-
-    /// The delay before the next attempt; grows until `cap`.
-    pub fn next_delay(&mut self) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << self.attempt.min(16));
-        self.attempt = self.attempt.saturating_add(1);
-        let ceiling = exp.min(self.cap);
-        let millis = ceiling.as_millis().max(1) as u64;
-        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
-    }
-
-    pub fn attempts(&self) -> u32 {
-        self.attempt
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,16 +122,5 @@ mod tests {
         assert_eq!(classify_code("InternalFailure"), Retry::Transient);
         assert_eq!(classify_code("ValidationException"), Retry::Permanent);
         assert_eq!(classify_code("ResourceNotFoundException"), Retry::Permanent);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(100));
-        let first = b.next_delay();
-        assert!(first <= Duration::from_millis(10));
-        for _ in 0..20 {
-            assert!(b.next_delay() <= Duration::from_millis(100));
-        }
-        assert_eq!(b.attempts(), 21);
     }
 }

@@ -22,7 +22,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use crate::aws::{classify, describe, Retry};
-use crate::checkpoint::{now_ms, Checkpoint, CheckpointError, CheckpointStore};
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
+use crate::clock::now_ms;
 
 /// Another reader holds the lease: wait as a standby.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::window::ScheduleRule;
+use crate::rule::ScheduleRule;
 
 /// The longest execution name Step Functions accepts.
 pub const MAX_NAME_CHARS: usize = 80;

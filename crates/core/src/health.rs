@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::now_ms;
+use crate::clock::now_ms;
 use crate::metrics::MetricsRegistry;
 
 /// Liveness and readiness of one daemon, updated by its loops.

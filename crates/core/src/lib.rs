@@ -3,8 +3,10 @@
 //! uses (AWS client set-up and retry classification, metrics, health, shutdown, logging).
 
 pub mod aws;
+pub mod backoff;
 pub mod checkpoint;
 pub mod checkpoint_dynamo;
+pub mod clock;
 pub mod config_file;
 pub mod daemon;
 pub mod envelope;
@@ -15,6 +17,7 @@ pub mod metrics;
 pub mod ordered;
 pub mod pattern;
 pub mod position;
+pub mod rule;
 pub mod secret;
 pub mod shutdown;
 pub mod sqs;

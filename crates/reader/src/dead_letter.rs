@@ -44,7 +44,7 @@ impl DeadLetterFile {
         record: Option<&[u8]>,
     ) -> std::io::Result<()> {
         let line = Line {
-            ts_ms: sameday_core::checkpoint::now_ms(),
+            ts_ms: sameday_core::clock::now_ms(),
             table,
             position: position.to_string(),
             id,

@@ -45,7 +45,7 @@ pub(crate) async fn watch(
                 Err(_) => None,
             };
             let stamp = if cp.commit_ts_ms > 0 { cp.commit_ts_ms } else { cp.saved_at_ms };
-            let age_secs = sameday_core::checkpoint::now_ms().saturating_sub(stamp) as f64 / 1000.0;
+            let age_secs = sameday_core::clock::now_ms().saturating_sub(stamp) as f64 / 1000.0;
             let headroom = match active {
                 Some(true) => Some(retention_secs as f64),
                 Some(false) => Some(retention_secs as f64 - age_secs),

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use rustc_hash::FxHashMap;
-use sameday_core::aws::Backoff;
-use sameday_core::checkpoint::{now_ms, Checkpoint, CheckpointStore, NoCheckpoint};
+use sameday_core::backoff::Backoff;
+use sameday_core::checkpoint::{Checkpoint, CheckpointStore, NoCheckpoint};
+use sameday_core::clock::now_ms;
 use sameday_core::envelope::Op;
 use sameday_core::health::Health;
 use sameday_core::ordered::{OrderedQueue, Ticket};

@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use sameday_core::execution::scheduled_execution;
-use sameday_core::window::{due_of_row, ScheduleRule};
+use sameday_core::rule::ScheduleRule;
+use sameday_core::window::due_of_row;
 use sameday_testkit::{names, MariaDb, Moto};
 use sameday_worker::config::WorkerConfig;
 use sameday_worker::nightly::{run_nightly, NightlyOptions};

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use sameday_core::aws::AwsConfig;
-use sameday_core::window::ScheduleRule;
+use sameday_core::rule::ScheduleRule;
 use sameday_mysql::SourceConfig;
 use serde::Deserialize;
 

@@ -22,7 +22,8 @@
 use jiff::Timestamp;
 use sameday_core::envelope::{ChangeEnvelope, Op};
 use sameday_core::execution::{execution_arn, scheduled_execution, ArnError, ExecutionError, ScheduledExecution};
-use sameday_core::window::{classify, due_of_row, Due, DueError, ScheduleRule};
+use sameday_core::rule::ScheduleRule;
+use sameday_core::window::{classify, due_of_row, Due, DueError};
 use serde_json::{Map, Value};
 
 /// One Step Functions call to make, in order.

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
 };
-use sameday_core::aws::{describe, Backoff};
+use sameday_core::aws::describe;
+use sameday_core::backoff::Backoff;
 use sameday_core::health::Health;
 use sameday_core::sqs::{resolve_queue, QueueRef};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -196,12 +197,8 @@ impl Inbox {
 
     fn hold(&self, message: Message) -> Held {
         let permit = self.permits.clone().try_acquire_owned().ok();
-        let held = Held {
-            message,
-            received: Instant::now(),
-            received_ms: sameday_core::checkpoint::now_ms(),
-            _permit: permit,
-        };
+        let held =
+            Held { message, received: Instant::now(), received_ms: sameday_core::clock::now_ms(), _permit: permit };
         self.metrics.messages.inc();
         self.held.lock().expect("held").insert(held.id().to_owned(), held.receipt().to_owned());
         self.metrics.in_flight.inc();

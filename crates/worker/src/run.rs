@@ -37,7 +37,7 @@ pub async fn run_worker(cfg: WorkerConfig, shutdown: CancellationToken) -> Resul
     let queue = cfg.sqs.clone().ok_or_else(|| WorkerError::Config("[sqs] queue is required by the worker".into()))?;
     if let Some(nightly) = &cfg.nightly {
         // With a source at hand, a rule naming a missing column fails here, not per message.
-        let rules: Vec<&sameday_core::window::ScheduleRule> = cfg.rules.iter().collect();
+        let rules: Vec<&sameday_core::rule::ScheduleRule> = cfg.rules.iter().collect();
         crate::nightly::check_rules(nightly, &rules).await.map_err(|e| WorkerError::Config(e.to_string()))?;
     }
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;

@@ -15,9 +15,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sameday_core::aws::{Backoff, Retry};
+use sameday_core::aws::Retry;
+use sameday_core::backoff::Backoff;
 use sameday_core::envelope::ChangeEnvelope;
-use sameday_core::window::ScheduleRule;
+use sameday_core::rule::ScheduleRule;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -139,7 +140,7 @@ impl Scheduler {
                         committed_ms = env.source.ts_ms,
                         sqs_sent_ms = held.sent_ms(),
                         received_ms = held.received_ms(),
-                        done_ms = sameday_core::checkpoint::now_ms(),
+                        done_ms = sameday_core::clock::now_ms(),
                         "effect done"
                     );
                 }
@@ -154,7 +155,7 @@ impl Scheduler {
             }
         }
         if !outcome.effects.is_empty() {
-            let age_ms = sameday_core::checkpoint::now_ms().saturating_sub(env.source.ts_ms);
+            let age_ms = sameday_core::clock::now_ms().saturating_sub(env.source.ts_ms);
             self.metrics.change_age.observe(age_ms as f64 / 1000.0);
         }
         self.inbox.delete(held).await

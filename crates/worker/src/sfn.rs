@@ -356,7 +356,7 @@ mod emulator {
     use jiff::Timestamp;
     use sameday_core::aws::Retry;
     use sameday_core::execution::{execution_arn, scheduled_execution};
-    use sameday_core::window::ScheduleRule;
+    use sameday_core::rule::ScheduleRule;
     use sameday_testkit::{names, Moto};
     use serde_json::json;
 
@@ -510,7 +510,7 @@ mod statemachine {
     use aws_sdk_sfn::types::ExecutionStatus;
     use jiff::{SignedDuration, Timestamp};
     use sameday_core::execution::scheduled_execution;
-    use sameday_core::window::ScheduleRule;
+    use sameday_core::rule::ScheduleRule;
     use sameday_testkit::{names, wait_until, Moto};
     use serde_json::{json, Value};
 

@@ -1,8 +1,9 @@
 //! The reader's preflight: the source (the MySQL checks of `sameday_mysql::checks`), the
 //! stream, the checkpoint store, and the stored checkpoint against binlog retention.
 
-use sameday_core::checkpoint::{now_ms, CheckpointStore};
+use sameday_core::checkpoint::CheckpointStore;
 use sameday_core::checkpoint_dynamo::KEY_ATTR;
+use sameday_core::clock::now_ms;
 use sameday_mysql::checks::{checkpoint_horizon, replica_checks, ReplicaCheck};
 use sameday_mysql::Session;
 use sameday_reader::config::{CheckpointConfig, ReaderConfig};

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use aws_sdk_sfn::types::StateMachineType;
 use aws_sdk_sqs::types::QueueAttributeName;
 use sameday_core::aws::describe;
-use sameday_core::window::ScheduleRule;
+use sameday_core::rule::ScheduleRule;
 use sameday_mysql::Session;
 use sameday_worker::config::{NightlyConfig, QueueConfig, WorkerConfig};
 use sameday_worker::nightly::table::rule_problems;

@@ -8,7 +8,7 @@ use crate::route::{RouteConfig, Routes};
 use crate::shard_lease::SequenceNumber;
 use crate::sqs::{SendOutcome, SqsError, SqsMessage, SqsQueue};
 use aws_sdk_sqs::types::QueueAttributeName;
-use sameday_core::window::ScheduleRule;
+use sameday_core::rule::ScheduleRule;
 use sameday_testkit::{names, Fauxqs};
 use serde_json::json;
 

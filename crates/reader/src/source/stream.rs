@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sameday_core::aws::Backoff;
+use sameday_core::backoff::Backoff;
 use sameday_core::health::Health;
 use sameday_core::{BinlogPosition, GtidSet};
 use sameday_mysql::{ServerInfo, SourceConfig};

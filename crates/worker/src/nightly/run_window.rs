@@ -15,7 +15,8 @@ use jiff::civil::{Date, DateTime};
 use jiff::tz::{Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp};
 use mysql_async::Value as SqlValue;
-use sameday_core::window::{batch_start, window_containing, DueType, ScheduleRule, Window};
+use sameday_core::rule::{DueType, ScheduleRule};
+use sameday_core::window::{batch_start, window_containing, Window};
 
 /// How far around a bound to look for UTC offset changes; offsets never differ by that much.
 const OFFSET_SCAN: SignedDuration = SignedDuration::from_hours(72);

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Statement, Value as SqlValue};
-use sameday_core::window::{DueType, ScheduleRule};
+use sameday_core::rule::{DueType, ScheduleRule};
 use sameday_mysql::value::RowDecoder;
 use sameday_mysql::{Session, SourceConfig, TableColumn};
 use serde_json::{Map, Value};
