@@ -28,6 +28,7 @@ pub mod mariadb;
 pub mod names;
 mod process;
 pub mod stack;
+mod tls;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

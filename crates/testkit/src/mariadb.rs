@@ -11,6 +11,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
 
 use crate::process::{block_on, find_executable, free_port, kill_and_reap, log_tail, Scratch};
+use crate::tls::{generate_tls, TlsFiles};
 
 /// How long a server may take until it accepts connections.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -62,13 +63,6 @@ impl MariaDbOptions {
         self.port = Some(port);
         self
     }
-}
-
-#[derive(Debug)]
-struct TlsFiles {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
 }
 
 /// A running `mariadbd` that this process started: fresh datadir in a temp directory,
@@ -252,37 +246,13 @@ impl MariaDb {
         let mut last_error = String::new();
         for attempt in 0..PORT_ATTEMPTS {
             let port = free_port(opts.port.filter(|_| attempt == 0))?;
-            let mut args = vec![
-                "--no-defaults".to_string(),
-                format!("--datadir={}", datadir.display()),
-                format!("--tmpdir={}", tmpdir.display()),
-                format!("--socket={}", socket.display()),
-                format!("--port={port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--skip-networking=0".into(),
-                format!("--log-bin={}", datadir.join("mysql-bin").display()),
-                "--binlog_format=ROW".into(),
-                "--binlog_row_image=FULL".into(),
-                "--binlog_row_metadata=FULL".into(),
-                "--server_id=1".into(),
-                "--gtid_strict_mode=1".into(),
-                "--log-slave-updates".into(),
-                "--innodb-buffer-pool-size=64M".into(),
-                "--innodb_log_file_size=48M".into(),
-                "--max_allowed_packet=1G".into(),
-                "--skip-name-resolve".into(),
-                format!("--pid-file={}", root.join("mariadbd.pid").display()),
-                format!("--log-error={}", error_log.display()),
-            ];
-            if as_root {
-                args.push("--user=root".into());
-            }
-            if let Some(tls) = &tls {
-                args.push(format!("--ssl-ca={}", tls.ca.display()));
-                args.push(format!("--ssl-cert={}", tls.cert.display()));
-                args.push(format!("--ssl-key={}", tls.key.display()));
-            }
-            args.extend(opts.extra_args.iter().cloned());
+            let args = server_args(
+                &Layout { root, datadir: &datadir, tmpdir: &tmpdir, socket: &socket, error_log: &error_log },
+                port,
+                tls.as_ref(),
+                as_root,
+                opts,
+            );
 
             // A fresh log per attempt, so a port clash is recognised from this attempt only.
             let _ = std::fs::remove_file(&error_log);
@@ -334,6 +304,59 @@ impl MariaDb {
         }
         Err(format!("giving up after {PORT_ATTEMPTS} port clashes; last: {last_error}"))
     }
+}
+
+/// Where one server's files are.
+struct Layout<'a> {
+    root: &'a Path,
+    datadir: &'a Path,
+    tmpdir: &'a Path,
+    socket: &'a Path,
+    error_log: &'a Path,
+}
+
+/// The `mariadbd` command line: loopback only, the binlog as sameday needs it (ROW, FULL
+/// image, FULL metadata, GTID strict), TLS when generated, then the caller's extra arguments.
+fn server_args(
+    layout: &Layout<'_>,
+    port: u16,
+    tls: Option<&TlsFiles>,
+    as_root: bool,
+    opts: &MariaDbOptions,
+) -> Vec<String> {
+    let Layout { root, datadir, tmpdir, socket, error_log } = layout;
+    let mut args = vec![
+        "--no-defaults".to_string(),
+        format!("--datadir={}", datadir.display()),
+        format!("--tmpdir={}", tmpdir.display()),
+        format!("--socket={}", socket.display()),
+        format!("--port={port}"),
+        "--bind-address=127.0.0.1".into(),
+        "--skip-networking=0".into(),
+        format!("--log-bin={}", datadir.join("mysql-bin").display()),
+        "--binlog_format=ROW".into(),
+        "--binlog_row_image=FULL".into(),
+        "--binlog_row_metadata=FULL".into(),
+        "--server_id=1".into(),
+        "--gtid_strict_mode=1".into(),
+        "--log-slave-updates".into(),
+        "--innodb-buffer-pool-size=64M".into(),
+        "--innodb_log_file_size=48M".into(),
+        "--max_allowed_packet=1G".into(),
+        "--skip-name-resolve".into(),
+        format!("--pid-file={}", root.join("mariadbd.pid").display()),
+        format!("--log-error={}", error_log.display()),
+    ];
+    if as_root {
+        args.push("--user=root".into());
+    }
+    if let Some(tls) = &tls {
+        args.push(format!("--ssl-ca={}", tls.ca.display()));
+        args.push(format!("--ssl-cert={}", tls.cert.display()));
+        args.push(format!("--ssl-key={}", tls.key.display()));
+    }
+    args.extend(opts.extra_args.iter().cloned());
+    args
 }
 
 impl Drop for MariaDb {
@@ -426,77 +449,4 @@ fn missing_binaries() -> String {
 fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
-}
-
-/// A throwaway CA and a server certificate for `IP:127.0.0.1` / `DNS:localhost` (EC P-256),
-/// made with the `openssl` CLI.
-fn generate_tls(dir: &Path) -> Result<TlsFiles, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let ext = dir.join("server.ext");
-    std::fs::write(
-        &ext,
-        "basicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=serverAuth\n\
-         subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .map_err(|e| format!("writing {}: {e}", ext.display()))?;
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let steps: [Vec<&str>; 3] = [
-        [
-            &["req", "-x509", "-new"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca-key.pem",
-                "-out",
-                "ca.pem",
-                "-days",
-                "3650",
-                "-subj",
-                "/CN=sameday-testkit CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        ]
-        .concat(),
-        [&["req", "-new"][..], &ec, &["-keyout", "server-key.pem", "-out", "server.csr", "-subj", "/CN=localhost"]]
-            .concat(),
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-out",
-            "server-cert.pem",
-            "-days",
-            "3650",
-            "-extfile",
-            "server.ext",
-        ],
-    ];
-    for args in steps {
-        let out = Command::new("openssl")
-            .args(&args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("running openssl (needed for TLS test servers): {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "openssl {} failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-    }
-    Ok(TlsFiles { ca: dir.join("ca.pem"), cert: dir.join("server-cert.pem"), key: dir.join("server-key.pem") })
 }
