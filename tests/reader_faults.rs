@@ -602,8 +602,9 @@ async fn sigterm_flushes_and_checkpoints_within_10_s() {
 #[tokio::test]
 async fn single_100k_row_transaction_streams_with_bounded_memory() {
     set_aws_env();
-    let env = Env::new("bigtxn", 4).await;
-    let maria = MariaDb::shared();
+    // Its own server: the peak memory must be this transaction's, not another test's big row.
+    let env = Env::on_own_server("bigtxn", 4).await;
+    let maria = env.maria();
     let db = &env.db;
     maria.exec(&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, due DATETIME(3), note VARCHAR(100))")).await;
     let cfg = env.write_config("latest");

@@ -18,24 +18,41 @@ use sameday_testkit::{names, Fauxqs, Kinesalite, MariaDb, Moto};
 
 pub use config::{ConsumerToml, ReaderToml, RouteToml, WorkerToml};
 
+/// A test's database (on the shared MariaDB unless it asked for its own server), stream
+/// and scratch directory.
 pub struct Env {
     pub db: String,
     pub stream: String,
     pub dir: tempfile::TempDir,
     pub server_id: u32,
+    own_server: Option<MariaDb>,
 }
 
 static NEXT_SERVER_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
 
 impl Env {
     pub async fn new(prefix: &str, shards: i32) -> Self {
-        let maria = MariaDb::shared();
-        let db = maria.create_database(prefix).await;
+        Self::on(None, prefix, shards).await
+    }
+
+    /// On a MariaDB of its own: for a test that measures the reader (peak memory), which
+    /// other tests' binlog events on the shared server (a 20 MB row) would distort.
+    pub async fn on_own_server(prefix: &str, shards: i32) -> Self {
+        Self::on(Some(MariaDb::start()), prefix, shards).await
+    }
+
+    async fn on(own_server: Option<MariaDb>, prefix: &str, shards: i32) -> Self {
+        let db = own_server.as_ref().unwrap_or_else(|| MariaDb::shared()).create_database(prefix).await;
         let stream = names::unique(prefix);
         Kinesalite::shared().create_stream(&stream, shards).await;
         let server_id =
             NEXT_SERVER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + std::process::id() % 1000 * 1000;
-        Self { db, stream, dir: tempfile::tempdir().expect("tempdir"), server_id }
+        Self { db, stream, dir: tempfile::tempdir().expect("tempdir"), server_id, own_server }
+    }
+
+    /// The server this test's database is on.
+    pub fn maria(&self) -> &MariaDb {
+        self.own_server.as_ref().unwrap_or_else(|| MariaDb::shared())
     }
 
     pub fn checkpoint_path(&self) -> PathBuf {
@@ -48,7 +65,7 @@ impl Env {
 
     /// A reader config for this test's database and stream, starting at `start`.
     pub fn reader_toml(&self, start: &str) -> ReaderToml {
-        ReaderToml::new(start, MariaDb::shared().port(), self.server_id, &self.stream)
+        ReaderToml::new(start, self.maria().port(), self.server_id, &self.stream)
             .dead_letter_path(&self.dead_letter_path())
             .include(&[&format!("{}.*", self.db)])
             .file_checkpoint(&self.checkpoint_path())
