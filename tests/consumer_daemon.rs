@@ -2,7 +2,7 @@
 //! stream (kinesalite), leases in DynamoDB (moto), messages in SQS FIFO (fauxqs).
 //! Crashes are real `kill -9`s, hand-overs real SIGTERMs, the reshard a real SplitShard.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use sameday_core::clock::now_ms;
 use sameday_testkit::{names, wait_until, Fauxqs, Kinesalite, Moto};
 use serde_json::{json, Value};
 
-use common::{set_aws_env, Daemon};
+use crate::common::{set_aws_env, ConsumerToml, Daemon, RouteToml};
 
 /// One test's stream, queue, lease table and config directory.
 struct Setup {
@@ -62,39 +62,31 @@ impl Setup {
         self.dir.path().join("dead-letters.jsonl")
     }
 
-    /// A consumer config; `extra` is appended (rules, same-day routes).
-    fn config(&self, worker: &str, lease_ms: u64, route_extra: &str, extra: &str) -> PathBuf {
-        let text = format!(
-            r#"shutdown_timeout_ms = 5000
-[kinesis]
-stream = "{stream}"
-[leases]
-table = "{table}"
-duration_ms = {lease_ms}
-checkpoint_interval_ms = 200
-shard_sync_interval_ms = 1000
-worker_id = "{worker}"
-create_table = true
-[[route]]
-tables = ["app.*"]
-queues = ["{queue}"]
-{route_extra}
-[dead_letter]
-path = "{dlq}"
-[metrics]
-listen = "127.0.0.1:0"
-[aws]
-region = "us-east-1"
-{extra}
-"#,
-            stream = self.stream,
-            table = self.lease_table,
-            queue = self.queue_name,
-            dlq = self.dead_letter_path().display(),
-        );
-        let path = self.dir.path().join(format!("{worker}.toml"));
-        std::fs::write(&path, text).unwrap();
-        path
+    /// This test's route: app.* to its queue.
+    fn route(&self) -> RouteToml {
+        RouteToml::new(&["app.*"], &[&self.queue_name])
+    }
+
+    /// A consumer config for `worker` with `route`; add rules to it before writing.
+    fn toml(&self, worker: &str, lease_ms: u64, route: RouteToml) -> ConsumerToml {
+        ConsumerToml::new(&self.stream, &self.lease_table, &self.dead_letter_path())
+            .shutdown_timeout_ms(5000)
+            .lease_duration_ms(lease_ms)
+            .checkpoint_interval_ms(200)
+            .shard_sync_interval_ms(1000)
+            .worker_id(worker)
+            .create_lease_table(true)
+            .route(route)
+            .metrics()
+    }
+
+    fn write(&self, worker: &str, config: ConsumerToml) -> PathBuf {
+        config.write(self.dir.path().join(format!("{worker}.toml")))
+    }
+
+    /// A consumer config for `worker` with this test's route.
+    fn config(&self, worker: &str, lease_ms: u64) -> PathBuf {
+        self.write(worker, self.toml(worker, lease_ms, self.route()))
     }
 
     fn spawn(&self, worker: &str, config: &Path) -> Daemon {
@@ -236,9 +228,9 @@ fn assert_key_order(received: &[Value]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_on_four_shards_split_leases_two_each_and_keep_key_order() {
     let s = Setup::new("lease-split", 4).await;
-    let mut a = s.spawn("a", &s.config("a", 3000, "", ""));
+    let mut a = s.spawn("a", &s.config("a", 3000));
     s.wait_owners(&[("a", 4)], Duration::from_secs(20)).await;
-    let mut b = s.spawn("b", &s.config("b", 3000, "", ""));
+    let mut b = s.spawn("b", &s.config("b", 3000));
     s.wait_owners(&[("a", 2), ("b", 2)], Duration::from_secs(30)).await;
 
     let mut received = Vec::new();
@@ -267,9 +259,9 @@ async fn two_consumers_on_four_shards_split_leases_two_each_and_keep_key_order()
 async fn kill_consumer_lease_takeover_after_expiry_and_sigterm_handover_at_once() {
     let lease_ms = 4000;
     let s = Setup::new("lease-kill", 4).await;
-    let mut a = s.spawn("a", &s.config("a", lease_ms, "", ""));
+    let mut a = s.spawn("a", &s.config("a", lease_ms));
     s.wait_owners(&[("a", 4)], Duration::from_secs(20)).await;
-    let mut b = s.spawn("b", &s.config("b", lease_ms, "", ""));
+    let mut b = s.spawn("b", &s.config("b", lease_ms));
     s.wait_owners(&[("a", 2), ("b", 2)], Duration::from_secs(30)).await;
 
     let mut received = Vec::new();
@@ -306,7 +298,7 @@ async fn kill_consumer_lease_takeover_after_expiry_and_sigterm_handover_at_once(
 
     // A new task takes half, then b leaves gracefully: c owns all at once, well before
     // b's leases would have expired.
-    let mut c = s.spawn("c", &s.config("c", lease_ms, "", ""));
+    let mut c = s.spawn("c", &s.config("c", lease_ms));
     s.wait_owners(&[("b", 2), ("c", 2)], Duration::from_secs(30)).await;
     let term = Instant::now();
     let exit = b.terminate();
@@ -323,7 +315,7 @@ async fn kill_consumer_lease_takeover_after_expiry_and_sigterm_handover_at_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reshard_split_mid_stream_children_start_after_parent_and_keep_key_order() {
     let s = Setup::new("reshard", 1).await;
-    let mut a = s.spawn("a", &s.config("a", 3000, "", ""));
+    let mut a = s.spawn("a", &s.config("a", 3000));
     let mut received = Vec::new();
     for version in 1..=3 {
         s.put_versions(0..30, version).await;
@@ -372,19 +364,13 @@ async fn reshard_split_mid_stream_children_start_after_parent_and_keep_key_order
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_forwards_only_same_day_changes_and_dead_letters_bad_records() {
     let s = Setup::new("sameday-filter", 2).await;
-    let rule = r#"[[rule]]
-name = "reminders"
-db = "app"
-table = "schedule"
-key_columns = ["id"]
-due_column = "due_at"
-due_type = "timestamp"
-time_zone = "UTC"
-batch_time = "00:00"
-overlap_minutes = 60
-state_machine_arn = "arn:aws:states:us-east-1:123456789012:stateMachine:reminders"
-"#;
-    let mut a = s.spawn("a", &s.config("a", 3000, "same_day_rule = \"reminders\"", rule));
+    let rule = json!({
+        "name": "reminders", "db": "app", "table": "schedule", "key_columns": ["id"],
+        "due_column": "due_at", "due_type": "timestamp", "time_zone": "UTC", "batch_time": "00:00",
+        "overlap_minutes": 60, "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:reminders",
+    });
+    let config = s.toml("a", 3000, s.route().same_day_rule("reminders")).rule(&rule);
+    let mut a = s.spawn("a", &s.write("a", config));
     let now = jiff::Timestamp::now();
     let at = |mins: i64| (now + jiff::SignedDuration::from_mins(mins)).strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     // Today's window ends at the next midnight UTC + 1 h, so +30 min is always inside and

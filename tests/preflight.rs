@@ -2,7 +2,7 @@
 //! the real binary, MariaDB, kinesalite (Kinesis), fauxqs (SQS) and moto (DynamoDB, Step
 //! Functions). Each test asserts the exit code and the line naming the problem and its fix.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,7 @@ use sameday_core::BinlogPosition;
 use sameday_testkit::emulators::MOTO_SFN_ROLE_ARN;
 use sameday_testkit::{names, Fauxqs, Kinesalite, MariaDb, Moto};
 
-use common::{sameday_bin, set_aws_env, Env};
+use crate::common::{sameday_bin, set_aws_env, ConsumerToml, Env, RouteToml, WorkerToml};
 
 const DEFINITION: &str = include_str!("../deploy/statemachine/schedule.asl.json");
 
@@ -138,8 +138,7 @@ async fn reader_missing_stream_is_an_error() {
     set_aws_env();
     let env = Env::new("pf-reader-nostream", 1).await;
     let missing = names::unique("pf-missing-stream");
-    let text =
-        env.config_toml("latest").replace(&format!("stream = \"{}\"", env.stream), &format!("stream = \"{missing}\""));
+    let text = env.reader_toml("latest").stream(&missing).to_string();
     let out = check(&write(env.dir.path(), "reader.toml", &text)).await;
     out.assert_exit(2);
     out.assert_line("ERROR", &[&format!("Kinesis stream {missing}"), "does not exist", "aws kinesis create-stream"]);
@@ -151,12 +150,8 @@ async fn reader_checkpoint_table_with_the_wrong_key_is_an_error() {
     let env = Env::new("pf-reader-ddb", 1).await;
     let table = names::unique("pf-checkpoints");
     create_table(&table, "id").await;
-    let text = env.config_toml("latest").replace(
-        &format!("kind = \"file\"\npath = \"{}\"", env.checkpoint_path().display()),
-        &format!("kind = \"dynamodb\"\ntable = \"{table}\"\nkey = \"reader-1\""),
-    );
     // The template points every service at kinesalite; AWS_ENDPOINT_URL_<SERVICE> must decide.
-    let text = text.replace(&format!("endpoint_url = \"{}\"", Kinesalite::shared().endpoint()), "");
+    let text = env.reader_toml("latest").dynamodb_checkpoint(&table, "reader-1").endpoint_url(None).to_string();
     assert!(text.contains("dynamodb") && !text.contains("endpoint_url"), "config template changed:\n{text}");
     let out = check(&write(env.dir.path(), "reader.toml", &text)).await;
     out.assert_exit(2);
@@ -209,25 +204,10 @@ impl ConsumerSetup {
     }
 
     fn config(&self, queue: &str, create_table: bool) -> PathBuf {
-        let text = format!(
-            r#"[kinesis]
-stream = "{stream}"
-[leases]
-table = "{table}"
-create_table = {create_table}
-[[route]]
-tables = ["app.*"]
-queues = ["{queue}"]
-[dead_letter]
-path = "{dlq}"
-[aws]
-region = "us-east-1"
-"#,
-            stream = self.stream,
-            table = self.lease_table,
-            dlq = self.dir.path().join("dead-letters.jsonl").display(),
-        );
-        write(self.dir.path(), "consumer.toml", &text)
+        ConsumerToml::new(&self.stream, &self.lease_table, &self.dir.path().join("dead-letters.jsonl"))
+            .create_lease_table(create_table)
+            .route(RouteToml::new(&["app.*"], &[queue]))
+            .write(self.dir.path().join("consumer.toml"))
     }
 }
 
@@ -299,37 +279,23 @@ impl WorkerSetup {
         Self { dir: tempfile::tempdir().unwrap(), queue, state_machine }
     }
 
-    /// `sqs` is the `[sqs]` section's body (empty: no [sqs]); `nightly` is appended.
-    fn config(&self, sqs: &str, db: &str, state_machine: &str, nightly: &str) -> PathBuf {
-        let sqs = if sqs.is_empty() { String::new() } else { format!("[sqs]\nqueue = \"{}\"\n{sqs}", self.queue) };
-        let text = format!(
-            r#"{sqs}
-[[rule]]
-name = "reminders"
-db = "{db}"
-table = "schedule"
-key_columns = ["id"]
-due_column = "due_at"
-due_type = "datetime"
-time_zone = "UTC"
-input_columns = ["user_id", "action"]
-state_machine_arn = "{state_machine}"
-[aws]
-region = "us-east-1"
-{nightly}
-"#
-        );
-        write(self.dir.path(), "worker.toml", &text)
+    /// A worker config with one rule on `db`.schedule and neither `[sqs]` nor `[nightly]`.
+    fn rule_only(&self, db: &str, state_machine: &str) -> WorkerToml {
+        WorkerToml::new().rule(&serde_json::json!({
+            "name": "reminders", "db": db, "table": "schedule", "key_columns": ["id"],
+            "due_column": "due_at", "due_type": "datetime", "time_zone": "UTC",
+            "input_columns": ["user_id", "action"], "state_machine_arn": state_machine,
+        }))
     }
-}
 
-const GOOD_SQS: &str = "visibility_timeout_seconds = 60\n";
+    /// [`Self::rule_only`] reading this setup's queue with a visibility timeout of 60 s.
+    fn good_sqs(&self, db: &str, state_machine: &str) -> WorkerToml {
+        self.rule_only(db, state_machine).sqs_queue(&self.queue).sqs_visibility_timeout_seconds(60)
+    }
 
-fn nightly_source(server_id: u32) -> String {
-    format!(
-        "[nightly.source]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"root\"\nserver_id = {server_id}\ntls = \"disabled\"\n",
-        MariaDb::shared().port()
-    )
+    fn write(&self, config: WorkerToml) -> PathBuf {
+        config.write(self.dir.path().join("worker.toml"))
+    }
 }
 
 /// A database with the rules' table; `columns` are its columns besides `id`.
@@ -343,7 +309,7 @@ async fn schedule_table(prefix: &str, columns: &str) -> String {
 async fn worker_all_good_with_nightly_exits_0() {
     let s = WorkerSetup::new("pf-worker-ok", true, 60).await;
     let db = schedule_table("pf_worker_ok", "user_id INT, action VARCHAR(20), due_at DATETIME").await;
-    let out = check(&s.config(GOOD_SQS, &db, &s.state_machine, &nightly_source(4101))).await;
+    let out = check(&s.write(s.good_sqs(&db, &s.state_machine).nightly_source(MariaDb::shared().port(), 4101))).await;
     out.assert_clean();
     assert!(out.output.contains("checking the worker config"), "{}", out.output);
 }
@@ -351,7 +317,7 @@ async fn worker_all_good_with_nightly_exits_0() {
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_queue_without_redrive_or_dead_letter_queue_is_an_error() {
     let s = WorkerSetup::new("pf-worker-noredrive", false, 60).await;
-    let out = check(&s.config(GOOD_SQS, "app", &s.state_machine, "")).await;
+    let out = check(&s.write(s.good_sqs("app", &s.state_machine))).await;
     out.assert_exit(2);
     out.assert_line("ERROR", &[&s.queue, "has no RedrivePolicy", "forever", "or set sqs.dead_letter_queue"]);
 }
@@ -360,7 +326,9 @@ async fn worker_queue_without_redrive_or_dead_letter_queue_is_an_error() {
 async fn worker_visibility_timeout_below_the_processing_bound_is_an_error() {
     let s = WorkerSetup::new("pf-worker-vis", true, 10).await;
     let bound = sameday_worker::run::PROCESSING_BOUND_SECS;
-    let out = check(&s.config("visibility_timeout_seconds = 10\n", "app", &s.state_machine, "")).await;
+    let out =
+        check(&s.write(s.rule_only("app", &s.state_machine).sqs_queue(&s.queue).sqs_visibility_timeout_seconds(10)))
+            .await;
     out.assert_exit(2);
     let fix = format!("set it to at least {} s", bound + 1);
     out.assert_line("ERROR", &["sqs.visibility_timeout_seconds is 10 s", "processing bound", &fix]);
@@ -371,7 +339,7 @@ async fn worker_visibility_timeout_below_the_processing_bound_is_an_error() {
 async fn worker_missing_state_machine_is_an_error() {
     let s = WorkerSetup::new("pf-worker-nosm", true, 60).await;
     let missing = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{}", names::unique("pf-missing"));
-    let out = check(&s.config(GOOD_SQS, "app", &missing, "")).await;
+    let out = check(&s.write(s.good_sqs("app", &missing))).await;
     out.assert_exit(2);
     out.assert_line("ERROR", &[&missing, "rule reminders", "does not exist", "schedule.asl.json"]);
 }
@@ -392,7 +360,7 @@ async fn worker_express_state_machine_is_an_error() {
         .expect("create EXPRESS state machine")
         .state_machine_arn()
         .to_owned();
-    let out = check(&s.config(GOOD_SQS, "app", &express, "")).await;
+    let out = check(&s.write(s.good_sqs("app", &express))).await;
     out.assert_exit(2);
     out.assert_line("ERROR", &[&express, "is EXPRESS, not STANDARD", "5 minutes", "create it as STANDARD"]);
 }
@@ -403,7 +371,7 @@ async fn nightly_rule_naming_a_missing_column_is_an_error() {
     // No `action` column, which the rule passes to the execution.
     let db = schedule_table("pf_nightly_col", "user_id INT, due_at DATETIME").await;
     // A nightly-only file (no [sqs]) is a worker config too.
-    let out = check(&s.config("", &db, &s.state_machine, &format!("[nightly]\n{}", nightly_source(4102)))).await;
+    let out = check(&s.write(s.rule_only(&db, &s.state_machine).nightly_source(MariaDb::shared().port(), 4102))).await;
     out.assert_exit(2);
     out.assert_line(
         "ERROR",
@@ -420,7 +388,7 @@ async fn nightly_rule_naming_a_missing_column_is_an_error() {
 async fn an_unrecognised_config_asks_for_kind_and_kind_overrides_detection() {
     let s = WorkerSetup::new("pf-kind", true, 60).await;
     // Rules only: neither [sqs] nor [nightly] says it is the worker's.
-    let config = s.config("", "app", &s.state_machine, "");
+    let config = s.write(s.rule_only("app", &s.state_machine));
     let out = check(&config).await;
     out.assert_exit(1);
     assert!(out.output.contains("cannot tell which daemon") && out.output.contains("pass --kind"), "{}", out.output);

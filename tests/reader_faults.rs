@@ -1,8 +1,6 @@
 //! The reader under faults: SIGKILL mid-workload, injected sink failures and throttling,
 //! replays that must reproduce the live event ids, bad input, and SIGTERM shutdown.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{sameday_bin, set_aws_env, Env};
+use crate::common::{master_status, sameday_bin, set_aws_env, Env};
 use mysql_async::prelude::Queryable;
 use sameday_core::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore};
 use sameday_core::position::file_sequence;
@@ -82,19 +80,6 @@ fn order(p: &BinlogPosition) -> (u64, u64) {
 fn read_checkpoint(path: &Path) -> Option<Checkpoint> {
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
-}
-
-async fn master_status_of(maria: &MariaDb) -> BinlogPosition {
-    let mut c = maria.conn().await;
-    let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.unwrap().expect("binlog enabled");
-    let file: String = row.get(0).unwrap();
-    let pos: u64 = row.get(1).unwrap();
-    let _ = c.disconnect().await;
-    BinlogPosition::new(file, pos)
-}
-
-async fn master_status() -> BinlogPosition {
-    master_status_of(MariaDb::shared()).await
 }
 
 /// Raw records of the stream: (shard, data bytes), per-shard order.
@@ -527,11 +512,7 @@ async fn wrong_server_settings_fail_preflight() {
     let env = Env::new("minimal", 1).await;
     let minimal = MariaDb::start_with(MariaDbOptions::default().arg("--binlog_row_image=MINIMAL"));
     minimal.exec(&format!("CREATE DATABASE {}", env.db)).await;
-    let text = env
-        .config_toml("latest")
-        .replace(&format!("port = {}", MariaDb::shared().port()), &format!("port = {}", minimal.port()));
-    let cfg = env.dir.path().join("minimal.toml");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = env.reader_toml("latest").source_port(minimal.port()).write(env.dir.path().join("minimal.toml"));
     let (code, out, err) = run_cmd(&["check", "--config", cfg.to_str().unwrap()]);
     assert_ne!(code, 0, "check passed on binlog_row_image=MINIMAL: {out}");
     assert!(out.contains("binlog_row_image") && out.contains("FULL"), "stdout: {out}\nstderr: {err}");
@@ -541,11 +522,7 @@ async fn wrong_server_settings_fail_preflight() {
 async fn unknown_table_in_filters_is_named() {
     set_aws_env();
     let env = Env::new("nope", 1).await;
-    let text = env
-        .config_toml("latest")
-        .replace(&format!("include = [\"{}.*\"]", env.db), &format!("include = [\"{}.nope\"]", env.db));
-    let cfg = env.dir.path().join("nope.toml");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = env.reader_toml("latest").include(&[&format!("{}.nope", env.db)]).write(env.dir.path().join("nope.toml"));
     let (code, out, err) = run_cmd(&["check", "--config", cfg.to_str().unwrap()]);
     assert_ne!(code, 0, "check passed with an unknown table: {out}");
     assert!(format!("{out}{err}").contains(&format!("{}.nope", env.db)), "stdout: {out}\nstderr: {err}");
@@ -555,10 +532,11 @@ async fn unknown_table_in_filters_is_named() {
 async fn malformed_config_names_the_field() {
     set_aws_env();
     let env = Env::new("badcfg", 1).await;
-    let base = env.config_toml("latest");
+    let toml = env.reader_toml("latest");
+    let base = toml.to_string();
     let cases = [
-        ("unknown.toml", base.replace("[source]\n", "[source]\nprot = 1\n"), "prot"),
-        ("badvalue.toml", base.replace("linger_ms = 5", "linger_ms = \"x\""), "linger_ms"),
+        ("unknown.toml", toml.clone().unchecked("source.prot", 1).to_string(), "prot"),
+        ("badvalue.toml", toml.clone().unchecked("kinesis.linger_ms", "x").to_string(), "linger_ms"),
     ];
     for (name, text, field) in cases {
         assert_ne!(text, base);
@@ -586,9 +564,8 @@ async fn sigterm_flushes_and_checkpoints_within_10_s() {
     maria.exec(&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT)")).await;
     let start = master_status().await;
     // Checkpoints only on shutdown, so the file proves the shutdown save.
-    let text = env.config_toml(&start.to_string()).replace("interval_ms = 100", "interval_ms = 60000");
-    let cfg: PathBuf = env.dir.path().join("sigterm.toml");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg: PathBuf =
+        env.reader_toml(&start.to_string()).checkpoint_interval_ms(60_000).write(env.dir.path().join("sigterm.toml"));
     let log = env.dir.path().join("reader.log");
     let mut reader = spawn_reader(&cfg, &log);
     for i in 0..20 {
@@ -625,8 +602,9 @@ async fn sigterm_flushes_and_checkpoints_within_10_s() {
 #[tokio::test]
 async fn single_100k_row_transaction_streams_with_bounded_memory() {
     set_aws_env();
-    let env = Env::new("bigtxn", 4).await;
-    let maria = MariaDb::shared();
+    // Its own server: the peak memory must be this transaction's, not another test's big row.
+    let env = Env::on_own_server("bigtxn", 4).await;
+    let maria = env.maria();
     let db = &env.db;
     maria.exec(&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, due DATETIME(3), note VARCHAR(100))")).await;
     let cfg = env.write_config("latest");

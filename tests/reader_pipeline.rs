@@ -1,10 +1,10 @@
 //! The reader end to end through a real MariaDB and the Kinesis emulator.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{set_aws_env, Env};
+use crate::common::{master_status_of, set_aws_env, Env};
 use sameday_core::Op;
 use sameday_testkit::MariaDb;
 use tokio_util::sync::CancellationToken;
@@ -98,7 +98,8 @@ async fn metrics_and_healthz_report_rows_lag_and_readiness() {
     let env = Env::new("metrics", 1).await;
     let maria = MariaDb::shared();
     maria.exec(&format!("CREATE TABLE {}.t (id INT PRIMARY KEY)", env.db)).await;
-    // 30 days of binlogs (this test binary's own server): the headroom metric appears.
+    // 30 days of binlogs (no other test depends on the shared server's expiry): the headroom
+    // metric appears.
     maria.exec("SET GLOBAL binlog_expire_logs_seconds = 2592000").await;
     let mut cfg = env.config("latest");
     let addr = format!("127.0.0.1:{}", free_port());
@@ -202,24 +203,16 @@ async fn reader_starts_from_a_mariadb_gtid_position() {
     assert!(cp.gtid_set.unwrap().to_string().split(',').any(|g| g.starts_with(&format!("{domain}-"))));
 }
 
-async fn master_position(maria: &MariaDb) -> String {
-    use mysql_async::prelude::Queryable;
-    let mut c = maria.conn().await;
-    let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
-    let (file, pos): (String, u64) = (row.get(0).unwrap(), row.get(1).unwrap());
-    format!("{file}:{pos}")
-}
-
 #[tokio::test]
 async fn dms_format_matches_the_aws_dms_kinesis_shape() {
     let maria = MariaDb::shared();
     let db = maria.create_database("dms").await;
     maria.exec(&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, v VARCHAR(10))")).await;
-    let from = master_position(maria).await;
+    let from = master_status_of(maria).await.to_string();
     maria
         .exec(&format!("INSERT INTO {db}.t VALUES (1,'a'); UPDATE {db}.t SET v='b' WHERE id=1; DELETE FROM {db}.t"))
         .await;
-    let to = master_position(maria).await;
+    let to = master_status_of(maria).await.to_string();
     let out = std::process::Command::new(common::sameday_bin())
         .args([
             "replay",
@@ -326,7 +319,7 @@ async fn tail_prints_change_records_without_aws_or_config() {
     let maria = MariaDb::shared();
     let db = maria.create_database("tail").await;
     maria.exec(&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, v TEXT)")).await;
-    let from = master_position(maria).await;
+    let from = master_status_of(maria).await.to_string();
     let mut child = std::process::Command::new(common::sameday_bin())
         .args(["tail", "--source", &format!("mysql://root@127.0.0.1:{}", maria.port())])
         .args(["--tables", &format!("{db}.*"), "--from", &from])
@@ -367,7 +360,7 @@ async fn positions_shows_and_sets_the_checkpoint() {
     let cfg_s = cfg.to_str().unwrap();
     let (ok, out, err) = run(&["positions", "--config", cfg_s]);
     assert!(ok && out.contains("no checkpoint"), "{out}{err}");
-    let here = master_position(MariaDb::shared()).await;
+    let here = common::current_position().await;
     let (ok, out, err) = run(&["positions", "--config", cfg_s, "--set", &here]);
     assert!(ok && out.contains(&format!("checkpoint set to {here}")), "{out}{err}");
     let (ok, out, _) = run(&["positions", "--config", cfg_s]);

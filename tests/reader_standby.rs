@@ -1,7 +1,7 @@
 //! Two (then three) `sameday reader` processes on one source with a DynamoDB checkpoint:
 //! one active, the others warm standbys. Real `kill -9`, `SIGSTOP`/`SIGCONT` and SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sameday_core::checkpoint_dynamo::DynamoCheckpointStore;
 use sameday_testkit::{names, MariaDb, Moto};
 
-use common::{current_position, set_aws_env, Daemon, Env};
+use crate::common::{current_position, set_aws_env, Daemon, Env};
 
 fn wait_log(d: &mut Daemon, needle: &str, deadline: Duration) -> Duration {
     let start = Instant::now();
@@ -44,13 +44,14 @@ async fn standby_reader_takes_over_after_kill_and_a_deposed_reader_stops() {
     let table = names::unique("standby-ckpt");
     DynamoCheckpointStore::ensure_table(&Moto::shared().dynamodb_client().await, &table).await.unwrap();
     MariaDb::shared().exec(&format!("CREATE TABLE `{}`.t (id BIGINT PRIMARY KEY, v INT)", env.db)).await;
-    let text = env.config_toml(&current_position().await);
-    let text = text.split("[checkpoint]").next().unwrap().to_owned()
-        + &format!(
-            "[checkpoint]\nkind = \"dynamodb\"\ntable = \"{table}\"\nkey = \"reader-main\"\ninterval_ms = 100\nlease_ms = 3000\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
-        );
-    let cfg = env.dir.path().join("reader.toml");
-    std::fs::write(&cfg, text).unwrap();
+    // The checkpoint and its lease in DynamoDB; AWS_ENDPOINT_URL_<SERVICE> picks each emulator.
+    let cfg = env
+        .reader_toml(&current_position().await)
+        .dynamodb_checkpoint(&table, "reader-main")
+        .checkpoint_interval_ms(100)
+        .lease_ms(3000)
+        .endpoint_url(None)
+        .write(env.dir.path().join("reader.toml"));
     let envs = common::emulator_endpoints();
     let spawn = |name: &str| {
         let mut d = Daemon::spawn("reader", &cfg, env.dir.path().join(format!("{name}.log")), &envs);

@@ -1,11 +1,11 @@
 //! Every MariaDB column type through the real binlog stream and kinesalite: each value's
 //! JSON form in the envelope is compared exactly with a hand-written expectation.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{set_aws_env, Env};
+use crate::common::{set_aws_env, Env};
 use mysql_async::prelude::Queryable;
 use sameday_core::{ChangeEnvelope, Op};
 use sameday_testkit::{Kinesalite, MariaDb};

@@ -3,14 +3,14 @@
 //! Expected execution names are computed here from hand-written row images with
 //! `scheduled_execution`, independently of the batch's SQL row mapping.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{sameday_bin, set_aws_env};
+use crate::common::{sameday_bin, set_aws_env, WorkerToml};
 use jiff::{SignedDuration, Timestamp};
 use sameday_core::execution::scheduled_execution;
 use sameday_core::rule::ScheduleRule;
@@ -55,28 +55,20 @@ impl Batch {
         rule
     }
 
-    /// Writes a worker config with `rules`, returns its path.
+    /// A nightly config with `rules` (their `null` fields left out) on the shared MariaDB and moto.
+    fn toml(&self, rules: &[&Value], page_size: u32, concurrency: usize, start_rate: u32) -> WorkerToml {
+        let toml = WorkerToml::new()
+            .start_rate(start_rate, 1)
+            .nightly_page_size(page_size)
+            .nightly_concurrency(concurrency)
+            .nightly_source(MariaDb::shared().port(), 1)
+            .endpoint_url(&Moto::shared().endpoint());
+        rules.iter().fold(toml, |toml, rule| toml.rule(rule))
+    }
+
+    /// Writes a nightly config with `rules`, returns its path.
     fn config(&self, file: &str, rules: &[&Value], page_size: u32, concurrency: usize, start_rate: u32) -> PathBuf {
-        let mut text = String::new();
-        for rule in rules {
-            text.push_str("[[rule]]\n");
-            for (k, v) in rule.as_object().expect("rule object") {
-                if !v.is_null() {
-                    text.push_str(&format!("{k} = {v}\n"));
-                }
-            }
-        }
-        text.push_str(&format!(
-            "[step_functions.start_rate]\nrate_per_second = {start_rate}\nburst = 1\n\
-             [nightly]\npage_size = {page_size}\nconcurrency = {concurrency}\n\
-             [nightly.source]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"root\"\nserver_id = 1\ntls = \"disabled\"\n\
-             [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n",
-            port = MariaDb::shared().port(),
-            endpoint = Moto::shared().endpoint(),
-        ));
-        let path = self.dir.path().join(file);
-        std::fs::write(&path, text).expect("write config");
-        path
+        self.toml(rules, page_size, concurrency, start_rate).write(self.dir.path().join(file))
     }
 
     async fn execution_names(&self) -> Vec<String> {
@@ -594,13 +586,11 @@ async fn nightly_start_execution_throttling_is_retried_without_failure_or_loss()
         ))
         .await;
     let rule = b.rule("throttled", "t", json!({}));
-    let config = b.config("nightly.toml", &[&rule], 16, 8, 1000);
     // Every second StartExecution is answered with ThrottlingException.
     let fault =
         Fault { operation: "StartExecution".into(), every: 2, status: 400, error_type: "ThrottlingException".into() };
     let proxy = FaultProxy::start(&Moto::shared().endpoint(), fault).await;
-    let text = std::fs::read_to_string(&config).unwrap().replace(&Moto::shared().endpoint(), proxy.endpoint());
-    std::fs::write(&config, text).unwrap();
+    let config = b.toml(&[&rule], 16, 8, 1000).endpoint_url(proxy.endpoint()).write(b.dir.path().join("nightly.toml"));
     let out = nightly(&config, &["--date", day]).await;
     assert_success(&out);
     assert_eq!(counts(&out, "throttled", &["selected", "started", "failed"]), vec![30, 30, 0]);

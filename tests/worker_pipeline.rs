@@ -3,7 +3,7 @@
 //! Functions (moto, record mode: executions stay RUNNING until stopped, so names and stops
 //! can be asserted exactly).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use sameday_core::rule::ScheduleRule;
 use sameday_testkit::{names, Fault, FaultProxy, Fauxqs, Kinesalite, MariaDb, Moto};
 use serde_json::{json, Map, Value};
 
-use common::{current_position, set_aws_env, Daemon, Env};
+use crate::common::{current_position, set_aws_env, ConsumerToml, Daemon, Env, RouteToml, WorkerToml};
 
 const DEFINITION: &str = include_str!("../deploy/statemachine/schedule.asl.json");
 
@@ -95,28 +95,6 @@ impl Pipeline {
         }
     }
 
-    fn rule_toml(&self) -> String {
-        format!(
-            r#"[[rule]]
-name = "reminders"
-db = "{db}"
-table = "schedule"
-key_columns = ["id"]
-due_column = "due_at"
-due_type = "datetime"
-time_zone = "UTC"
-batch_time = "00:00"
-overlap_minutes = 60
-grace_seconds = 300
-input_columns = ["user_id", "action"]
-predicate = "status = 'pending'"
-state_machine_arn = "{sm}"
-"#,
-            db = self.env.db,
-            sm = self.state_machine
-        )
-    }
-
     fn path(&self, name: &str) -> PathBuf {
         self.env.dir.path().join(name)
     }
@@ -131,73 +109,38 @@ state_machine_arn = "{sm}"
     async fn start(&mut self) {
         let reader_cfg = self.env.write_config(&current_position().await);
         self.reader = Some(Daemon::spawn("reader", &reader_cfg, self.path("reader.log"), &[]));
-        let consumer_cfg = self.path("consumer.toml");
-        std::fs::write(
-            &consumer_cfg,
-            format!(
-                r#"[kinesis]
-stream = "{stream}"
-[leases]
-table = "{table}"
-create_table = true
-duration_ms = 3000
-checkpoint_interval_ms = 200
-[[route]]
-tables = ["{db}.schedule"]
-queues = ["{queue}"]
-same_day_rule = "reminders"
-[dead_letter]
-path = "{dlq}"
-[metrics]
-listen = "127.0.0.1:0"
-[aws]
-region = "us-east-1"
-{rule}"#,
-                stream = self.env.stream,
-                table = self.lease_table,
-                db = self.env.db,
-                queue = self.queue_url,
-                dlq = self.path("consumer-dead-letters.jsonl").display(),
-                rule = self.rule_toml(),
-            ),
-        )
-        .unwrap();
+        let consumer_cfg =
+            ConsumerToml::new(&self.env.stream, &self.lease_table, &self.path("consumer-dead-letters.jsonl"))
+                .create_lease_table(true)
+                .lease_duration_ms(3000)
+                .checkpoint_interval_ms(200)
+                .route(
+                    RouteToml::new(&[&format!("{}.schedule", self.env.db)], &[&self.queue_url])
+                        .same_day_rule("reminders"),
+                )
+                .metrics()
+                .rule(&self.rule)
+                .write(self.path("consumer.toml"));
         self.consumer = Some(Daemon::spawn("consumer", &consumer_cfg, self.path("consumer.log"), &self.aws_envs()));
         self.start_worker();
     }
 
+    /// The worker's (and nightly batch's) config with `rule`.
+    fn worker_toml(&self, rule: &ScheduleRule) -> WorkerToml {
+        WorkerToml::new()
+            .shutdown_timeout_ms(5000)
+            .sqs_queue(&self.queue_url)
+            .sqs_wait_time_seconds(1)
+            .sqs_visibility_timeout_seconds(10)
+            .sqs_dead_letter_queue(&self.dlq_url)
+            .start_rate(200, 50)
+            .nightly_source(MariaDb::shared().port(), 1)
+            .metrics()
+            .rule(rule)
+    }
+
     fn start_worker(&mut self) {
-        let worker_cfg = self.path("worker.toml");
-        std::fs::write(
-            &worker_cfg,
-            format!(
-                r#"shutdown_timeout_ms = 5000
-[sqs]
-queue = "{queue}"
-wait_time_seconds = 1
-visibility_timeout_seconds = 10
-dead_letter_queue = "{dlq}"
-[step_functions.start_rate]
-rate_per_second = 200
-burst = 50
-[nightly.source]
-host = "127.0.0.1"
-port = {port}
-user = "root"
-server_id = 1
-tls = "disabled"
-[metrics]
-listen = "127.0.0.1:0"
-[aws]
-region = "us-east-1"
-{rule}"#,
-                queue = self.queue_url,
-                dlq = self.dlq_url,
-                rule = self.rule_toml(),
-                port = MariaDb::shared().port(),
-            ),
-        )
-        .unwrap();
+        let worker_cfg = self.worker_toml(&self.rule).write(self.path("worker.toml"));
         let n = std::fs::read_dir(self.env.dir.path()).unwrap().count();
         self.worker =
             Some(Daemon::spawn("worker", &worker_cfg, self.path(&format!("worker-{n}.log")), &self.aws_envs()));
@@ -561,8 +504,9 @@ async fn worker_refuses_to_start_when_a_rule_names_a_missing_column() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     worker.terminate();
-    let text = std::fs::read_to_string(p.path("worker.toml")).unwrap().replace("\"due_at\"", "\"due_time\"");
-    std::fs::write(p.path("worker.toml"), text).unwrap();
+    let mut rule = p.rule.clone();
+    rule.due_column = "due_time".to_owned();
+    p.worker_toml(&rule).write(p.path("worker.toml"));
     let out = std::process::Command::new(common::sameday_bin())
         .args(["worker", "--config"])
         .arg(p.path("worker.toml"))

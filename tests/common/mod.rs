@@ -1,33 +1,58 @@
-//! Shared set-up for the reader's integration tests: a private database on the shared
-//! MariaDB, a private stream on the shared kinesalite, and a reader config pointing at both.
+//! Shared set-up of the integration tests: a private database on the shared MariaDB, a
+//! private stream on the shared kinesalite, daemon configs ([`config`]) and processes
+//! ([`Daemon`]), the binlog position to start from.
+//!
+//! Every module of the test binary shares one MariaDB, kinesalite, fauxqs and moto (the
+//! testkit's `shared()` servers live per process); a test that needs a server of its own
+//! (kill, TLS, MINIMAL row image, a stack) starts one with `start()`.
 
-#![allow(dead_code)]
+mod config;
 
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 use std::time::Duration;
 
-use sameday_core::ChangeEnvelope;
+use sameday_core::{BinlogPosition, ChangeEnvelope};
 use sameday_reader::config::ReaderConfig;
 use sameday_testkit::{names, Fauxqs, Kinesalite, MariaDb, Moto};
 
+pub use config::{ConsumerToml, ReaderToml, RouteToml, WorkerToml};
+
+/// A test's database (on the shared MariaDB unless it asked for its own server), stream
+/// and scratch directory.
 pub struct Env {
     pub db: String,
     pub stream: String,
     pub dir: tempfile::TempDir,
     pub server_id: u32,
+    own_server: Option<MariaDb>,
 }
 
 static NEXT_SERVER_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
 
 impl Env {
     pub async fn new(prefix: &str, shards: i32) -> Self {
-        let maria = MariaDb::shared();
-        let db = maria.create_database(prefix).await;
+        Self::on(None, prefix, shards).await
+    }
+
+    /// On a MariaDB of its own: for a test that measures the reader (peak memory), which
+    /// other tests' binlog events on the shared server (a 20 MB row) would distort.
+    pub async fn on_own_server(prefix: &str, shards: i32) -> Self {
+        Self::on(Some(MariaDb::start()), prefix, shards).await
+    }
+
+    async fn on(own_server: Option<MariaDb>, prefix: &str, shards: i32) -> Self {
+        let db = own_server.as_ref().unwrap_or_else(|| MariaDb::shared()).create_database(prefix).await;
         let stream = names::unique(prefix);
         Kinesalite::shared().create_stream(&stream, shards).await;
         let server_id =
             NEXT_SERVER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + std::process::id() % 1000 * 1000;
-        Self { db, stream, dir: tempfile::tempdir().expect("tempdir"), server_id }
+        Self { db, stream, dir: tempfile::tempdir().expect("tempdir"), server_id, own_server }
+    }
+
+    /// The server this test's database is on.
+    pub fn maria(&self) -> &MariaDb {
+        self.own_server.as_ref().unwrap_or_else(|| MariaDb::shared())
     }
 
     pub fn checkpoint_path(&self) -> PathBuf {
@@ -38,48 +63,17 @@ impl Env {
         self.dir.path().join("dead-letters.jsonl")
     }
 
-    /// A reader config for this test's database and stream, as TOML text.
-    pub fn config_toml(&self, start: &str) -> String {
-        let maria = MariaDb::shared();
-        format!(
-            r#"start_position = "{start}"
-dead_letter_path = "{dlq}"
-[source]
-host = "127.0.0.1"
-port = {port}
-user = "root"
-server_id = {sid}
-tls = "disabled"
-heartbeat_secs = 1
-[filter]
-include = ["{db}.*"]
-[kinesis]
-stream = "{stream}"
-linger_ms = 5
-[checkpoint]
-kind = "file"
-path = "{cp}"
-interval_ms = 100
-[metrics]
-listen = "127.0.0.1:0"
-[aws]
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-"#,
-            dlq = self.dead_letter_path().display(),
-            port = maria.port(),
-            sid = self.server_id,
-            db = self.db,
-            stream = self.stream,
-            cp = self.checkpoint_path().display(),
-            endpoint = Kinesalite::shared().endpoint(),
-        )
+    /// A reader config for this test's database and stream, starting at `start`.
+    pub fn reader_toml(&self, start: &str) -> ReaderToml {
+        ReaderToml::new(start, self.maria().port(), self.server_id, &self.stream)
+            .dead_letter_path(&self.dead_letter_path())
+            .include(&[&format!("{}.*", self.db)])
+            .file_checkpoint(&self.checkpoint_path())
+            .endpoint_url(Some(&Kinesalite::shared().endpoint()))
     }
 
     pub fn write_config(&self, start: &str) -> PathBuf {
-        let p = self.dir.path().join("reader.toml");
-        std::fs::write(&p, self.config_toml(start)).expect("write config");
-        p
+        self.reader_toml(start).write(self.dir.path().join("reader.toml"))
     }
 
     pub fn config(&self, start: &str) -> ReaderConfig {
@@ -111,12 +105,17 @@ endpoint_url = "{endpoint}"
     }
 }
 
+/// Logging and the AWS variables the SDK's default chain reads (the emulators accept any
+/// credentials). Set once per process: the variables are global, and every test of the
+/// binary runs beside others that read them.
 pub fn set_aws_env() {
-    sameday_core::logging::init();
-    // The SDK's default chain needs credentials; the emulators accept any.
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_REGION", "us-east-1");
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        sameday_core::logging::init();
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_REGION", "us-east-1");
+    });
 }
 
 /// `AWS_ENDPOINT_URL_<SERVICE>` for a daemon process: the shared kinesalite, fauxqs and
@@ -134,16 +133,26 @@ pub fn sameday_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sameday"))
 }
 
-/// The shared MariaDB's current end of binlog as `FILE:POS`: a start position that sees
+/// `maria`'s current end of binlog (`SHOW MASTER STATUS`): a start position that sees
 /// everything written after this call, with no race against the reader's start-up.
-pub async fn current_position() -> String {
+pub async fn master_status_of(maria: &MariaDb) -> BinlogPosition {
     use mysql_async::prelude::Queryable;
-    let mut c = MariaDb::shared().conn().await;
+    let mut c = maria.conn().await;
     let row: mysql_async::Row =
         c.query_first("SHOW MASTER STATUS").await.expect("SHOW MASTER STATUS").expect("binlog on");
     let (file, pos): (String, u64) = (row.get(0).expect("file"), row.get(1).expect("pos"));
     let _ = c.disconnect().await;
-    format!("{file}:{pos}")
+    BinlogPosition::new(file, pos)
+}
+
+/// The shared MariaDB's current end of binlog.
+pub async fn master_status() -> BinlogPosition {
+    master_status_of(MariaDb::shared()).await
+}
+
+/// The shared MariaDB's current end of binlog as `FILE:POS`.
+pub async fn current_position() -> String {
+    master_status().await.to_string()
 }
 
 /// A `sameday` daemon process of a test; killed when dropped.

@@ -1,0 +1,19 @@
+//! The workspace's integration tests: one binary (one link step) with a module per area.
+//! They run against real MariaDB and AWS emulators that `sameday-testkit` starts on free
+//! loopback ports; every module shares the process's servers (`MariaDb::shared()` and the
+//! emulators' `shared()`), and each test uses its own database, stream, queue and state
+//! machine names, so tests of every module run side by side.
+
+mod common;
+
+mod binlog_fixtures;
+mod checkpoint_dynamodb;
+mod consumer_daemon;
+mod deploy_cloudformation;
+mod preflight;
+mod reader_faults;
+mod reader_pipeline;
+mod reader_standby;
+mod reader_types;
+mod worker_nightly;
+mod worker_pipeline;
