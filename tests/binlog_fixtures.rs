@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sameday_core::{ChangeEnvelope, Op};
-use sameday_reader::decoder::{Decoder, Output};
-use sameday_reader::filter::{FilterConfig, TableFilter};
-use sameday_reader::source::file::{replay_files, FileRange};
+use sameday_reader::{replay_files, FileRange};
+use sameday_reader::{Decoder, Output};
+use sameday_reader::{FilterConfig, TableFilter};
 use serde_json::{json, Map, Value};
 
 /// The fixtures folder, or `None` (after saying so) when the variable is unset.

@@ -227,6 +227,7 @@ fn assert_key_order(received: &[Value]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_on_four_shards_split_leases_two_each_and_keep_key_order() {
+    let _slot = common::scenario_slot().await;
     let s = Setup::new("lease-split", 4).await;
     let mut a = s.spawn("a", &s.config("a", 3000));
     s.wait_owners(&[("a", 4)], Duration::from_secs(20)).await;
@@ -257,6 +258,7 @@ async fn two_consumers_on_four_shards_split_leases_two_each_and_keep_key_order()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_consumer_lease_takeover_after_expiry_and_sigterm_handover_at_once() {
+    let _slot = common::scenario_slot().await;
     let lease_ms = 4000;
     let s = Setup::new("lease-kill", 4).await;
     let mut a = s.spawn("a", &s.config("a", lease_ms));
@@ -314,6 +316,7 @@ async fn kill_consumer_lease_takeover_after_expiry_and_sigterm_handover_at_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reshard_split_mid_stream_children_start_after_parent_and_keep_key_order() {
+    let _slot = common::scenario_slot().await;
     let s = Setup::new("reshard", 1).await;
     let mut a = s.spawn("a", &s.config("a", 3000));
     let mut received = Vec::new();
@@ -353,7 +356,11 @@ async fn reshard_split_mid_stream_children_start_after_parent_and_keep_key_order
     let children: Vec<_> = leases.iter().filter(|l| l.parent_shard_ids.contains(&parent)).collect();
     assert_eq!(children.len(), 2, "{leases:?}");
     let log = a.log_text();
-    let end = log.find("shard finished (SHARD_END)").expect("parent finished");
+    // The parent's task logs this before it writes SHARD_END, the only thing that makes a
+    // child eligible; the coordinator's own "shard finished" line may come after a child
+    // was taken, so it proves nothing.
+    let end = log.find("checkpointing SHARD_END").expect("parent finished");
+    assert!(log.contains("shard finished (SHARD_END)"), "the coordinator noticed the parent's end");
     for child in &children {
         let taken = log.find(&format!("\"shard\":\"{}\"", child.shard_id)).unwrap_or(usize::MAX);
         assert!(taken > end, "child {} started before its parent finished", child.shard_id);
@@ -363,6 +370,7 @@ async fn reshard_split_mid_stream_children_start_after_parent_and_keep_key_order
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_forwards_only_same_day_changes_and_dead_letters_bad_records() {
+    let _slot = common::scenario_slot().await;
     let s = Setup::new("sameday-filter", 2).await;
     let rule = json!({
         "name": "reminders", "db": "app", "table": "schedule", "key_columns": ["id"],

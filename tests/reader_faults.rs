@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::common::{master_status, sameday_bin, set_aws_env, Env};
 use mysql_async::prelude::Queryable;
 use sameday_core::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore};
@@ -143,6 +144,7 @@ fn check_order(records: &[(String, Vec<u8>)], expected: &HashSet<(i64, i64)>) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_kill_9_mid_workload_loses_nothing_and_keeps_key_order() {
+    let _slot = common::scenario_slot().await;
     set_aws_env();
     let t0 = Instant::now();
     let env = Env::new("kill9", 2).await;
@@ -260,11 +262,11 @@ async fn reader_kill_9_mid_workload_loses_nothing_and_keeps_key_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_partial_failures_and_throttling_never_reorder_or_lose() {
-    use sameday_reader::kinesis::KinesisSink;
-    use sameday_reader::publisher::{Publisher, PublisherConfig};
-    use sameday_reader::sink::FaultySink;
-    use sameday_reader::source::prepare::{prepare_source, resolve};
+    use sameday_reader::FaultySink;
+    use sameday_reader::KinesisSink;
+    use sameday_reader::{prepare_source, resolve};
     use sameday_reader::{run_pipeline, SourceRun};
+    use sameday_reader::{Publisher, PublisherConfig};
 
     set_aws_env();
     let env = Env::new("faulty", 2).await;
@@ -353,7 +355,7 @@ async fn replay_of_a_range_emits_the_same_event_ids_as_the_live_run() {
     let cfg_path = env.write_config(&from.to_string());
     let cfg = env.config(&from.to_string());
     let shutdown = CancellationToken::new();
-    let reader = tokio::spawn(sameday_reader::run::run_reader(cfg, shutdown.clone()));
+    let reader = tokio::spawn(sameday_reader::run_reader(cfg, shutdown.clone()));
     maria
         .exec(&format!(
             "BEGIN; INSERT INTO {db}.a VALUES (1,'x',1.50),(2,'y',2.25),(3,'z',NULL); INSERT INTO {db}.b VALUES (10,'{{\"k\":[1,2]}}','2024-01-02 03:04:05.678'); COMMIT;
@@ -557,6 +559,7 @@ async fn malformed_config_names_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_flushes_and_checkpoints_within_10_s() {
+    let _slot = common::scenario_slot().await;
     set_aws_env();
     let env = Env::new("sigterm", 2).await;
     let maria = MariaDb::shared();
@@ -601,6 +604,7 @@ async fn sigterm_flushes_and_checkpoints_within_10_s() {
 
 #[tokio::test]
 async fn single_100k_row_transaction_streams_with_bounded_memory() {
+    let _slot = common::scenario_slot().await;
     set_aws_env();
     // Its own server: the peak memory must be this transaction's, not another test's big row.
     let env = Env::on_own_server("bigtxn", 4).await;

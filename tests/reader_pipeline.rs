@@ -17,7 +17,7 @@ async fn reader_streams_inserts_updates_and_deletes_in_commit_order() {
     maria.exec(&format!("CREATE TABLE {}.t (id INT PRIMARY KEY, v VARCHAR(20))", env.db)).await;
     let shutdown = CancellationToken::new();
     let start = common::current_position().await;
-    let reader = tokio::spawn(sameday_reader::run::run_reader(env.config(&start), shutdown.clone()));
+    let reader = tokio::spawn(sameday_reader::run_reader(env.config(&start), shutdown.clone()));
     let db = &env.db;
     maria
         .exec(&format!(
@@ -64,7 +64,7 @@ async fn reader_streams_over_tls_verified_against_a_private_ca() {
     cfg.source.tls_ca_file = Some(tls.ca_pem_path().expect("TLS instance has a CA").to_path_buf());
     cfg.filter.include = vec![format!("{db}.*")];
     let shutdown = CancellationToken::new();
-    let reader = tokio::spawn(sameday_reader::run::run_reader(cfg.clone(), shutdown.clone()));
+    let reader = tokio::spawn(sameday_reader::run_reader(cfg.clone(), shutdown.clone()));
     tls.exec(&format!("INSERT INTO {db}.t VALUES (1, 'over tls')")).await;
     let records = env.wait_for_records(1, Duration::from_secs(20)).await;
     shutdown.cancel();
@@ -74,7 +74,7 @@ async fn reader_streams_over_tls_verified_against_a_private_ca() {
     // Without the CA the server certificate is not trusted: a clear error, no stream.
     let mut untrusted = cfg;
     untrusted.source.tls_ca_file = None;
-    let err = sameday_reader::run::run_reader(untrusted, CancellationToken::new()).await.unwrap_err().to_string();
+    let err = sameday_reader::run_reader(untrusted, CancellationToken::new()).await.unwrap_err().to_string();
     assert!(err.contains("127.0.0.1") && err.to_lowercase().contains("certificate"), "{err}");
 }
 
@@ -105,7 +105,7 @@ async fn metrics_and_healthz_report_rows_lag_and_readiness() {
     let addr = format!("127.0.0.1:{}", free_port());
     cfg.metrics.listen = addr.parse().unwrap();
     let shutdown = CancellationToken::new();
-    let reader = tokio::spawn(sameday_reader::run::run_reader(cfg, shutdown.clone()));
+    let reader = tokio::spawn(sameday_reader::run_reader(cfg, shutdown.clone()));
     sameday_testkit::wait_until(Duration::from_secs(20), "healthz answers 200", || async {
         tokio::net::TcpStream::connect(&addr).await.is_ok() && http_get(&addr, "/healthz").await.0 == 200
     })
@@ -188,7 +188,7 @@ async fn reader_starts_from_a_mariadb_gtid_position() {
     // Written before the reader starts, after the GTID position: must be streamed.
     maria.exec(&format!("INSERT INTO {}.t VALUES (1),(2)", env.db)).await;
     let shutdown = CancellationToken::new();
-    let reader = tokio::spawn(sameday_reader::run::run_reader(env.config(&pos), shutdown.clone()));
+    let reader = tokio::spawn(sameday_reader::run_reader(env.config(&pos), shutdown.clone()));
     let records = env.wait_for_records(2, Duration::from_secs(20)).await;
     shutdown.cancel();
     reader.await.unwrap().unwrap();
@@ -257,7 +257,7 @@ async fn reader_reconnects_after_the_server_drops_its_connection() {
     cfg.source.port = maria.port();
     cfg.filter.include = vec![format!("{db}.*")];
     let shutdown = CancellationToken::new();
-    let reader = tokio::spawn(sameday_reader::run::run_reader(cfg, shutdown.clone()));
+    let reader = tokio::spawn(sameday_reader::run_reader(cfg, shutdown.clone()));
     maria.exec(&format!("INSERT INTO {db}.t VALUES (1)")).await;
     env.wait_for_records(1, Duration::from_secs(20)).await;
     let mut conn = maria.conn().await;
@@ -290,7 +290,7 @@ async fn filters_drop_excluded_tables_and_columns() {
     cfg.filter.exclude = vec![format!("{db}.audit_*")];
     cfg.filter.exclude_columns = vec![format!("{db}.users.password")];
     let shutdown = CancellationToken::new();
-    let reader = tokio::spawn(sameday_reader::run::run_reader(cfg, shutdown.clone()));
+    let reader = tokio::spawn(sameday_reader::run_reader(cfg, shutdown.clone()));
     maria
         .exec(&format!(
             "INSERT INTO {db}.audit_log VALUES (1); INSERT INTO {db}.users VALUES (1, 'a@x', 's3cret');

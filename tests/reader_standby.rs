@@ -39,6 +39,7 @@ async fn wait_ids(env: &Env, want: std::ops::RangeInclusive<i64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_reader_takes_over_after_kill_and_a_deposed_reader_stops() {
+    let _slot = common::scenario_slot().await;
     set_aws_env();
     let env = Env::new("standby", 1).await;
     let table = names::unique("standby-ckpt");

@@ -15,13 +15,10 @@ use tokio_util::sync::CancellationToken;
 /// Starts the reader at the current end of the binlog (no race with its start-up).
 async fn start_reader(
     env: &Env,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<Result<sameday_reader::publisher::PublishSummary, sameday_reader::error::ReaderError>>,
-) {
+) -> (CancellationToken, tokio::task::JoinHandle<Result<sameday_reader::PublishSummary, sameday_reader::ReaderError>>) {
     let shutdown = CancellationToken::new();
     let start = common::current_position().await;
-    let reader = tokio::spawn(sameday_reader::run::run_reader(env.config(&start), shutdown.clone()));
+    let reader = tokio::spawn(sameday_reader::run_reader(env.config(&start), shutdown.clone()));
     (shutdown, reader)
 }
 

@@ -482,7 +482,7 @@ async fn nightly_rows_equal_cdc_envelope_images_and_names() {
     maria.exec(&format!("CREATE TABLE {db}.t {TYPES_DDL}")).await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let start = common::current_position().await;
-    let reader = tokio::spawn(sameday_reader::run::run_reader(env.config(&start), shutdown.clone()));
+    let reader = tokio::spawn(sameday_reader::run_reader(env.config(&start), shutdown.clone()));
     maria
         .exec(&format!(
             "SET SESSION sql_mode = ''; SET SESSION time_zone = '+00:00';

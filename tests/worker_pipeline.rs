@@ -249,6 +249,7 @@ fn status(execs: &BTreeMap<String, ExecutionStatus>, name: &str) -> ExecutionSta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_insert_due_today_starts_one_execution_and_later_days_none() {
+    let _slot = common::scenario_slot().await;
     let mut p = Pipeline::new("cdc-insert").await;
     p.start().await;
     let now = Timestamp::now();
@@ -283,6 +284,7 @@ async fn cdc_insert_due_today_starts_one_execution_and_later_days_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reschedule_move_delete_and_payload_change_stop_and_supersede_executions() {
+    let _slot = common::scenario_slot().await;
     let mut p = Pipeline::new("reschedule").await;
     p.start().await;
     let now = Timestamp::now();
@@ -325,6 +327,7 @@ async fn reschedule_move_delete_and_payload_change_stop_and_supersede_executions
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_kill_mid_stream_then_restart_misses_nothing_and_doubles_nothing() {
+    let _slot = common::scenario_slot().await;
     let mut p = Pipeline::new("worker-kill").await;
     p.start().await;
     let now = Timestamp::now();
@@ -361,6 +364,7 @@ async fn worker_kill_mid_stream_then_restart_misses_nothing_and_doubles_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_execution_throttling_slows_down_without_failure_or_loss() {
+    let _slot = common::scenario_slot().await;
     let mut p = Pipeline::new("throttle").await;
     let fault =
         Fault { operation: "StartExecution".into(), every: 3, status: 400, error_type: "ThrottlingException".into() };
@@ -382,6 +386,7 @@ async fn start_execution_throttling_slows_down_without_failure_or_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_going() {
+    let _slot = common::scenario_slot().await;
     let mut p = Pipeline::new("poison").await;
     p.start().await;
     let envelope = |id: i64, table: &str, after: Value| {
@@ -457,6 +462,7 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_go
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nightly_and_cdc_overlapping_on_the_same_rows_leave_one_execution_per_event() {
+    let _slot = common::scenario_slot().await;
     let mut p = Pipeline::new("overlap").await;
     p.start().await;
     let now = Timestamp::now();
@@ -494,6 +500,7 @@ async fn nightly_and_cdc_overlapping_on_the_same_rows_leave_one_execution_per_ev
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_refuses_to_start_when_a_rule_names_a_missing_column() {
+    let _slot = common::scenario_slot().await;
     let mut p = Pipeline::new("missing-column").await;
     p.start_worker();
     let worker = p.worker.as_mut().unwrap();

@@ -13,7 +13,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use sameday_core::{BinlogPosition, ChangeEnvelope};
-use sameday_reader::config::ReaderConfig;
+use sameday_reader::ReaderConfig;
 use sameday_testkit::{names, Fauxqs, Kinesalite, MariaDb, Moto};
 
 pub use config::{ConsumerToml, ReaderToml, RouteToml, WorkerToml};
@@ -103,6 +103,15 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Scenario tests that run several daemon processes and time their hand-overs (lease
+/// take-over, kill -9 recovery, SIGTERM drains) take one of these slots for their whole run,
+/// so at most two of them share the machine's cores at once (CI has two cores) while the
+/// lighter tests keep running beside them.
+pub async fn scenario_slot() -> tokio::sync::SemaphorePermit<'static> {
+    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    SLOTS.acquire().await.expect("the scenario semaphore is never closed")
 }
 
 /// Logging and the AWS variables the SDK's default chain reads (the emulators accept any

@@ -16,15 +16,15 @@ use sameday_core::clock::now_ms;
 use sameday_core::daemon;
 use sameday_core::StartPosition;
 use sameday_mysql::{Session, SourceConfig};
-use sameday_reader::config::ReaderConfig;
-use sameday_reader::filter::FilterConfig;
-use sameday_reader::kinesis::KinesisSink;
-use sameday_reader::replay::{publisher_config, replay, FileReplay, ReplaySource};
-use sameday_reader::sink::{CountingSink, NullSink, StdoutSink};
-use sameday_reader::source::file::FileRange;
-use sameday_reader::source::live::Start;
-use sameday_reader::source::prepare::{prepare_source, resolve_start};
+use sameday_reader::FileRange;
+use sameday_reader::FilterConfig;
+use sameday_reader::KinesisSink;
+use sameday_reader::ReaderConfig;
 use sameday_reader::SourceRun;
+use sameday_reader::Start;
+use sameday_reader::{prepare_source, resolve_start};
+use sameday_reader::{publisher_config, replay, FileReplay, ReplaySource};
+use sameday_reader::{CountingSink, NullSink, StdoutSink};
 use sameday_worker::config::WorkerConfig;
 
 #[derive(Parser)]
@@ -132,7 +132,7 @@ enum FormatArg {
     Dms,
 }
 
-impl From<FormatArg> for sameday_reader::kinesis::config::RecordFormat {
+impl From<FormatArg> for sameday_reader::RecordFormat {
     fn from(f: FormatArg) -> Self {
         match f {
             FormatArg::Sameday => Self::Sameday,
@@ -392,7 +392,7 @@ async fn positions(path: &std::path::Path, set: Option<String>) -> anyhow::Resul
     let cfg = daemon::load_config::<ReaderConfig>(path)?;
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
     // Showing must not depose the running reader; only --set takes the fencing token.
-    let store = sameday_reader::store::open_store(&cfg.checkpoint, &aws, set.is_some()).await?;
+    let store = sameday_reader::open_store(&cfg.checkpoint, &aws, set.is_some()).await?;
     let current = store.load().await?;
     match &current {
         Some(cp) => println!(

@@ -166,6 +166,9 @@ impl ShardTask {
             backoff.reset();
         }
         if ended && self.fanout.pending() == 0 && self.fanout.dead_letters.is_empty() {
+            // Logged before the write: no child can start before this line (children wait for
+            // the parent's SHARD_END checkpoint in the lease table).
+            tracing::info!(shard = %self.shard(), "shard read to its end and all in SQS; checkpointing SHARD_END");
             return ControlFlow::Break(match self.write_checkpoint(ShardCheckpoint::ShardEnd).await {
                 Ok(()) => ShardExit::Finished,
                 Err(exit) => exit,

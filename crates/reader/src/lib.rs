@@ -2,36 +2,48 @@
 //! disk), decodes row events, encodes them as change records and publishes them to Kinesis,
 //! checkpointing the position only after Kinesis acknowledged every record before it.
 //!
-//! The data path, one module each: [`source`] (live stream with its reconnect policy, or
-//! files) -> [`decoder`] (events to rows and commits) -> `encode` (rows to the envelope or
-//! DMS JSON) -> [`pipeline`] (bounded hand-over) -> [`publisher`] (per-key order, checkpoint
-//! behind durable delivery) -> [`sink`] / [`kinesis`]. [`run`] wires the daemon; `lease` and
-//! `headroom` are its side tasks; [`replay`] is the operator's path through the same stages.
+//! The data path, one module each: `source` (live stream with its reconnect policy, or
+//! files) -> `decoder` (events to rows and commits) -> `encode` (rows to the envelope or DMS
+//! JSON) -> `pipeline` (bounded hand-over) -> `publisher` (per-key order, checkpoint behind
+//! durable delivery) -> `sink` / `kinesis`. `run` wires the daemon; `lease` and `headroom`
+//! are its side tasks; `replay` is the operator's path through the same stages.
+//!
+//! What the `sameday` binary and the tests use is re-exported here; the modules are private.
 
-pub mod config;
-pub(crate) mod dead_letter;
-pub mod decoder;
-pub(crate) mod encode;
-pub mod error;
-pub mod filter;
-pub(crate) mod headroom;
-pub mod kinesis;
-pub(crate) mod lease;
-pub mod metrics;
-pub mod pipeline;
-pub mod publisher;
-pub mod replay;
-pub mod run;
-pub mod sink;
-pub mod source;
-pub mod store;
+mod config;
+mod dead_letter;
+mod decoder;
+mod encode;
+mod error;
+mod filter;
+mod headroom;
+mod kinesis;
+mod lease;
+mod metrics;
+mod pipeline;
+mod publisher;
+mod replay;
+mod run;
+mod sink;
+mod source;
+mod store;
 
-pub use config::ReaderConfig;
-pub use dead_letter::DeadLetterFile;
-pub use error::ReaderError;
+pub use config::{CheckpointConfig, ReaderConfig};
+pub use decoder::{Commit, Decoder, Output, Record};
+pub use error::{DecodeError, ReaderError};
+pub use filter::{FilterConfig, TableFilter};
+pub use kinesis::config::{KinesisConfig, RecordFormat};
+pub use kinesis::KinesisSink;
 pub use pipeline::run_pipeline;
+pub use publisher::{PublishSummary, Publisher, PublisherConfig};
+pub use replay::{publisher_config, replay, FileReplay, ReplaySource};
 pub use run::run_reader;
+pub use sink::{CountingSink, FaultySink, NullSink, RecordOutcome, RecordSink, SinkError, SinkRecord, StdoutSink};
+pub use source::file::{replay_files, FileRange};
+pub use source::live::Start;
+pub use source::prepare::{prepare_source, resolve, resolve_start};
 pub use source::stream::SourceRun;
+pub use store::open_store;
 
 #[cfg(test)]
 mod publisher_tests;

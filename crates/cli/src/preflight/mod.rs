@@ -78,7 +78,7 @@ pub(crate) fn report(kind: Kind, path: &Path, problems: &[Problem]) -> ExitCode 
         println!("FAILED: {blocking} blocking problem(s), {warnings} Problem::warning(s)");
         ExitCode::from(BLOCKING_EXIT)
     } else {
-        println!("OK ({warnings} Problem::warning(s))");
+        println!("OK ({warnings} warning(s))");
         ExitCode::SUCCESS
     }
 }

@@ -6,8 +6,8 @@ use sameday_core::checkpoint_dynamo::KEY_ATTR;
 use sameday_core::clock::now_ms;
 use sameday_mysql::checks::{checkpoint_horizon, replica_checks, ReplicaCheck};
 use sameday_mysql::Session;
-use sameday_reader::config::{CheckpointConfig, ReaderConfig};
-use sameday_reader::filter::TableFilter;
+use sameday_reader::TableFilter;
+use sameday_reader::{CheckpointConfig, ReaderConfig};
 
 use super::{aws, Problem};
 
@@ -42,7 +42,7 @@ pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
 
     // Read the checkpoint without taking the fencing token: a running reader stays active.
     if let (Some(session), true) = (session.as_mut(), store_usable) {
-        let loaded = match sameday_reader::store::open_store(&cfg.checkpoint, &sdk, false).await {
+        let loaded = match sameday_reader::open_store(&cfg.checkpoint, &sdk, false).await {
             Ok(store) => store.load().await.map_err(|e| format!("{}: {e}", store.describe())),
             Err(e) => Err(e.to_string()),
         };
