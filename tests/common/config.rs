@@ -108,12 +108,12 @@ fn mariadb_source(port: u16, server_id: u32) -> Table {
 
 /// `sameday reader`'s config (`sameday_reader::ReaderConfig`).
 #[derive(Debug, Clone)]
-pub struct ReaderToml(Doc);
+pub(crate) struct ReaderToml(Doc);
 
 impl ReaderToml {
     /// A reader of MariaDB on `port` into `stream` from `start_position`, with a file
     /// checkpoint saved every 100 ms, metrics on a free port and region us-east-1.
-    pub fn new(start_position: &str, port: u16, server_id: u32, stream: &str) -> Self {
+    pub(crate) fn new(start_position: &str, port: u16, server_id: u32, stream: &str) -> Self {
         let mut doc = Doc::default();
         doc.set("start_position", start_position);
         let mut source = mariadb_source(port, server_id);
@@ -128,28 +128,28 @@ impl ReaderToml {
         Self(doc)
     }
 
-    pub fn dead_letter_path(mut self, path: &Path) -> Self {
+    pub(crate) fn dead_letter_path(mut self, path: &Path) -> Self {
         self.0.set("dead_letter_path", path_value(path));
         self
     }
 
-    pub fn source_port(mut self, port: u16) -> Self {
+    pub(crate) fn source_port(mut self, port: u16) -> Self {
         self.0.set("source.port", Value::Integer(port.into()));
         self
     }
 
     /// `filter.include`: `db.table` patterns.
-    pub fn include(mut self, patterns: &[&str]) -> Self {
+    pub(crate) fn include(mut self, patterns: &[&str]) -> Self {
         self.0.set("filter.include", strings(patterns));
         self
     }
 
-    pub fn stream(mut self, stream: &str) -> Self {
+    pub(crate) fn stream(mut self, stream: &str) -> Self {
         self.0.set("kinesis.stream", stream);
         self
     }
 
-    pub fn file_checkpoint(mut self, path: &Path) -> Self {
+    pub(crate) fn file_checkpoint(mut self, path: &Path) -> Self {
         self.0.remove("checkpoint.table");
         self.0.remove("checkpoint.key");
         self.0.set("checkpoint.kind", "file");
@@ -158,7 +158,7 @@ impl ReaderToml {
     }
 
     /// A DynamoDB checkpoint (and lease) in `table` under `key`.
-    pub fn dynamodb_checkpoint(mut self, table: &str, key: &str) -> Self {
+    pub(crate) fn dynamodb_checkpoint(mut self, table: &str, key: &str) -> Self {
         self.0.remove("checkpoint.path");
         self.0.set("checkpoint.kind", "dynamodb");
         self.0.set("checkpoint.table", table);
@@ -166,19 +166,19 @@ impl ReaderToml {
         self
     }
 
-    pub fn checkpoint_interval_ms(mut self, ms: u64) -> Self {
+    pub(crate) fn checkpoint_interval_ms(mut self, ms: u64) -> Self {
         self.0.set("checkpoint.interval_ms", Value::Integer(ms as i64));
         self
     }
 
-    pub fn lease_ms(mut self, ms: u64) -> Self {
+    pub(crate) fn lease_ms(mut self, ms: u64) -> Self {
         self.0.set("checkpoint.lease_ms", Value::Integer(ms as i64));
         self
     }
 
     /// `aws.endpoint_url` for every service; `None`: the `AWS_ENDPOINT_URL_<SERVICE>`
     /// variables decide.
-    pub fn endpoint_url(mut self, url: Option<&str>) -> Self {
+    pub(crate) fn endpoint_url(mut self, url: Option<&str>) -> Self {
         match url {
             Some(url) => self.0.set("aws.endpoint_url", url),
             None => self.0.remove("aws.endpoint_url"),
@@ -187,12 +187,12 @@ impl ReaderToml {
     }
 
     /// Sets `path` to any value, typed or not: for tests of config errors only.
-    pub fn unchecked(mut self, path: &str, value: impl Into<Value>) -> Self {
+    pub(crate) fn unchecked(mut self, path: &str, value: impl Into<Value>) -> Self {
         self.0.set(path, value);
         self
     }
 
-    pub fn write(&self, path: PathBuf) -> PathBuf {
+    pub(crate) fn write(&self, path: PathBuf) -> PathBuf {
         self.0.write(path)
     }
 }
@@ -205,10 +205,10 @@ impl std::fmt::Display for ReaderToml {
 
 /// One `[[route]]` of the consumer.
 #[derive(Debug, Clone)]
-pub struct RouteToml(Table);
+pub(crate) struct RouteToml(Table);
 
 impl RouteToml {
-    pub fn new(tables: &[&str], queues: &[&str]) -> Self {
+    pub(crate) fn new(tables: &[&str], queues: &[&str]) -> Self {
         let mut t = Table::new();
         t.insert("tables".into(), strings(tables));
         t.insert("queues".into(), strings(queues));
@@ -216,7 +216,7 @@ impl RouteToml {
     }
 
     /// Forwards only changes of rows due within today's window of this rule.
-    pub fn same_day_rule(mut self, rule: &str) -> Self {
+    pub(crate) fn same_day_rule(mut self, rule: &str) -> Self {
         self.0.insert("same_day_rule".into(), rule.into());
         self
     }
@@ -224,12 +224,12 @@ impl RouteToml {
 
 /// `sameday consumer`'s config (`sameday_consumer::config::ConsumerConfig`).
 #[derive(Debug, Clone)]
-pub struct ConsumerToml(Doc);
+pub(crate) struct ConsumerToml(Doc);
 
 impl ConsumerToml {
     /// A consumer of `stream` with leases in `lease_table`, dead letters to a file and
     /// region us-east-1; no routes yet.
-    pub fn new(stream: &str, lease_table: &str, dead_letter_path: &Path) -> Self {
+    pub(crate) fn new(stream: &str, lease_table: &str, dead_letter_path: &Path) -> Self {
         let mut doc = Doc::default();
         doc.set("kinesis.stream", stream);
         doc.set("leases.table", lease_table);
@@ -238,61 +238,61 @@ impl ConsumerToml {
         Self(doc)
     }
 
-    pub fn shutdown_timeout_ms(mut self, ms: u64) -> Self {
+    pub(crate) fn shutdown_timeout_ms(mut self, ms: u64) -> Self {
         self.0.set("shutdown_timeout_ms", Value::Integer(ms as i64));
         self
     }
 
-    pub fn create_lease_table(mut self, create: bool) -> Self {
+    pub(crate) fn create_lease_table(mut self, create: bool) -> Self {
         self.0.set("leases.create_table", create);
         self
     }
 
-    pub fn lease_duration_ms(mut self, ms: u64) -> Self {
+    pub(crate) fn lease_duration_ms(mut self, ms: u64) -> Self {
         self.0.set("leases.duration_ms", Value::Integer(ms as i64));
         self
     }
 
-    pub fn checkpoint_interval_ms(mut self, ms: u64) -> Self {
+    pub(crate) fn checkpoint_interval_ms(mut self, ms: u64) -> Self {
         self.0.set("leases.checkpoint_interval_ms", Value::Integer(ms as i64));
         self
     }
 
-    pub fn shard_sync_interval_ms(mut self, ms: u64) -> Self {
+    pub(crate) fn shard_sync_interval_ms(mut self, ms: u64) -> Self {
         self.0.set("leases.shard_sync_interval_ms", Value::Integer(ms as i64));
         self
     }
 
-    pub fn worker_id(mut self, id: &str) -> Self {
+    pub(crate) fn worker_id(mut self, id: &str) -> Self {
         self.0.set("leases.worker_id", id);
         self
     }
 
-    pub fn route(mut self, route: RouteToml) -> Self {
+    pub(crate) fn route(mut self, route: RouteToml) -> Self {
         self.0.push("route", route.0);
         self
     }
 
     /// Metrics and health on a free loopback port.
-    pub fn metrics(mut self) -> Self {
+    pub(crate) fn metrics(mut self) -> Self {
         self.0.set("metrics.listen", "127.0.0.1:0");
         self
     }
 
     /// A `[[rule]]`: a `ScheduleRule` or a JSON object of its fields.
-    pub fn rule(mut self, rule: &impl Serialize) -> Self {
+    pub(crate) fn rule(mut self, rule: &impl Serialize) -> Self {
         self.0.push("rule", rule_table(rule));
         self
     }
 
-    pub fn write(&self, path: PathBuf) -> PathBuf {
+    pub(crate) fn write(&self, path: PathBuf) -> PathBuf {
         self.0.write(path)
     }
 }
 
 /// `sameday worker`'s and `sameday nightly`'s config (`sameday_worker::config::WorkerConfig`).
 #[derive(Debug, Clone)]
-pub struct WorkerToml(Doc);
+pub(crate) struct WorkerToml(Doc);
 
 impl Default for WorkerToml {
     fn default() -> Self {
@@ -302,80 +302,80 @@ impl Default for WorkerToml {
 
 impl WorkerToml {
     /// Region us-east-1 and nothing else: add `[sqs]` for the worker, `[nightly]` for the batch.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut doc = Doc::default();
         doc.set("aws.region", "us-east-1");
         Self(doc)
     }
 
-    pub fn shutdown_timeout_ms(mut self, ms: u64) -> Self {
+    pub(crate) fn shutdown_timeout_ms(mut self, ms: u64) -> Self {
         self.0.set("shutdown_timeout_ms", Value::Integer(ms as i64));
         self
     }
 
     /// `[sqs]`: the queue the worker reads.
-    pub fn sqs_queue(mut self, queue: &str) -> Self {
+    pub(crate) fn sqs_queue(mut self, queue: &str) -> Self {
         self.0.set("sqs.queue", queue);
         self
     }
 
-    pub fn sqs_wait_time_seconds(mut self, secs: u32) -> Self {
+    pub(crate) fn sqs_wait_time_seconds(mut self, secs: u32) -> Self {
         self.0.set("sqs.wait_time_seconds", Value::Integer(secs.into()));
         self
     }
 
-    pub fn sqs_visibility_timeout_seconds(mut self, secs: u32) -> Self {
+    pub(crate) fn sqs_visibility_timeout_seconds(mut self, secs: u32) -> Self {
         self.0.set("sqs.visibility_timeout_seconds", Value::Integer(secs.into()));
         self
     }
 
-    pub fn sqs_dead_letter_queue(mut self, queue: &str) -> Self {
+    pub(crate) fn sqs_dead_letter_queue(mut self, queue: &str) -> Self {
         self.0.set("sqs.dead_letter_queue", queue);
         self
     }
 
     /// `step_functions.start_rate`: StartExecution calls per second and burst.
-    pub fn start_rate(mut self, rate_per_second: u32, burst: u32) -> Self {
+    pub(crate) fn start_rate(mut self, rate_per_second: u32, burst: u32) -> Self {
         self.0.set("step_functions.start_rate.rate_per_second", Value::Integer(rate_per_second.into()));
         self.0.set("step_functions.start_rate.burst", Value::Integer(burst.into()));
         self
     }
 
     /// `[nightly.source]`: the test MariaDB on `port` as root, without TLS.
-    pub fn nightly_source(mut self, port: u16, server_id: u32) -> Self {
+    pub(crate) fn nightly_source(mut self, port: u16, server_id: u32) -> Self {
         self.0.set("nightly.source", mariadb_source(port, server_id));
         self
     }
 
-    pub fn nightly_page_size(mut self, rows: u32) -> Self {
+    pub(crate) fn nightly_page_size(mut self, rows: u32) -> Self {
         self.0.set("nightly.page_size", Value::Integer(rows.into()));
         self
     }
 
-    pub fn nightly_concurrency(mut self, n: usize) -> Self {
+    pub(crate) fn nightly_concurrency(mut self, n: usize) -> Self {
         self.0.set("nightly.concurrency", Value::Integer(n as i64));
         self
     }
 
     /// Metrics and health on a free loopback port.
-    pub fn metrics(mut self) -> Self {
+    pub(crate) fn metrics(mut self) -> Self {
         self.0.set("metrics.listen", "127.0.0.1:0");
         self
     }
 
     /// `aws.endpoint_url` for every service.
-    pub fn endpoint_url(mut self, url: &str) -> Self {
+    pub(crate) fn endpoint_url(mut self, url: &str) -> Self {
         self.0.set("aws.endpoint_url", url);
         self
     }
 
     /// A `[[rule]]`: a `ScheduleRule` or a JSON object of its fields (`null` fields left out).
-    pub fn rule(mut self, rule: &impl Serialize) -> Self {
+    pub(crate) fn rule(mut self, rule: &impl Serialize) -> Self {
         self.0.push("rule", rule_table(rule));
         self
     }
 
-    pub fn write(&self, path: PathBuf) -> PathBuf {
+    pub(crate) fn write(&self, path: PathBuf) -> PathBuf {
         self.0.write(path)
     }
 }

@@ -16,11 +16,11 @@ use sameday_core::{BinlogPosition, ChangeEnvelope};
 use sameday_reader::ReaderConfig;
 use sameday_testkit::{names, Fauxqs, Kinesalite, MariaDb, Moto};
 
-pub use config::{ConsumerToml, ReaderToml, RouteToml, WorkerToml};
+pub(crate) use config::{ConsumerToml, ReaderToml, RouteToml, WorkerToml};
 
 /// A test's database (on the shared MariaDB unless it asked for its own server), stream
 /// and scratch directory.
-pub struct Env {
+pub(crate) struct Env {
     pub db: String,
     pub stream: String,
     pub dir: tempfile::TempDir,
@@ -31,13 +31,13 @@ pub struct Env {
 static NEXT_SERVER_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
 
 impl Env {
-    pub async fn new(prefix: &str, shards: i32) -> Self {
+    pub(crate) async fn new(prefix: &str, shards: i32) -> Self {
         Self::on(None, prefix, shards).await
     }
 
     /// On a MariaDB of its own: for a test that measures the reader (peak memory), which
     /// other tests' binlog events on the shared server (a 20 MB row) would distort.
-    pub async fn on_own_server(prefix: &str, shards: i32) -> Self {
+    pub(crate) async fn on_own_server(prefix: &str, shards: i32) -> Self {
         Self::on(Some(MariaDb::start()), prefix, shards).await
     }
 
@@ -51,20 +51,20 @@ impl Env {
     }
 
     /// The server this test's database is on.
-    pub fn maria(&self) -> &MariaDb {
+    pub(crate) fn maria(&self) -> &MariaDb {
         self.own_server.as_ref().unwrap_or_else(|| MariaDb::shared())
     }
 
-    pub fn checkpoint_path(&self) -> PathBuf {
+    pub(crate) fn checkpoint_path(&self) -> PathBuf {
         self.dir.path().join("checkpoint.json")
     }
 
-    pub fn dead_letter_path(&self) -> PathBuf {
+    pub(crate) fn dead_letter_path(&self) -> PathBuf {
         self.dir.path().join("dead-letters.jsonl")
     }
 
     /// A reader config for this test's database and stream, starting at `start`.
-    pub fn reader_toml(&self, start: &str) -> ReaderToml {
+    pub(crate) fn reader_toml(&self, start: &str) -> ReaderToml {
         ReaderToml::new(start, self.maria().port(), self.server_id, &self.stream)
             .dead_letter_path(&self.dead_letter_path())
             .include(&[&format!("{}.*", self.db)])
@@ -72,16 +72,16 @@ impl Env {
             .endpoint_url(Some(&Kinesalite::shared().endpoint()))
     }
 
-    pub fn write_config(&self, start: &str) -> PathBuf {
+    pub(crate) fn write_config(&self, start: &str) -> PathBuf {
         self.reader_toml(start).write(self.dir.path().join("reader.toml"))
     }
 
-    pub fn config(&self, start: &str) -> ReaderConfig {
+    pub(crate) fn config(&self, start: &str) -> ReaderConfig {
         sameday_core::config_file::load(Some(&self.write_config(start)), std::iter::empty()).expect("valid config")
     }
 
     /// Every record in the stream, parsed, in per-shard order.
-    pub async fn records(&self) -> Vec<(String, ChangeEnvelope)> {
+    pub(crate) async fn records(&self) -> Vec<(String, ChangeEnvelope)> {
         Kinesalite::shared()
             .read_all(&self.stream)
             .await
@@ -90,7 +90,7 @@ impl Env {
             .collect()
     }
 
-    pub async fn wait_for_records(&self, n: usize, deadline: Duration) -> Vec<(String, ChangeEnvelope)> {
+    pub(crate) async fn wait_for_records(&self, n: usize, deadline: Duration) -> Vec<(String, ChangeEnvelope)> {
         let start = std::time::Instant::now();
         loop {
             let got = self.records().await;
@@ -109,7 +109,7 @@ impl Env {
 /// take-over, kill -9 recovery, SIGTERM drains) take one of these slots for their whole run,
 /// so at most two of them share the machine's cores at once (CI has two cores) while the
 /// lighter tests keep running beside them.
-pub async fn scenario_slot() -> tokio::sync::SemaphorePermit<'static> {
+pub(crate) async fn scenario_slot() -> tokio::sync::SemaphorePermit<'static> {
     static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
     SLOTS.acquire().await.expect("the scenario semaphore is never closed")
 }
@@ -117,7 +117,7 @@ pub async fn scenario_slot() -> tokio::sync::SemaphorePermit<'static> {
 /// Logging and the AWS variables the SDK's default chain reads (the emulators accept any
 /// credentials). Set once per process: the variables are global, and every test of the
 /// binary runs beside others that read them.
-pub fn set_aws_env() {
+pub(crate) fn set_aws_env() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         sameday_core::logging::init();
@@ -129,7 +129,7 @@ pub fn set_aws_env() {
 
 /// `AWS_ENDPOINT_URL_<SERVICE>` for a daemon process: the shared kinesalite, fauxqs and
 /// moto (DynamoDB and Step Functions).
-pub fn emulator_endpoints() -> Vec<(&'static str, String)> {
+pub(crate) fn emulator_endpoints() -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL_KINESIS", Kinesalite::shared().endpoint()),
         ("AWS_ENDPOINT_URL_SQS", Fauxqs::shared().endpoint()),
@@ -138,13 +138,13 @@ pub fn emulator_endpoints() -> Vec<(&'static str, String)> {
     ]
 }
 
-pub fn sameday_bin() -> &'static Path {
+pub(crate) fn sameday_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sameday"))
 }
 
 /// `maria`'s current end of binlog (`SHOW MASTER STATUS`): a start position that sees
 /// everything written after this call, with no race against the reader's start-up.
-pub async fn master_status_of(maria: &MariaDb) -> BinlogPosition {
+pub(crate) async fn master_status_of(maria: &MariaDb) -> BinlogPosition {
     use mysql_async::prelude::Queryable;
     let mut c = maria.conn().await;
     let row: mysql_async::Row =
@@ -155,17 +155,17 @@ pub async fn master_status_of(maria: &MariaDb) -> BinlogPosition {
 }
 
 /// The shared MariaDB's current end of binlog.
-pub async fn master_status() -> BinlogPosition {
+pub(crate) async fn master_status() -> BinlogPosition {
     master_status_of(MariaDb::shared()).await
 }
 
 /// The shared MariaDB's current end of binlog as `FILE:POS`.
-pub async fn current_position() -> String {
+pub(crate) async fn current_position() -> String {
     master_status().await.to_string()
 }
 
 /// A `sameday` daemon process of a test; killed when dropped.
-pub struct Daemon {
+pub(crate) struct Daemon {
     pub child: std::process::Child,
     pub log: PathBuf,
     pub name: String,
@@ -173,7 +173,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Runs `sameday SUBCOMMAND --config CONFIG` with `envs`, stderr to `log`.
-    pub fn spawn(subcommand: &str, config: &Path, log: PathBuf, envs: &[(&str, String)]) -> Self {
+    pub(crate) fn spawn(subcommand: &str, config: &Path, log: PathBuf, envs: &[(&str, String)]) -> Self {
         let child = std::process::Command::new(sameday_bin())
             .args([subcommand, "--config"])
             .arg(config)
@@ -186,13 +186,13 @@ impl Daemon {
         Self { child, log, name: subcommand.to_owned() }
     }
 
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("wait");
     }
 
     /// SIGTERM; asserts a clean exit and returns how long it took.
-    pub fn terminate(&mut self) -> Duration {
+    pub(crate) fn terminate(&mut self) -> Duration {
         let start = std::time::Instant::now();
         let ok = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -210,13 +210,13 @@ impl Daemon {
         }
     }
 
-    pub fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {
             panic!("{} exited early with {status}; log:\n{}", self.name, self.log_text());
         }
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::filter::FilterConfig;
 use crate::kinesis::config::KinesisConfig;
 
-pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
+pub(crate) const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
 
 fn default_start() -> String {
     "latest".into()
@@ -45,7 +45,7 @@ fn default_lease() -> u64 {
     DEFAULT_LEASE_MS
 }
 
-pub const DEFAULT_LEASE_MS: u64 = 10_000;
+pub(crate) const DEFAULT_LEASE_MS: u64 = 10_000;
 
 impl CheckpointConfig {
     pub fn interval_ms(&self) -> u64 {
@@ -56,7 +56,7 @@ impl CheckpointConfig {
 }
 
 /// `[metrics]`, served on port 9464 by default.
-pub type MetricsConfig = sameday_core::health::MetricsConfig<9464>;
+pub(crate) type MetricsConfig = sameday_core::health::MetricsConfig<9464>;
 
 /// The whole reader config file.
 #[derive(Debug, Clone, Deserialize)]

@@ -36,7 +36,8 @@ use crate::kinesis::config::RecordFormat;
 pub(crate) use events::event_name;
 use events::*;
 use image::decode_image;
-pub use output::{Commit, DeadLetter, Output, Record};
+pub(crate) use output::DeadLetter;
+pub use output::{Commit, Output, Record};
 use txn::Txn;
 
 pub struct Decoder {

@@ -3,13 +3,13 @@
 use serde::Deserialize;
 
 /// Records per PutRecords request (service limit).
-pub const MAX_RECORDS_PER_REQUEST: usize = 500;
+pub(crate) const MAX_RECORDS_PER_REQUEST: usize = 500;
 /// Bytes per PutRecords request, data plus partition keys (service limit).
-pub const MAX_BYTES_PER_REQUEST: usize = 5 * 1024 * 1024;
+pub(crate) const MAX_BYTES_PER_REQUEST: usize = 5 * 1024 * 1024;
 /// Default maximum record size (data plus partition key); streams may raise it to 10 MiB.
-pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
-pub const DEFAULT_LINGER_MS: u64 = 20;
-pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS: usize = 4;
+pub(crate) const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+pub(crate) const DEFAULT_LINGER_MS: u64 = 20;
+pub(crate) const DEFAULT_MAX_IN_FLIGHT_REQUESTS: usize = 4;
 
 fn default_linger_ms() -> u64 {
     DEFAULT_LINGER_MS

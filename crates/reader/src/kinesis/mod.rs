@@ -1,7 +1,7 @@
 //! Amazon Kinesis as the reader's sink: limits, the PutRecords call and its per-record
 //! outcome classification. Ordering and retries live in [`crate::publisher`].
 
-pub mod config;
-pub mod service;
+pub(crate) mod config;
+pub(crate) mod service;
 
 pub use service::KinesisSink;

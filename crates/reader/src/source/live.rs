@@ -35,7 +35,7 @@ pub enum Start {
 }
 
 /// The `Sid`s of a MySQL GTID set, as COM_BINLOG_DUMP_GTID wants them.
-pub fn mysql_sids(set: &GtidSet) -> Result<Vec<mysql_common::packets::Sid<'static>>, String> {
+pub(crate) fn mysql_sids(set: &GtidSet) -> Result<Vec<mysql_common::packets::Sid<'static>>, String> {
     let text = set.to_string();
     text.split(',')
         .filter(|p| !p.is_empty())
@@ -45,7 +45,7 @@ pub fn mysql_sids(set: &GtidSet) -> Result<Vec<mysql_common::packets::Sid<'stati
 
 /// Resolves `start` against the server's binary logs (earliest, latest, a file position that
 /// must still be there, or a GTID set of the server's flavour).
-pub async fn resolve_start(
+pub(crate) async fn resolve_start(
     session: &mut Session,
     info: &ServerInfo,
     start: &StartPosition,
@@ -95,13 +95,13 @@ pub async fn resolve_start(
 }
 
 /// One item of the live stream.
-pub enum LiveEvent {
+pub(crate) enum LiveEvent {
     Event(Event),
     /// The stream is now in this binlog file (from the connect-time fake ROTATE).
     File(String),
 }
 
-pub struct LiveStream {
+pub(crate) struct LiveStream {
     stream: BinlogStream,
     strip_checksum: bool,
     fde_seen: bool,
@@ -113,7 +113,7 @@ pub struct LiveStream {
 impl LiveStream {
     /// Registers as a replica and requests the binlog from `start`. With `non_blocking`
     /// the stream ends at the server's current end of binlog (replay, tail --to).
-    pub async fn open(
+    pub(crate) async fn open(
         cfg: &SourceConfig,
         info: &ServerInfo,
         start: &Start,
@@ -163,7 +163,7 @@ impl LiveStream {
     }
 
     /// The next event; `None` when a non-blocking stream reached the end.
-    pub async fn next(&mut self) -> Result<Option<LiveEvent>, ReaderError> {
+    pub(crate) async fn next(&mut self) -> Result<Option<LiveEvent>, ReaderError> {
         let item = match tokio::time::timeout(self.idle_limit, self.stream.next()).await {
             Ok(item) => item,
             Err(_) => {

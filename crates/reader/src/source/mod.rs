@@ -2,7 +2,7 @@
 //! [`prepare`] and streamed with its reconnect policy by [`stream`]) or files on disk
 //! ([`file`]).
 
-pub mod file;
-pub mod live;
-pub mod prepare;
-pub mod stream;
+pub(crate) mod file;
+pub(crate) mod live;
+pub(crate) mod prepare;
+pub(crate) mod stream;

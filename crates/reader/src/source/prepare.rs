@@ -38,7 +38,7 @@ pub async fn prepare_source(cfg: &SourceConfig, filter: &FilterConfig) -> Result
 }
 
 /// The MariaDB JSON columns of the source (see [`Session::mariadb_json_columns`]).
-pub async fn json_columns(cfg: &SourceConfig) -> Result<HashSet<String>, ReaderError> {
+pub(crate) async fn json_columns(cfg: &SourceConfig) -> Result<HashSet<String>, ReaderError> {
     let mut session = Session::connect(cfg).await?;
     let cols = session.mariadb_json_columns().await;
     session.close().await;

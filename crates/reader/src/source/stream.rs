@@ -55,7 +55,7 @@ enum Ended {
 /// Streams events from the source through a decoder into `tx`, reconnecting after
 /// transient failures from the last transaction boundary it handed over. Returns when the
 /// stream ends (non-blocking / `stop_at`), on shutdown, or on a fatal error.
-pub async fn stream_source(
+pub(crate) async fn stream_source(
     run: SourceRun,
     tx: mpsc::Sender<Vec<Output>>,
     shutdown: CancellationToken,
