@@ -144,7 +144,7 @@ fn check_order(records: &[(String, Vec<u8>)], expected: &HashSet<(i64, i64)>) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_kill_9_mid_workload_loses_nothing_and_keeps_key_order() {
-    let _slot = common::scenario_slot().await;
+    let _slot = common::heavy_scenario_slot().await;
     set_aws_env();
     let t0 = Instant::now();
     let env = Env::new("kill9", 2).await;
@@ -604,7 +604,7 @@ async fn sigterm_flushes_and_checkpoints_within_10_s() {
 
 #[tokio::test]
 async fn single_100k_row_transaction_streams_with_bounded_memory() {
-    let _slot = common::scenario_slot().await;
+    let _slot = common::heavy_scenario_slot().await;
     set_aws_env();
     // Its own server: the peak memory must be this transaction's, not another test's big row.
     let env = Env::on_own_server("bigtxn", 4).await;

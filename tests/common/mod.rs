@@ -106,13 +106,20 @@ impl Env {
 }
 
 /// Scenario tests that run several daemon processes and time their hand-overs (lease
-/// take-over, kill -9 recovery, SIGTERM drains) take one of these slots for their whole run,
+/// take-over, kill -9 recovery, SIGTERM drains) hold one of these slots for their whole run,
 /// so at most two of them share the machine's cores at once (CI has two cores) while the
 /// lighter tests keep running beside them.
 pub(crate) async fn scenario_slot() -> tokio::sync::SemaphorePermit<'static> {
-    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-    SLOTS.acquire().await.expect("the scenario semaphore is never closed")
+    SCENARIO_SLOTS.acquire().await.expect("the scenario semaphore is never closed")
 }
+
+/// Both slots: for the scenarios that load the machine themselves (tens of thousands of
+/// rows through a daemon), which would starve a timed hand-over running beside them.
+pub(crate) async fn heavy_scenario_slot() -> tokio::sync::SemaphorePermit<'static> {
+    SCENARIO_SLOTS.acquire_many(2).await.expect("the scenario semaphore is never closed")
+}
+
+static SCENARIO_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// Logging and the AWS variables the SDK's default chain reads (the emulators accept any
 /// credentials). Set once per process: the variables are global, and every test of the

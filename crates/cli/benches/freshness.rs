@@ -63,6 +63,18 @@ fn percentiles(mut v: Vec<f64>) -> [f64; 3] {
     [at(0.50), at(0.95), at(0.99)]
 }
 
+/// The pipeline under measurement: a private MariaDB, the emulators and the three daemons.
+struct Pipeline {
+    maria: MariaDb,
+    kinesalite: Kinesalite,
+    _fauxqs: Fauxqs,
+    _moto: Moto,
+    /// The reader's, consumer's and worker's logs.
+    logs: Vec<std::path::PathBuf>,
+    _daemons: Vec<Proc>,
+    _dir: tempfile::TempDir,
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
@@ -72,6 +84,17 @@ async fn main() {
     }
     let rate = env_or("FRESH_RATE", 20);
     let seconds = env_or("FRESH_SECONDS", 30);
+    let (total, warmup) = (rate * seconds, 20);
+    let p = start_pipeline().await;
+    let (sent_at, wall) = insert_rows(&p.maria, rate, total, warmup).await;
+    wait_effects(&p.logs[2], warmup + total).await;
+    let arrival = kinesis_arrivals(&p.kinesalite).await;
+    let hops = hops(&p.logs[2], &arrival, &sent_at, warmup);
+    assert_eq!(hops[0].len() as u64, total, "one effect per row");
+    report(total, rate, wall, hops);
+}
+
+async fn start_pipeline() -> Pipeline {
     std::env::set_var("AWS_ACCESS_KEY_ID", "bench");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "bench");
     std::env::set_var("AWS_REGION", "us-east-1");
@@ -103,6 +126,27 @@ async fn main() {
         .unwrap()
         .to_owned();
     let sm = moto.create_state_machine("fresh", include_str!("../../../deploy/statemachine/schedule.asl.json")).await;
+    let [reader_cfg, consumer_cfg, worker_cfg] = write_configs(dir.path(), maria.port(), &queue, &sm);
+    let logs: Vec<_> = ["reader", "consumer", "worker"].iter().map(|n| dir.path().join(format!("{n}.log"))).collect();
+    let reader = spawn("reader", &reader_cfg, &logs[0], &envs);
+    wait_log(&logs[0], "streaming the binlog");
+    let consumer = spawn("consumer", &consumer_cfg, &logs[1], &envs);
+    wait_log(&logs[1], "lease taken");
+    let worker = spawn("worker", &worker_cfg, &logs[2], &envs);
+    wait_log(&logs[2], "worker ready");
+    Pipeline {
+        maria,
+        kinesalite,
+        _fauxqs: fauxqs,
+        _moto: moto,
+        logs,
+        _daemons: vec![reader, consumer, worker],
+        _dir: dir,
+    }
+}
+
+/// The reader's, consumer's and worker's config files in `dir`.
+fn write_configs(dir: &Path, port: u16, queue: &str, sm: &str) -> [std::path::PathBuf; 3] {
     let rule = format!(
         r#"[[rule]]
 name = "fresh"
@@ -117,15 +161,9 @@ input_columns = ["user_id", "action"]
 state_machine_arn = "{sm}"
 "#
     );
-    let write = |name: &str, text: String| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let reader_cfg = write(
-        "reader.toml",
-        format!(
-            r#"start_position = "latest"
+    let d = dir.display();
+    let reader = format!(
+        r#"start_position = "latest"
 dead_letter_path = "{d}/dl.jsonl"
 [source]
 host = "127.0.0.1"
@@ -143,15 +181,10 @@ kind = "file"
 path = "{d}/cp.json"
 [metrics]
 listen = "127.0.0.1:0"
-"#,
-            d = dir.path().display(),
-            port = maria.port()
-        ),
+"#
     );
-    let consumer_cfg = write(
-        "consumer.toml",
-        format!(
-            r#"[kinesis]
+    let consumer = format!(
+        r#"[kinesis]
 stream = "fresh"
 [leases]
 table = "fresh-leases"
@@ -164,32 +197,27 @@ same_day_rule = "fresh"
 path = "{d}/cdl.jsonl"
 [metrics]
 listen = "127.0.0.1:0"
-{rule}"#,
-            d = dir.path().display()
-        ),
+{rule}"#
     );
-    let worker_cfg = write(
-        "worker.toml",
-        format!(
-            r#"[sqs]
+    let worker = format!(
+        r#"[sqs]
 queue = "{queue}"
 [metrics]
 listen = "127.0.0.1:0"
 {rule}"#
-        ),
     );
-    let logs: Vec<_> = ["reader", "consumer", "worker"].iter().map(|n| dir.path().join(format!("{n}.log"))).collect();
-    let _reader = spawn("reader", &reader_cfg, &logs[0], &envs);
-    wait_log(&logs[0], "streaming the binlog");
-    let _consumer = spawn("consumer", &consumer_cfg, &logs[1], &envs);
-    wait_log(&logs[1], "lease taken");
-    let _worker = spawn("worker", &worker_cfg, &logs[2], &envs);
-    wait_log(&logs[2], "worker ready");
+    [("reader.toml", reader), ("consumer.toml", consumer), ("worker.toml", worker)].map(|(name, text)| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    })
+}
 
+/// Inserts `warmup` rows at once, then `total` at `rate` per second, each due in 10
+/// minutes; returns when each row was sent (by id) and the paced part's wall time.
+async fn insert_rows(maria: &MariaDb, rate: u64, total: u64, warmup: u64) -> (HashMap<u64, u64>, Duration) {
     let mut conn = maria.conn().await;
     conn.query_drop("SET time_zone = '+00:00'").await.unwrap();
-    let total = rate * seconds;
-    let warmup = 20;
     let mut sent_at: HashMap<u64, u64> = HashMap::new();
     let start = Instant::now();
     for i in 1..=(warmup + total) {
@@ -202,19 +230,24 @@ listen = "127.0.0.1:0"
             tokio::time::sleep_until(target.into()).await;
         }
     }
-    let wall = start.elapsed();
-    // Wait for every execution.
+    (sent_at, start.elapsed())
+}
+
+/// Waits until the worker logged `n` effects.
+async fn wait_effects(worker_log: &Path, n: u64) {
     let t0 = Instant::now();
     loop {
-        let done = std::fs::read_to_string(&logs[2]).unwrap_or_default().matches("\"effect done\"").count();
-        if done as u64 >= warmup + total {
-            break;
+        let done = std::fs::read_to_string(worker_log).unwrap_or_default().matches("\"effect done\"").count();
+        if done as u64 >= n {
+            return;
         }
         assert!(t0.elapsed() < Duration::from_secs(120), "only {done} effects done");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
 
-    // Kinesis arrival per change id.
+/// Kinesis arrival per change id: (row id, ApproximateArrivalTimestamp ms).
+async fn kinesis_arrivals(kinesalite: &Kinesalite) -> HashMap<String, (u64, u64)> {
     let kinesis = kinesalite.kinesis_client().await;
     let shard = kinesis.list_shards().stream_name("fresh").send().await.unwrap().shards()[0].shard_id().to_owned();
     let mut it = kinesis
@@ -241,9 +274,18 @@ listen = "127.0.0.1:0"
         }
         it = out.next_shard_iterator().map(str::to_owned);
     }
+    arrival
+}
 
+/// Per measured row, from the worker's "effect done" lines: the whole path and each hop (ms).
+fn hops(
+    worker_log: &Path,
+    arrival: &HashMap<String, (u64, u64)>,
+    sent_at: &HashMap<u64, u64>,
+    warmup: u64,
+) -> [Vec<f64>; 5] {
     let mut hops: [Vec<f64>; 5] = Default::default();
-    for line in std::fs::read_to_string(&logs[2]).unwrap().lines() {
+    for line in std::fs::read_to_string(worker_log).unwrap().lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
         if v["message"] != "effect done" {
             continue;
@@ -262,7 +304,10 @@ listen = "127.0.0.1:0"
         hops[3].push(n("received_ms") - n("sqs_sent_ms"));
         hops[4].push(n("done_ms") - n("received_ms"));
     }
-    assert_eq!(hops[0].len() as u64, total, "one effect per row");
+    hops
+}
+
+fn report(total: u64, rate: u64, wall: Duration, hops: [Vec<f64>; 5]) {
     println!(
         "{total} rows at {rate}/s (achieved {:.1}/s), each due in 10 minutes (every one starts an execution)",
         total as f64 / wall.as_secs_f64()

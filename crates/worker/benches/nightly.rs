@@ -46,6 +46,9 @@ fn main() {
     rt.block_on(bench(rows, concurrency, page_size));
 }
 
+/// The whole measurement, read top to bottom: fill the table, then alternate runs of the
+/// batch and of the bare StartExecution loop, then print both figures side by side. Kept as
+/// one function on purpose: split up, the one measurement would be scattered.
 async fn bench(rows: usize, concurrency: usize, page_size: usize) {
     let maria = MariaDb::shared();
     let moto = Moto::shared();
