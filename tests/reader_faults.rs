@@ -280,16 +280,7 @@ async fn injected_partial_failures_and_throttling_never_reorder_or_lose() {
     let client = Kinesalite::shared().kinesis_client().await;
     let sink = Arc::new(FaultySink::new(KinesisSink::new(client, &env.stream, 1 << 20), 7, 5));
     let shutdown = CancellationToken::new();
-    let run = SourceRun {
-        cfg: cfg.source.clone(),
-        info,
-        filter: cfg.filter.clone(),
-        start,
-        gtid_set,
-        stop_at: None,
-        non_blocking: false,
-        format: Default::default(),
-    };
+    let run = SourceRun::for_reader(&cfg, info, start, gtid_set);
     let pcfg = PublisherConfig { linger: Duration::from_millis(5), ..Default::default() };
     let pipeline = tokio::spawn(run_pipeline(run, Publisher::new(sink.clone(), pcfg), shutdown.clone()));
 

@@ -60,16 +60,7 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
     let deposed = Arc::new(OnceLock::new());
     let owner = lease.as_ref().map(|l| l.owner.clone());
     let keeper = lease.map(|l| tokio::spawn(l.keep(store.clone(), pipeline_stop.clone(), deposed.clone())));
-    let source = SourceRun {
-        cfg: cfg.source.clone(),
-        info,
-        filter: cfg.filter.clone(),
-        start,
-        gtid_set,
-        stop_at: None,
-        non_blocking: false,
-        format: cfg.kinesis.format,
-    };
+    let source = SourceRun::for_reader(&cfg, info, start, gtid_set);
     let publisher = Publisher::new(Arc::new(sink), publisher_config(&cfg))
         .with_checkpoints(store.clone())
         .with_metrics(metrics)

@@ -48,8 +48,12 @@ async fn lease_take_is_exclusive_between_two_workers() {
         (None, 0, &ShardCheckpoint::TrimHorizon)
     );
 
-    // Both act on the same observation at the same moment: exactly one wins.
-    let (a, b) = tokio::join!(table.take(&fresh, "worker-a", T0), table.take(&fresh, "worker-b", T0));
+    // Both act on the same observation: exactly one wins. The takes go one after the other:
+    // moto evaluates a condition and applies the update without a lock, so two requests in
+    // flight at once can both pass (DynamoDB's conditional writes are atomic); what is under
+    // test is that a take from a stale observation is refused.
+    let a = table.take(&fresh, "worker-a", T0).await;
+    let b = table.take(&fresh, "worker-b", T0).await;
     let (winner, loser) = match (a, b) {
         (Ok(l), Err(e)) | (Err(e), Ok(l)) => (l, e),
         other => panic!("expected exactly one winner, got {other:?}"),

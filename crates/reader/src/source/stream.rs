@@ -20,6 +20,7 @@ use sameday_mysql::{ServerInfo, SourceConfig};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ReaderConfig;
 use crate::decoder::{Decoder, Output};
 use crate::error::ReaderError;
 use crate::filter::{FilterConfig, TableFilter};
@@ -42,6 +43,23 @@ pub struct SourceRun {
     /// End at the server's current end of binlog instead of waiting for more.
     pub non_blocking: bool,
     pub format: RecordFormat,
+}
+
+impl SourceRun {
+    /// The live daemon's stream as `cfg` configures it, from `start` (resolved on the source
+    /// described by `info`), blocking at the end of the binlog for more.
+    pub fn for_reader(cfg: &ReaderConfig, info: ServerInfo, start: Start, gtid_set: Option<GtidSet>) -> Self {
+        Self {
+            cfg: cfg.source.clone(),
+            info,
+            filter: cfg.filter.clone(),
+            start,
+            gtid_set,
+            stop_at: None,
+            non_blocking: false,
+            format: cfg.kinesis.format,
+        }
+    }
 }
 
 /// How one connection's stream ended.
