@@ -33,6 +33,8 @@ pub(crate) struct Coordinator {
     stop_all: CancellationToken,
     running: HashMap<String, CancellationToken>,
     tasks: JoinSet<(String, ShardExit)>,
+    /// The shard of each task, to book a task that panicked.
+    task_shards: HashMap<tokio::task::Id, String>,
     /// Shards whose task failed are left alone for a lease duration.
     cooldown: HashMap<String, Instant>,
     sync_every: Duration,
@@ -46,6 +48,7 @@ impl Coordinator {
             stop_all: CancellationToken::new(),
             running: HashMap::new(),
             tasks: JoinSet::new(),
+            task_shards: HashMap::new(),
             cooldown: HashMap::new(),
             sync_every: Duration::from_millis(shard_sync_interval_ms),
             next_sync: Instant::now(),
@@ -66,7 +69,13 @@ impl Coordinator {
                     match joined {
                         Ok((shard, exit)) => self.stopped(shard, exit),
                         Err(e) => {
-                            tracing::error!(error = %e, "a shard task panicked");
+                            // A panicked task still held its shard here: book it as failed, so
+                            // the shard is retried after a lease duration instead of never.
+                            let shard = self.task_shards.get(&e.id()).cloned();
+                            tracing::error!(error = %e, shard = ?shard, "a shard task panicked");
+                            if let Some(shard) = shard {
+                                self.stopped(shard, ShardExit::Failed(format!("the shard task panicked: {e}")));
+                            }
                             continue;
                         }
                     }
@@ -92,8 +101,9 @@ impl Coordinator {
 
     /// Books a shard task's end.
     fn stopped(&mut self, shard: String, exit: ShardExit) {
-        let m = &self.ctx.metrics;
         self.running.remove(&shard);
+        self.task_shards.retain(|_, s| *s != shard);
+        let m = &self.ctx.metrics;
         match &exit {
             ShardExit::Finished => {
                 m.lease_event("finished");
@@ -171,11 +181,14 @@ impl Coordinator {
         let stop = self.stop_all.child_token();
         self.running.insert(lease.shard_id.clone(), stop.clone());
         let ctx = self.ctx.clone();
-        self.tasks.spawn(async move {
+        let shard = lease.shard_id.clone();
+        let task = self.tasks.spawn(async move {
             let shard = lease.shard_id.clone();
             let exit = ShardTask::new(ctx, lease).run(start_after_ms, stop).await;
             (shard, exit)
         });
+        self.task_shards.retain(|_, s| *s != shard);
+        self.task_shards.insert(task.id(), shard);
     }
 
     /// Stops every shard task and waits for them, bounded by the shutdown timeout.

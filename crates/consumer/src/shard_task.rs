@@ -103,7 +103,8 @@ impl ShardTask {
             if let Err(exit) = self.upkeep().await {
                 return ControlFlow::Break(Halt::Exit(exit));
             }
-            let wait = Duration::from_millis((start_after_ms - now_ms()).min(100));
+            // `upkeep` may have taken us past `start_after_ms`: never a negative wait.
+            let wait = Duration::from_millis(start_after_ms.saturating_sub(now_ms()).min(100));
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return ControlFlow::Break(Halt::Requested),
