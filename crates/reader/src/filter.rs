@@ -91,8 +91,13 @@ impl TableFilter {
     }
 
     /// Include patterns without wildcards, which must name existing tables.
-    pub fn literal_includes(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.include.iter().filter(|p| !p.contains(['*', '?'])).filter_map(|p| p.split_once('.'))
+    pub fn literal_includes(&self) -> Vec<(String, String)> {
+        self.include
+            .iter()
+            .filter(|p| !p.contains(['*', '?']))
+            .filter_map(|p| p.split_once('.'))
+            .map(|(d, t)| (d.to_owned(), t.to_owned()))
+            .collect()
     }
 }
 

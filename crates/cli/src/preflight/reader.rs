@@ -75,7 +75,7 @@ async fn source(session: &mut Session, cfg: &ReaderConfig) -> Vec<Problem> {
         Ok(f) => f,
         Err(e) => return vec![Problem::error(format!("filter: {e}"))],
     };
-    let tables: Vec<(String, String)> = filter.literal_includes().map(|(d, t)| (d.to_owned(), t.to_owned())).collect();
+    let tables = filter.literal_includes();
     let check = ReplicaCheck { info: &info, server_id: cfg.source.server_id, tables: &tables };
     match replica_checks(session, &check).await {
         Ok(problems) => problems,

@@ -107,10 +107,6 @@ impl Decoder {
         self
     }
 
-    pub fn format(&self) -> RecordFormat {
-        self.encoder.format()
-    }
-
     /// Declares which text columns hold JSON (MariaDB stores JSON as LONGTEXT with a
     /// `json_valid` check, which the binlog does not carry). Cached schemas are rebuilt.
     pub fn set_json_columns(&mut self, columns: std::collections::HashSet<String>) {

@@ -62,10 +62,6 @@ impl Encoder {
         Self { format, buf: Vec::with_capacity(4096) }
     }
 
-    pub(crate) fn format(&self) -> RecordFormat {
-        self.format
-    }
-
     pub(crate) fn encode(&mut self, change: &RowChange<'_>) -> Encoded {
         self.buf.clear();
         let key_text = match self.format {

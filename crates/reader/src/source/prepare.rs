@@ -21,8 +21,7 @@ pub async fn prepare_source(cfg: &SourceConfig, filter: &FilterConfig) -> Result
     let mut session = Session::connect_with_retry(cfg, STARTUP_CONNECT_ATTEMPTS).await?;
     let info = session.server_info().await?;
     let table_filter = TableFilter::new(filter).map_err(ReaderError::Config)?;
-    let tables: Vec<(String, String)> =
-        table_filter.literal_includes().map(|(d, t)| (d.to_owned(), t.to_owned())).collect();
+    let tables = table_filter.literal_includes();
     let check = ReplicaCheck { info: &info, server_id: cfg.server_id, tables: &tables };
     let problems = replica_checks(&mut session, &check).await;
     session.close().await;
