@@ -15,6 +15,15 @@
 //!   the worker recognises a superseded execution.
 //! - The readable part `<rule>-<key>-<due yyyymmddThhmmssZ>` is for humans only; it is never
 //!   parsed back.
+//! - Generations: Step Functions keeps the name of a closed execution for 90 days, so a row
+//!   that comes back to an earlier (due, input) after its execution was stopped needs a new
+//!   name. Generation 0 is the name above; generation `n >= 1` appends `-n`
+//!   ([`ScheduledExecution::name_at`]). Every actor picks the generation the same way
+//!   (docs/decisions/0002-execution-generations.md), so the nightly batch and the worker still
+//!   meet on one name. [`parse_name`] reads the identity digest and the generation back.
+//! - The input carries the [`RowVersion`] of the image it was made from (`row_version`), which
+//!   is not part of the identity: [`identity_of_input`] strips it before hashing, so two
+//!   actors that started the same event from different reads agree it is the same event.
 
 use std::fmt::Write as _;
 
@@ -22,6 +31,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::row_version::RowVersion;
 use crate::rule::ScheduleRule;
 
 /// The longest execution name Step Functions accepts.
@@ -36,6 +46,12 @@ const DUE_CHARS: usize = 16;
 const KEY_DIGEST_HEX: usize = 12;
 /// Separator between composite key values in the readable part.
 const KEY_SEPARATOR: char = '_';
+/// The highest generation: `-9999999` keeps every name within [`MAX_NAME_CHARS`].
+pub const MAX_GENERATION: u32 = 9_999_999;
+/// Characters a generation suffix takes at most (`-` and seven digits).
+const GENERATION_CHARS: usize = 8;
+/// The input field holding the image's [`RowVersion`]; not part of the identity.
+pub const ROW_VERSION_FIELD: &str = "row_version";
 
 /// A row image that lacks a column the rule needs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,14 +66,60 @@ pub struct ExecutionError {
 /// Everything needed to start (or recognise) the execution of one scheduled event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduledExecution {
-    /// The deterministic execution name.
+    /// The deterministic execution name of generation 0.
     pub name: String,
-    /// The execution input as canonical JSON text (what StartExecution sends).
+    /// The event's input as canonical JSON text, without a row version (the identity).
     pub input: String,
     /// Hex SHA-256 of `input`.
     pub input_hash: String,
     /// The due instant, exact.
     pub due: Timestamp,
+    /// What generations `n >= 1` append `-n` to: `name`, or when that would pass 80
+    /// characters, the same name with the key shown as its digest.
+    generation_base: String,
+}
+
+impl ScheduledExecution {
+    /// The name of generation `generation` (at most [`MAX_GENERATION`]).
+    pub fn name_at(&self, generation: u32) -> String {
+        match generation {
+            0 => self.name.clone(),
+            n => format!("{}-{}", self.generation_base, n.min(MAX_GENERATION)),
+        }
+    }
+
+    /// The StartExecution input: the identity document plus the image's `row_version`.
+    pub fn input_with(&self, version: &RowVersion) -> String {
+        let mut doc: Value = serde_json::from_str(&self.input).expect("the input is JSON we wrote");
+        if let (Value::Object(map), Ok(v)) = (&mut doc, serde_json::to_value(version)) {
+            map.insert(ROW_VERSION_FIELD.into(), v);
+        }
+        canonical_json(&doc)
+    }
+}
+
+/// The identity hash of an execution input as StartExecution received it (its `row_version`
+/// removed), and that version when present and readable. `None` when the text is not JSON.
+pub fn identity_of_input(text: &str) -> Option<(String, Option<RowVersion>)> {
+    let mut doc: Value = serde_json::from_str(text).ok()?;
+    let version = match &mut doc {
+        Value::Object(map) => map.remove(ROW_VERSION_FIELD).and_then(|v| serde_json::from_value(v).ok()),
+        _ => None,
+    };
+    Some((input_hash_of(&doc), version))
+}
+
+/// The identity digest (16 hex digits) and generation of a name sameday made; `None` for
+/// any other name.
+pub fn parse_name(name: &str) -> Option<(&str, u32)> {
+    let is_digest = |s: &str| s.len() == NAME_DIGEST_HEX && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let (rest, last) = name.rsplit_once('-')?;
+    if is_digest(last) {
+        return Some((last, 0));
+    }
+    let (_, digest) = rest.rsplit_once('-')?;
+    let generation: u32 = last.parse().ok().filter(|g| (1..=MAX_GENERATION).contains(g))?;
+    (is_digest(digest) && !last.starts_with('0')).then_some((digest, generation))
 }
 
 /// Builds the execution of the event that `row` schedules at `due` under `rule`.
@@ -76,7 +138,12 @@ pub fn scheduled_execution(
     let input_hash = hex(&Sha256::digest(input.as_bytes()));
     let key_values: Vec<&Value> = rule.key_columns.iter().map(|c| &key[c]).collect();
     let name = execution_name(&rule.name, &key_values, due, &input_hash);
-    Ok(ScheduledExecution { name, input, input_hash, due })
+    let generation_base = if name.len() + GENERATION_CHARS <= MAX_NAME_CHARS {
+        name.clone()
+    } else {
+        build_name(&rule.name, &key_values, due, &input_hash, GENERATION_CHARS)
+    };
+    Ok(ScheduledExecution { name, input, input_hash, due, generation_base })
 }
 
 fn pick(
@@ -167,11 +234,16 @@ pub fn input_hash_of(input: &Value) -> String {
 /// characters; the key part is the key values joined by `_` when they fit and use only
 /// `[0-9A-Za-z_-]`, otherwise `k` and 12 hex digits of the key's digest.
 pub fn execution_name(rule: &str, key_values: &[&Value], due: Timestamp, input_hash: &str) -> String {
+    build_name(rule, key_values, due, input_hash, 0)
+}
+
+/// [`execution_name`] leaving `reserve` characters free at the end.
+fn build_name(rule: &str, key_values: &[&Value], due: Timestamp, input_hash: &str, reserve: usize) -> String {
     let key_text = key_text(key_values);
     let digest = identity_digest(rule, &key_text_exact(key_values), due, input_hash);
 
     let rule_part: String = rule.chars().take(MAX_RULE_CHARS).map(|c| if allowed(c) { c } else { '_' }).collect();
-    let key_budget = MAX_NAME_CHARS - rule_part.len() - DUE_CHARS - NAME_DIGEST_HEX - 3;
+    let key_budget = MAX_NAME_CHARS - reserve - rule_part.len() - DUE_CHARS - NAME_DIGEST_HEX - 3;
     let key_part = if key_text.len() <= key_budget && key_text.chars().all(allowed) {
         key_text
     } else {
@@ -410,6 +482,48 @@ mod tests {
         }
     }
 
+    #[test]
+    fn generations_append_a_number_and_parse_back() {
+        let r = rule("reminders", &["id"]);
+        let row = row(json!({"id": 42, "customer_id": 7, "template": "welcome"}));
+        let ex = scheduled_execution(&r, &row, ts("2026-06-10T08:00:00Z")).unwrap();
+        assert_eq!(ex.name_at(0), ex.name);
+        assert_eq!(ex.name_at(3), format!("{}-3", ex.name));
+        let digest = &ex.name[ex.name.len() - NAME_DIGEST_HEX..];
+        assert_eq!(parse_name(&ex.name_at(0)), Some((digest, 0)));
+        assert_eq!(parse_name(&ex.name_at(17)), Some((digest, 17)));
+        assert_eq!(parse_name(&ex.name_at(MAX_GENERATION)), Some((digest, MAX_GENERATION)));
+        for other in ["", "x", "reminders-42-20260610T080000Z", "a-0123456789abcdef-07", "a-0123456789abcdeg"] {
+            assert_eq!(parse_name(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_key_that_fills_the_name_is_digested_for_later_generations_only() {
+        let r = rule("reminders", &["id"]);
+        // 36 characters: exactly the key budget of generation 0 with this rule name.
+        let uuid = "b3c1f0a2-1d2e-4f5a-9b8c-7d6e5f4a3b2c";
+        let row = row(json!({"id": uuid, "customer_id": 7, "template": "welcome"}));
+        let ex = scheduled_execution(&r, &row, ts("2026-06-10T08:00:00Z")).unwrap();
+        assert!(ex.name.contains(uuid) && ex.name.len() == MAX_NAME_CHARS, "{}", ex.name);
+        let later = ex.name_at(MAX_GENERATION);
+        assert!(valid(&later) && !later.contains(uuid), "{later}");
+        assert_eq!(parse_name(&later).map(|(d, _)| d), parse_name(&ex.name).map(|(d, _)| d));
+    }
+
+    #[test]
+    fn the_row_version_travels_in_the_input_outside_the_identity() {
+        let r = rule("reminders", &["id"]);
+        let row = row(json!({"id": 42, "customer_id": 7, "template": "welcome"}));
+        let ex = scheduled_execution(&r, &row, ts("2026-06-10T08:00:00Z")).unwrap();
+        let version = RowVersion::Change { server_id: 1, file: "b.000001".into(), pos: 4, gtid: None, index: 0 };
+        let sent = ex.input_with(&version);
+        assert!(sent.contains(r#""row_version":{"#), "{sent}");
+        assert_eq!(identity_of_input(&sent), Some((ex.input_hash.clone(), Some(version))));
+        assert_eq!(identity_of_input(&ex.input), Some((ex.input_hash.clone(), None)), "inputs of older releases");
+        assert_eq!(identity_of_input("not json"), None);
+    }
+
     fn any_key_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             any::<i64>().prop_map(Value::from),
@@ -435,6 +549,8 @@ mod tests {
             let refs: Vec<&Value> = keys.iter().collect();
             let name = execution_name(&rule_name, &refs, due, &hash);
             prop_assert!(valid(&name), "{name:?} ({} chars)", name.len());
+            let base = build_name(&rule_name, &refs, due, &hash, GENERATION_CHARS);
+            prop_assert!(valid(&format!("{base}-{MAX_GENERATION}")), "{base:?}");
             prop_assert_eq!(&name, &execution_name(&rule_name, &refs, due, &hash));
         }
 

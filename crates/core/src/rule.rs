@@ -160,14 +160,8 @@ impl ScheduleRule {
         if self.predicate.as_deref().is_some_and(|p| p.trim().is_empty()) {
             return bad("predicate", "is empty; leave it out to select every row".into());
         }
-        if !(self.state_machine_arn.starts_with("arn:") && self.state_machine_arn.contains(":states:")) {
-            return bad(
-                "state_machine_arn",
-                format!(
-                    "{:?} is not a Step Functions ARN (arn:aws:states:REGION:ACCOUNT:stateMachine:NAME)",
-                    self.state_machine_arn
-                ),
-            );
+        if let Err(e) = crate::execution::execution_arn(&self.state_machine_arn, "x") {
+            return bad("state_machine_arn", e.to_string());
         }
         Ok(())
     }
@@ -245,6 +239,10 @@ pub(crate) mod tests {
         let mut rule = berlin();
         rule.state_machine_arn = "send".into();
         assert_eq!(rule.validate().unwrap_err().field, "state_machine_arn");
+        // A version or alias ARN would give executions names no other process derives.
+        rule.state_machine_arn = "arn:aws:states:eu-central-1:123456789012:stateMachine:send:prod".into();
+        let err = rule.validate().unwrap_err();
+        assert!(err.to_string().contains("a version or alias ARN"), "{err}");
     }
 
     #[test]

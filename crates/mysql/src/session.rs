@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
+use sameday_core::position::{BinlogPosition, GtidSet};
+use sameday_core::row_version::RowVersion;
 
 use crate::config::{SourceConfig, TlsMode};
 use crate::error::MysqlError;
@@ -156,6 +158,36 @@ impl Session {
             };
         let (version, server_id, checksum) = row.unwrap_or_default();
         Ok(ServerInfo { mariadb: version.contains("MariaDB"), version, server_id, checksum: checksum != "NONE" })
+    }
+
+    /// What a query run right after this call sees at least: the server's executed GTIDs
+    /// (MariaDB `gtid_current_pos`, MySQL `gtid_executed`), or without GTIDs its binlog end.
+    /// Rows read afterwards carry this as their [`RowVersion`], so a later change of one of
+    /// them (not in the set, or after the position) compares as newer.
+    pub async fn read_version(&mut self, mariadb: bool) -> Result<RowVersion, MysqlError> {
+        let sql = if mariadb {
+            "SELECT @@server_id, @@global.gtid_current_pos"
+        } else {
+            "SELECT @@server_id, @@global.gtid_executed"
+        };
+        let (server_id, gtids): (u32, Option<String>) = match self.conn.query_first(sql).await {
+            Ok(row) => row.unwrap_or_default(),
+            Err(e) => return Err(self.error("read the executed GTIDs", e)),
+        };
+        let gtid = gtids.filter(|g| !g.trim().is_empty()).and_then(|g| g.replace('\n', "").parse::<GtidSet>().ok());
+        let binlog = match gtid {
+            Some(_) => None,
+            // Without the privilege (or with the binlog off) there is no position: the rows
+            // then compare as "cannot tell", which applies later changes as before versions.
+            None => match self.conn.query_first::<mysql_async::Row, _>("SHOW MASTER STATUS").await {
+                Ok(Some(mut row)) => match (row.take::<String, _>(0), row.take::<u64, _>(1)) {
+                    (Some(file), Some(pos)) => Some(BinlogPosition::new(file, pos)),
+                    _ => None,
+                },
+                _ => None,
+            },
+        };
+        Ok(RowVersion::Read { server_id, gtid, binlog })
     }
 
     /// A global server variable; `None` when the server does not have it.

@@ -56,12 +56,25 @@ pub struct QueueConfig {
 #[serde(deny_unknown_fields)]
 pub struct NightlyConfig {
     pub source: SourceConfig,
+    /// The primary (usually the reader's `[source]`). After starting a page, the batch reads
+    /// the page's rows again here and stops what a change made meanwhile stale; a lagging
+    /// `source` replica cannot show those changes. Default: `source`, which is right only
+    /// when `source` is the primary.
+    #[serde(default)]
+    pub primary: Option<SourceConfig>,
     /// Rows per keyset page.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
     /// StartExecution calls in flight at once (the rate limiter still applies).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+}
+
+impl NightlyConfig {
+    /// Where the batch re-reads the rows it started.
+    pub fn verify_source(&self) -> &SourceConfig {
+        self.primary.as_ref().unwrap_or(&self.source)
+    }
 }
 
 /// `[metrics]`, served on port 9466 by default.
@@ -144,6 +157,9 @@ impl WorkerConfig {
         }
         if let Some(n) = &self.nightly {
             n.source.validate("nightly.source")?;
+            if let Some(primary) = &n.primary {
+                primary.validate("nightly.primary")?;
+            }
             if !(1..=100_000).contains(&n.page_size) {
                 return Err(format!("nightly.page_size = {} is outside 1..=100000", n.page_size));
             }

@@ -21,18 +21,26 @@
 
 use jiff::Timestamp;
 use sameday_core::envelope::{ChangeEnvelope, Op};
-use sameday_core::execution::{execution_arn, scheduled_execution, ArnError, ExecutionError, ScheduledExecution};
+use sameday_core::execution::{scheduled_execution, ExecutionError, ScheduledExecution};
 use sameday_core::rule::ScheduleRule;
 use sameday_core::window::{classify, due_of_row, Due, DueError};
 use serde_json::{Map, Value};
 
-/// One Step Functions call to make, in order.
+/// One event to make wait or not, in order; [`crate::generations`] turns it into calls.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Effect {
-    /// StopExecution of the execution the old row image scheduled.
-    Stop { arn: String, name: String },
-    /// StartExecution on the rule's state machine.
-    Start { name: String, input: String, input_hash: String, due: Timestamp },
+    /// Stop the waiting execution of the event the old row image scheduled.
+    Stop(ScheduledExecution),
+    /// Make the event the new row image schedules wait.
+    Start(ScheduledExecution),
+}
+
+impl Effect {
+    pub(crate) fn execution(&self) -> &ScheduledExecution {
+        match self {
+            Effect::Stop(e) | Effect::Start(e) => e,
+        }
+    }
 }
 
 /// Why a change produced no effect; the caller counts these.
@@ -82,8 +90,6 @@ pub(crate) enum PlanError {
     Due(#[from] DueError),
     #[error(transparent)]
     Execution(#[from] ExecutionError),
-    #[error("schedule rule {rule:?}: state_machine_arn {source}")]
-    Arn { rule: String, source: ArnError },
 }
 
 /// Where one row image stands.
@@ -176,7 +182,7 @@ pub(crate) fn plan(rule: &ScheduleRule, change: &ChangeEnvelope, now: Timestamp)
     let skipped = match change.op {
         Op::Insert => match image(&change.after, "after")?.startable(true) {
             Ok(exec) => {
-                effects.push(start(exec));
+                effects.push(Effect::Start(exec.clone()));
                 None
             }
             Err(reason) => Some(reason),
@@ -185,7 +191,7 @@ pub(crate) fn plan(rule: &ScheduleRule, change: &ChangeEnvelope, now: Timestamp)
             let old = image(&change.before, "before")?;
             match old.live() {
                 Some(exec) => {
-                    effects.push(stop(rule, exec)?);
+                    effects.push(Effect::Stop(exec.clone()));
                     None
                 }
                 None => Some(old.not_live_reason()),
@@ -198,11 +204,11 @@ pub(crate) fn plan(rule: &ScheduleRule, change: &ChangeEnvelope, now: Timestamp)
                 Some(SkipReason::Unchanged)
             } else {
                 if let Some(exec) = old.live() {
-                    effects.push(stop(rule, exec)?);
+                    effects.push(Effect::Stop(exec.clone()));
                 }
                 match new.startable(old.due() != new.due()) {
                     Ok(exec) => {
-                        effects.push(start(exec));
+                        effects.push(Effect::Start(exec.clone()));
                         None
                     }
                     Err(reason) if effects.is_empty() => Some(reason),
@@ -212,21 +218,6 @@ pub(crate) fn plan(rule: &ScheduleRule, change: &ChangeEnvelope, now: Timestamp)
         }
     };
     Ok(Outcome { effects, skipped })
-}
-
-fn start(exec: &ScheduledExecution) -> Effect {
-    Effect::Start {
-        name: exec.name.clone(),
-        input: exec.input.clone(),
-        input_hash: exec.input_hash.clone(),
-        due: exec.due,
-    }
-}
-
-fn stop(rule: &ScheduleRule, exec: &ScheduledExecution) -> Result<Effect, PlanError> {
-    let arn = execution_arn(&rule.state_machine_arn, &exec.name)
-        .map_err(|source| PlanError::Arn { rule: rule.name.clone(), source })?;
-    Ok(Effect::Stop { arn, name: exec.name.clone() })
 }
 
 #[cfg(test)]
@@ -289,7 +280,7 @@ mod tests {
         outcome
             .effects
             .iter()
-            .filter_map(|e| if let Effect::Start { name, .. } = e { Some(name.as_str()) } else { None })
+            .filter_map(|e| if let Effect::Start(e) = e { Some(e.name.as_str()) } else { None })
             .collect()
     }
 
@@ -297,7 +288,7 @@ mod tests {
         outcome
             .effects
             .iter()
-            .filter_map(|e| if let Effect::Stop { name, .. } = e { Some(name.as_str()) } else { None })
+            .filter_map(|e| if let Effect::Stop(e) = e { Some(e.name.as_str()) } else { None })
             .collect()
     }
 
@@ -313,7 +304,9 @@ mod tests {
         let r = rule();
         let row = row(1, Some("2026-06-10T18:00:00"), "welcome");
         let out = plan(&r, &insert(row.clone()), ts(NOON_ISH)).unwrap();
-        let [Effect::Start { name, input, input_hash, due }] = out.effects.as_slice() else { panic!("{out:?}") };
+        let [Effect::Start(ScheduledExecution { name, input, input_hash, due, .. })] = out.effects.as_slice() else {
+            panic!("{out:?}")
+        };
         assert_eq!(name, &name_of(&r, &row));
         assert!(name.starts_with("reminders-1-20260610T160000Z-"), "{name}");
         assert_eq!(*due, ts("2026-06-10T16:00:00Z"));
@@ -397,7 +390,7 @@ mod tests {
         // A due time inside the gap (02:30 local does not exist) reads as 03:30 CEST.
         let gap = row(3, Some("2026-03-29T02:30:00"), "t");
         let out = plan(&r, &insert(gap), saturday).unwrap();
-        let [Effect::Start { due, .. }] = out.effects.as_slice() else { panic!("{out:?}") };
+        let [Effect::Start(ScheduledExecution { due, .. })] = out.effects.as_slice() else { panic!("{out:?}") };
         assert_eq!(*due, ts("2026-03-29T01:30:00Z"));
 
         // Fall back, Sunday 2026-10-25: 03:00 CEST -> 02:00 CET. The Saturday run's window ends
@@ -410,7 +403,7 @@ mod tests {
         // In the fold, 02:30 local happens twice; it is read as the first (CEST) one.
         let fold = row(6, Some("2026-10-25T02:30:00"), "t");
         let out = plan(&r, &insert(fold), saturday).unwrap();
-        let [Effect::Start { due, .. }] = out.effects.as_slice() else { panic!("{out:?}") };
+        let [Effect::Start(ScheduledExecution { due, .. })] = out.effects.as_slice() else { panic!("{out:?}") };
         assert_eq!(*due, ts("2026-10-25T00:30:00Z"));
     }
 
@@ -421,13 +414,7 @@ mod tests {
         let after = row(1, Some("2026-06-10T19:00:00"), "t");
         let out = plan(&r, &update(before.clone(), after.clone()), ts(NOON_ISH)).unwrap();
         let old = name_of(&r, &before);
-        assert_eq!(
-            out.effects[0],
-            Effect::Stop {
-                arn: format!("arn:aws:states:eu-central-1:123456789012:execution:send:{old}"),
-                name: old.clone()
-            }
-        );
+        assert!(matches!(&out.effects[0], Effect::Stop(e) if e.name == old), "{out:?}");
         assert_eq!(started(&out), vec![name_of(&r, &after).as_str()]);
         assert_eq!((out.effects.len(), out.skipped), (2, None));
     }
@@ -540,11 +527,6 @@ mod tests {
         other.table = "other".into();
         let err = plan(&r, &other, now).unwrap_err();
         assert!(err.to_string().contains("is for crm.scheduled_actions, the change is for crm.other"), "{err}");
-
-        let bad_arn = ScheduleRule { state_machine_arn: "arn:aws:states:eu-central-1:1:activity:x".into(), ..r };
-        let err = plan(&bad_arn, &delete(row(1, Some("2026-06-10T18:00:00"), "t")), now).unwrap_err();
-        assert!(matches!(err, PlanError::Arn { .. }), "{err}");
-        assert!(err.to_string().contains("activity:x"), "{err}");
     }
 
     #[test]

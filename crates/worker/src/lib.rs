@@ -10,6 +10,7 @@
 
 pub mod config;
 mod effects;
+mod generations;
 mod inbox;
 mod metrics;
 pub mod nightly;

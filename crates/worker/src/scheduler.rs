@@ -26,7 +26,9 @@ use crate::config::WorkerConfig;
 use crate::effects::{plan, Effect, Outcome};
 use crate::inbox::{Handled, Held, Inbox};
 use crate::metrics::WorkerMetrics;
-use crate::sfn::{SfnError, StartOutcome, StepFunctions, StopOutcome};
+use sameday_core::row_version::RowVersion;
+
+use crate::sfn::{SfnError, StepFunctions};
 
 /// In-place attempts of one call before the message is handed back to SQS.
 const ATTEMPTS: u32 = 6;
@@ -127,8 +129,9 @@ impl Scheduler {
             Ok(planned) => planned,
             Err(Poison { kind, reason }) => return self.inbox.dead_letter(held, kind, reason).await,
         };
+        let version = RowVersion::of_change(&env.source, env.txn.index);
         for effect in &outcome.effects {
-            match self.apply(rule, effect).await {
+            match self.apply(rule, effect, &version).await {
                 Ok(kind) => {
                     self.metrics.effect(kind);
                     // The timestamps let an operator (and the freshness benchmark) see each
@@ -136,7 +139,7 @@ impl Scheduler {
                     tracing::info!(
                         change = %env.id,
                         effect = kind,
-                        execution = effect_name(effect),
+                        execution = %effect.execution().name,
                         committed_ms = env.source.ts_ms,
                         sqs_sent_ms = held.sent_ms(),
                         received_ms = held.received_ms(),
@@ -144,7 +147,7 @@ impl Scheduler {
                         "effect done"
                     );
                 }
-                Err(e @ SfnError::Conflict { .. }) => {
+                Err(e @ (SfnError::Conflict { .. } | SfnError::Generations { .. })) => {
                     return self.inbox.dead_letter(held, "conflict", e.to_string()).await
                 }
                 Err(e) => {
@@ -179,18 +182,21 @@ impl Scheduler {
         Ok((env, rule, outcome))
     }
 
-    /// Makes one effect hold, retrying in place; the metric's kind of what was done.
-    async fn apply(&self, rule: &ScheduleRule, effect: &Effect) -> Result<&'static str, SfnError> {
+    /// Makes one effect hold for the change at `version`, retrying in place; the metric's
+    /// kind of what was done.
+    async fn apply(
+        &self,
+        rule: &ScheduleRule,
+        effect: &Effect,
+        version: &RowVersion,
+    ) -> Result<&'static str, SfnError> {
+        let machine = rule.state_machine_arn.as_str();
         match effect {
-            Effect::Stop { arn, .. } => self.retrying(|| self.sfn.stop(arn)).await.map(|o| match o {
-                StopOutcome::Stopped => "stopped",
-                StopOutcome::AlreadyClosedOrMissing => "stop_noop",
-            }),
-            Effect::Start { name, input, .. } => {
-                self.retrying(|| self.sfn.start(&rule.state_machine_arn, name, input)).await.map(|o| match o {
-                    StartOutcome::Started { .. } => "started",
-                    StartOutcome::AlreadyExisted { .. } => "already_existed",
-                })
+            Effect::Stop(exec) => {
+                self.retrying(|| self.sfn.stop_event(machine, exec, version)).await.map(|o| o.as_str())
+            }
+            Effect::Start(exec) => {
+                self.retrying(|| self.sfn.start_event(machine, exec, version)).await.map(|o| o.as_str())
             }
         }
     }
@@ -213,11 +219,5 @@ impl Scheduler {
                 other => return other,
             }
         }
-    }
-}
-
-fn effect_name(effect: &Effect) -> &str {
-    match effect {
-        Effect::Stop { name, .. } | Effect::Start { name, .. } => name,
     }
 }

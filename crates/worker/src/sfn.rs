@@ -1,17 +1,14 @@
-//! Idempotent StartExecution and StopExecution: the worker, the nightly batch, retries and
-//! replays may all ask for the same effect, and each must see success exactly when the effect
-//! holds.
+//! The Step Functions calls sameday makes, each idempotent and classified: the worker, the
+//! nightly batch, retries and replays may all ask for the same effect.
 //!
-//! - Start: `ExecutionAlreadyExists` for our deterministic name means the event was already
-//!   started, but only if the existing execution has the same input (compared as canonical
-//!   JSON hashes); a different input is a [`SfnError::Conflict`], which the caller dead-letters.
-//!   Step Functions itself answers a repeated start with the same name and input *while the
-//!   execution is RUNNING* with plain success and the original ARN, so that case reports
-//!   [`StartOutcome::Started`] with the same ARN: both outcomes mean "the execution exists".
-//! - Stop: the execution is described first; one that does not exist or is no longer RUNNING
-//!   needs nothing ([`StopOutcome::AlreadyClosedOrMissing`]). This costs a DescribeExecution
-//!   per stop but makes the outcome exact, and a stop that races with the execution finishing
-//!   is re-checked the same way.
+//! - [`StepFunctions::start_event`] / [`StepFunctions::stop_event`] make one scheduled event
+//!   wait or not, across name generations and with stale changes recognised
+//!   ([`crate::generations`]); the calls below are their building blocks.
+//! - Start: Step Functions answers a repeated start with the same name and input *while the
+//!   execution is RUNNING* with plain success, anything else with the name taken
+//!   ([`RawStart::NameTaken`]); which of the two it was is then found by describing.
+//! - Stop: stopping an execution that is no longer RUNNING (or does not exist) is no error:
+//!   the effect, "not waiting", holds.
 //! - Every error says whether retrying can help ([`Retry`], the shared classification, plus
 //!   `ExecutionLimitExceeded`, which clears as executions finish) and names the state machine
 //!   or execution. Throttling also slows the [`RateLimiter`]s given with [`Limiters`].
@@ -22,36 +19,15 @@ use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use sameday_core::aws::{classify, describe, Retry};
-use sameday_core::execution::{execution_arn, input_hash_of, ArnError};
-use serde_json::Value;
+use sameday_core::execution::{execution_arn, ArnError, ScheduledExecution};
+use sameday_core::row_version::RowVersion;
 
 use crate::config::StepFunctionsConfig;
+use crate::generations::{self, Described, ExecutionApi, RawStart, StartOutcome, Status, StopOutcome};
 use crate::rate::RateLimiter;
 
 /// Error codes that mean "slow down".
 const THROTTLING_CODES: &[&str] = &["ThrottlingException", "Throttling", "TooManyRequestsException"];
-
-/// What a start achieved; either way the execution now exists.
-///
-/// `pub` (in a private module) only because the public `nightly` API names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartOutcome {
-    Started {
-        execution_arn: String,
-    },
-    /// It existed already with the same input (started earlier by us or the nightly batch).
-    AlreadyExisted {
-        execution_arn: String,
-    },
-}
-
-/// What a stop achieved; either way the execution is not running any more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StopOutcome {
-    Stopped,
-    /// It never existed, already finished, failed, timed out or was stopped before.
-    AlreadyClosedOrMissing,
-}
 
 /// A failed start or stop.
 ///
@@ -61,17 +37,19 @@ pub enum SfnError {
     /// The name is taken by an execution with another input: two different events produced
     /// one name, or the input encoding changed between releases. Not retryable.
     #[error(
-        "execution {execution_arn} already exists with a different input (existing input hash {existing}, \
+        "execution {execution:?} already exists with a different input (existing input hash {existing}, \
          this event's {expected}); dead-letter the change and compare the two inputs"
     )]
-    Conflict { execution_arn: String, existing: String, expected: String },
+    Conflict { execution: String, existing: String, expected: String },
+    /// Every generation name of the event is used up (a row returned to one due time and
+    /// input millions of times within 90 days). Not retryable.
+    #[error("execution {execution:?}: all generations are used; the row is dead-lettered, reconcile reports it")]
+    Generations { execution: String },
     /// A call failed; `target` is the state machine and execution name, or the execution ARN.
     #[error("{operation} {target}: {detail}")]
     Call { operation: &'static str, target: String, retry: Retry, throttled: bool, detail: String },
     #[error(transparent)]
     Arn(#[from] ArnError),
-    #[error("{operation} {target}: the input is not JSON: {source}")]
-    Input { operation: &'static str, target: String, source: serde_json::Error },
 }
 
 impl SfnError {
@@ -79,7 +57,7 @@ impl SfnError {
     pub(crate) fn retry(&self) -> Retry {
         match self {
             SfnError::Call { retry, .. } => *retry,
-            SfnError::Conflict { .. } | SfnError::Arn(_) | SfnError::Input { .. } => Retry::Permanent,
+            SfnError::Conflict { .. } | SfnError::Generations { .. } | SfnError::Arn(_) => Retry::Permanent,
         }
     }
 
@@ -167,93 +145,79 @@ impl StepFunctions {
         SfnError::Call { operation, target, retry, throttled, detail: describe(err) }
     }
 
-    /// Starts execution `name` of `state_machine_arn` with `input` (JSON text), or confirms
-    /// that it exists with the same input.
-    pub(crate) async fn start(
+    /// Makes the event `exec` of `state_machine_arn` have a waiting execution made from the
+    /// image at `version` (see [`crate::generations`]).
+    pub(crate) async fn start_event(
         &self,
         state_machine_arn: &str,
-        name: &str,
-        input: &str,
+        exec: &ScheduledExecution,
+        version: &RowVersion,
     ) -> Result<StartOutcome, SfnError> {
-        let target = || format!("execution {name:?} of {state_machine_arn}");
-        let ours: Value = serde_json::from_str(input).map_err(|source| SfnError::Input {
-            operation: "StartExecution",
-            target: target(),
-            source,
-        })?;
+        generations::start_event(&Machine { sfn: self, arn: state_machine_arn }, exec, version).await
+    }
+
+    /// Stops the waiting generation of `exec`, unless made from an image newer than `version`.
+    pub(crate) async fn stop_event(
+        &self,
+        state_machine_arn: &str,
+        exec: &ScheduledExecution,
+        version: &RowVersion,
+    ) -> Result<StopOutcome, SfnError> {
+        generations::stop_event(&Machine { sfn: self, arn: state_machine_arn }, exec, version).await
+    }
+
+    async fn start_raw(&self, state_machine_arn: &str, name: &str, input: &str) -> Result<RawStart, SfnError> {
         self.acquire(Api::Start).await;
         let result =
             self.client.start_execution().state_machine_arn(state_machine_arn).name(name).input(input).send().await;
-        let err = match result {
-            Ok(out) => return Ok(StartOutcome::Started { execution_arn: out.execution_arn().to_string() }),
-            Err(err) => err,
-        };
-        if !err.as_service_error().is_some_and(|e| e.is_execution_already_exists()) {
-            return Err(self.call_error(Api::Start, "StartExecution", target(), &err));
-        }
-
-        let arn = execution_arn(state_machine_arn, name)?;
-        let existing = match self.describe(&arn).await? {
-            Some(existing) => existing,
-            // Reported as existing, then not found: deleted with its state machine meanwhile.
-            None => {
-                return Err(SfnError::Call {
-                    operation: "DescribeExecution",
-                    target: arn,
-                    retry: Retry::Transient,
-                    throttled: false,
-                    detail: "StartExecution said the execution exists, DescribeExecution cannot find it".into(),
-                })
+        match result {
+            Ok(_) => Ok(RawStart::Started),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_execution_already_exists()) => {
+                Ok(RawStart::NameTaken)
             }
-        };
-        let expected = input_hash_of(&ours);
-        match existing.input_hash {
-            Some(hash) if hash == expected => Ok(StartOutcome::AlreadyExisted { execution_arn: arn }),
-            other => Err(SfnError::Conflict {
-                execution_arn: arn,
-                existing: other.unwrap_or_else(|| "(input absent or not JSON)".into()),
-                expected,
-            }),
+            Err(err) => Err(self.call_error(
+                Api::Start,
+                "StartExecution",
+                format!("execution {name:?} of {state_machine_arn}"),
+                &err,
+            )),
         }
     }
 
-    /// Stops the execution `execution_arn` if it is running.
-    pub(crate) async fn stop(&self, execution_arn: &str) -> Result<StopOutcome, SfnError> {
-        match self.describe(execution_arn).await? {
-            Some(e) if e.running => {}
-            _ => return Ok(StopOutcome::AlreadyClosedOrMissing),
-        }
+    /// Stops `execution_arn`; `false` when it was not running.
+    async fn stop_raw(&self, execution_arn: &str) -> Result<bool, SfnError> {
         self.acquire(Api::Stop).await;
         let err = match self.client.stop_execution().execution_arn(execution_arn).send().await {
-            Ok(_) => return Ok(StopOutcome::Stopped),
+            Ok(_) => return Ok(true),
             Err(err) => err,
         };
         if err.as_service_error().is_some_and(|e| e.is_execution_does_not_exist()) {
-            return Ok(StopOutcome::AlreadyClosedOrMissing);
+            return Ok(false);
         }
         let failure = self.call_error(Api::Stop, "StopExecution", format!("execution {execution_arn}"), &err);
         if failure.retry() == Retry::Permanent {
             // Some services refuse to stop a closed execution; finishing meanwhile is success.
             if let Some(e) = self.describe(execution_arn).await? {
-                if !e.running {
-                    return Ok(StopOutcome::AlreadyClosedOrMissing);
+                if e.status != Status::Running {
+                    return Ok(false);
                 }
             }
         }
         Err(failure)
     }
 
-    /// The execution's status and input hash, or `None` when it does not exist.
+    /// The execution's status, identity and version, or `None` when it does not exist.
     async fn describe(&self, execution_arn: &str) -> Result<Option<Described>, SfnError> {
         self.acquire(Api::Describe).await;
         match self.client.describe_execution().execution_arn(execution_arn).send().await {
-            Ok(out) => Ok(Some(Described {
-                running: out.status() == &ExecutionStatus::Running,
-                input_hash: out
-                    .input()
-                    .and_then(|text| serde_json::from_str::<Value>(text).ok())
-                    .map(|v| input_hash_of(&v)),
-            })),
+            Ok(out) => {
+                let status = match out.status() {
+                    ExecutionStatus::Running | ExecutionStatus::PendingRedrive => Status::Running,
+                    ExecutionStatus::Aborted => Status::Aborted,
+                    _ => Status::Fired,
+                };
+                Ok(Some(Described::new(status, out.input())))
+            }
             Err(err) if err.as_service_error().is_some_and(|e| e.is_execution_does_not_exist()) => Ok(None),
             Err(err) => {
                 Err(self.call_error(Api::Describe, "DescribeExecution", format!("execution {execution_arn}"), &err))
@@ -262,10 +226,24 @@ impl StepFunctions {
     }
 }
 
-struct Described {
-    running: bool,
-    /// Hash of the canonical input; `None` when the input is absent or not JSON.
-    input_hash: Option<String>,
+/// One state machine's executions, by name.
+struct Machine<'a> {
+    sfn: &'a StepFunctions,
+    arn: &'a str,
+}
+
+impl ExecutionApi for Machine<'_> {
+    async fn start(&self, name: &str, input: &str) -> Result<RawStart, SfnError> {
+        self.sfn.start_raw(self.arn, name, input).await
+    }
+
+    async fn describe(&self, name: &str) -> Result<Option<Described>, SfnError> {
+        self.sfn.describe(&execution_arn(self.arn, name)?).await
+    }
+
+    async fn stop(&self, name: &str) -> Result<bool, SfnError> {
+        self.sfn.stop_raw(&execution_arn(self.arn, name)?).await
+    }
 }
 
 /// The shared classification, plus what is specific to Step Functions: whether the error is
@@ -330,7 +308,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_target_and_retryability() {
-        let err = SfnError::Conflict { execution_arn: "arn:x".into(), existing: "a".into(), expected: "b".into() };
+        let err = SfnError::Conflict { execution: "arn:x".into(), existing: "a".into(), expected: "b".into() };
         assert_eq!(err.retry(), Retry::Permanent);
         assert!(err.to_string().contains("arn:x") && err.to_string().contains("different input"));
         let err = SfnError::Call {
@@ -355,7 +333,8 @@ mod emulator {
     use aws_sdk_sfn::types::ExecutionStatus;
     use jiff::Timestamp;
     use sameday_core::aws::Retry;
-    use sameday_core::execution::{execution_arn, scheduled_execution};
+    use sameday_core::execution::{execution_arn, scheduled_execution, ScheduledExecution};
+    use sameday_core::row_version::RowVersion;
     use sameday_core::rule::ScheduleRule;
     use sameday_testkit::{names, Moto};
     use serde_json::json;
@@ -380,19 +359,26 @@ mod emulator {
         .unwrap()
     }
 
-    /// Name and input of the event row `id` schedules with `template`.
-    fn event(sm: &str, id: i64, template: &str) -> (String, String) {
+    /// The event row `id` schedules with `template`.
+    fn event(sm: &str, id: i64, template: &str) -> ScheduledExecution {
         let row = json!({"id": id, "send_at": "2026-06-10T16:00:00Z", "template": template});
-        let exec = scheduled_execution(
-            &rule(sm),
-            row.as_object().unwrap(),
-            "2026-06-10T16:00:00Z".parse::<Timestamp>().unwrap(),
-        )
-        .unwrap();
-        (exec.name, exec.input)
+        scheduled_execution(&rule(sm), row.as_object().unwrap(), "2026-06-10T16:00:00Z".parse::<Timestamp>().unwrap())
+            .unwrap()
     }
 
-    async fn status(sfn: &StepFunctions, arn: &str) -> ExecutionStatus {
+    /// The image after the change with MariaDB GTID sequence `seq`.
+    fn change(seq: u64) -> RowVersion {
+        RowVersion::Change {
+            server_id: 1,
+            file: "b.000001".into(),
+            pos: seq,
+            gtid: Some(format!("0-1-{seq}")),
+            index: 0,
+        }
+    }
+
+    async fn status(sfn: &StepFunctions, sm: &str, name: &str) -> ExecutionStatus {
+        let arn = execution_arn(sm, name).unwrap();
         sfn.client().describe_execution().execution_arn(arn).send().await.unwrap().status().clone()
     }
 
@@ -401,71 +387,74 @@ mod emulator {
     }
 
     #[tokio::test]
-    async fn start_twice_with_the_same_input_starts_one_execution() {
+    async fn start_twice_then_from_another_read_starts_one_execution() {
         let (sfn, sm) = setup("sfn_same").await;
-        let (name, input) = event(&sm, 1, "welcome");
-        let expected_arn = execution_arn(&sm, &name).unwrap();
-
-        let first = sfn.start(&sm, &name, &input).await.unwrap();
-        assert_eq!(first, StartOutcome::Started { execution_arn: expected_arn.clone() });
+        let exec = event(&sm, 1, "welcome");
+        assert_eq!(sfn.start_event(&sm, &exec, &change(1)).await.unwrap(), StartOutcome::Started { generation: 0 });
         // While it runs, Step Functions answers a repeat with the original execution.
-        let again = sfn.start(&sm, &name, &input).await.unwrap();
-        assert_eq!(again, StartOutcome::Started { execution_arn: expected_arn.clone() });
-        // Once closed, the name is taken: ExecutionAlreadyExists, same input -> AlreadyExisted.
-        assert_eq!(sfn.stop(&expected_arn).await.unwrap(), StopOutcome::Stopped);
-        let replay = sfn.start(&sm, &name, &input).await.unwrap();
-        assert_eq!(replay, StartOutcome::AlreadyExisted { execution_arn: expected_arn.clone() });
-        // Input with other key order and whitespace is the same input.
-        let reordered =
-            serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&input).unwrap()).unwrap();
-        assert_eq!(sfn.start(&sm, &name, &reordered).await.unwrap(), replay);
+        assert_eq!(sfn.start_event(&sm, &exec, &change(1)).await.unwrap(), StartOutcome::Started { generation: 0 });
+        // Another actor with another row version: the name is taken by the same event.
+        let read = RowVersion::Read { server_id: 1, gtid: Some("0-1-1".parse().unwrap()), binlog: None };
+        assert_eq!(sfn.start_event(&sm, &exec, &read).await.unwrap(), StartOutcome::AlreadyRunning { generation: 0 });
         assert_eq!(execution_count(&sfn, &sm).await, 1);
+    }
+
+    /// Step Functions keeps closed names: the way back to an earlier schedule needs a new one.
+    #[tokio::test]
+    async fn a_stopped_event_started_again_gets_the_next_generation() {
+        let (sfn, sm) = setup("sfn_generation").await;
+        let exec = event(&sm, 5, "welcome");
+        sfn.start_event(&sm, &exec, &change(1)).await.unwrap();
+        assert_eq!(sfn.stop_event(&sm, &exec, &change(2)).await.unwrap(), StopOutcome::Stopped { generation: 0 });
+        assert_eq!(sfn.start_event(&sm, &exec, &change(3)).await.unwrap(), StartOutcome::Started { generation: 1 });
+        assert_eq!(status(&sfn, &sm, &exec.name).await, ExecutionStatus::Aborted);
+        assert_eq!(status(&sfn, &sm, &exec.name_at(1)).await, ExecutionStatus::Running);
+        // The stopping change delivered again is older than generation 1's image.
+        assert_eq!(sfn.stop_event(&sm, &exec, &change(2)).await.unwrap(), StopOutcome::Stale { generation: 1 });
+        assert_eq!(sfn.stop_event(&sm, &exec, &change(4)).await.unwrap(), StopOutcome::Stopped { generation: 1 });
+        assert_eq!(sfn.start_event(&sm, &exec, &change(3)).await.unwrap(), StartOutcome::Stale { generation: 1 });
+        assert_eq!(execution_count(&sfn, &sm).await, 2);
     }
 
     #[tokio::test]
     async fn same_name_with_a_different_input_is_a_conflict() {
         let (sfn, sm) = setup("sfn_conflict").await;
-        let (name, input) = event(&sm, 2, "welcome");
-        let (_, other_input) = event(&sm, 2, "reminder");
-        sfn.start(&sm, &name, &input).await.unwrap();
-        for _ in 0..2 {
-            let err = sfn.start(&sm, &name, &other_input).await.unwrap_err();
-            let SfnError::Conflict { ref execution_arn, ref existing, ref expected } = err else { panic!("{err}") };
-            assert_eq!(execution_arn, &sameday_core::execution::execution_arn(&sm, &name).unwrap());
-            assert_ne!(existing, expected);
-            assert_eq!(err.retry(), Retry::Permanent);
-            assert!(err.to_string().contains(&name), "{err}");
-            // Also once the first execution is closed.
-            sfn.stop(execution_arn).await.unwrap();
-        }
+        let exec = event(&sm, 2, "welcome");
+        sfn.start_raw(&sm, &exec.name, r#"{"another":"input"}"#).await.unwrap();
+        let err = sfn.start_event(&sm, &exec, &change(1)).await.unwrap_err();
+        let SfnError::Conflict { ref execution, ref existing, ref expected } = err else { panic!("{err}") };
+        assert_eq!(execution, &exec.name);
+        assert_ne!(existing, expected);
+        assert_eq!(err.retry(), Retry::Permanent);
+        assert!(err.to_string().contains(&exec.name), "{err}");
         assert_eq!(execution_count(&sfn, &sm).await, 1);
     }
 
     #[tokio::test]
     async fn stop_running_then_again_then_unknown() {
         let (sfn, sm) = setup("sfn_stop").await;
-        let (name, input) = event(&sm, 3, "welcome");
-        let StartOutcome::Started { execution_arn } = sfn.start(&sm, &name, &input).await.unwrap() else { panic!() };
-        assert_eq!(status(&sfn, &execution_arn).await, ExecutionStatus::Running);
-
-        assert_eq!(sfn.stop(&execution_arn).await.unwrap(), StopOutcome::Stopped);
-        assert_eq!(status(&sfn, &execution_arn).await, ExecutionStatus::Aborted);
-        assert_eq!(sfn.stop(&execution_arn).await.unwrap(), StopOutcome::AlreadyClosedOrMissing);
-        let unknown = sameday_core::execution::execution_arn(&sm, "never-started").unwrap();
-        assert_eq!(sfn.stop(&unknown).await.unwrap(), StopOutcome::AlreadyClosedOrMissing);
+        let exec = event(&sm, 3, "welcome");
+        sfn.start_event(&sm, &exec, &change(1)).await.unwrap();
+        assert_eq!(status(&sfn, &sm, &exec.name).await, ExecutionStatus::Running);
+        assert_eq!(sfn.stop_event(&sm, &exec, &change(2)).await.unwrap(), StopOutcome::Stopped { generation: 0 });
+        assert_eq!(status(&sfn, &sm, &exec.name).await, ExecutionStatus::Aborted);
+        assert_eq!(sfn.stop_event(&sm, &exec, &change(3)).await.unwrap(), StopOutcome::NothingRunning);
+        let unknown = event(&sm, 99, "never-started");
+        assert_eq!(sfn.stop_event(&sm, &unknown, &change(4)).await.unwrap(), StopOutcome::NothingRunning);
+        assert!(!sfn.stop_raw(&execution_arn(&sm, &unknown.name).unwrap()).await.unwrap());
     }
 
     #[tokio::test]
     async fn start_on_a_missing_state_machine_is_permanent_and_names_it() {
         let (sfn, sm) = setup("sfn_missing").await;
         let missing = sm.replace(":stateMachine:", ":stateMachine:gone_");
-        let (name, input) = event(&missing, 4, "welcome");
-        let err = sfn.start(&missing, &name, &input).await.unwrap_err();
+        let exec = event(&missing, 4, "welcome");
+        let err = sfn.start_event(&missing, &exec, &change(1)).await.unwrap_err();
         assert_eq!(err.retry(), Retry::Permanent, "{err}");
         assert!(!err.is_throttled());
         let text = err.to_string();
         assert!(
-            text.starts_with("StartExecution execution") && text.contains(&missing) && text.contains(&name),
+            text.starts_with("StartExecution execution") && text.contains(&missing) && text.contains(&exec.name),
             "{text}"
         );
     }
@@ -484,10 +473,7 @@ mod emulator {
         let tasks: Vec<_> = (0..20)
             .map(|id| {
                 let (sfn, sm) = (Arc::clone(&sfn), sm.clone());
-                tokio::spawn(async move {
-                    let (name, input) = event(&sm, id, "t");
-                    sfn.start(&sm, &name, &input).await.unwrap()
-                })
+                tokio::spawn(async move { sfn.start_event(&sm, &event(&sm, id, "t"), &change(1)).await.unwrap() })
             })
             .collect();
         for t in tasks {
@@ -510,6 +496,7 @@ mod statemachine {
     use aws_sdk_sfn::types::ExecutionStatus;
     use jiff::{SignedDuration, Timestamp};
     use sameday_core::execution::scheduled_execution;
+    use sameday_core::row_version::RowVersion;
     use sameday_core::rule::ScheduleRule;
     use sameday_testkit::{names, wait_until, Moto};
     use serde_json::{json, Value};
@@ -596,9 +583,10 @@ mod statemachine {
         let exec = scheduled_execution(&rule, row.as_object().unwrap(), due).unwrap();
 
         let sfn = StepFunctions::new(moto.sfn_client().await);
-        let StartOutcome::Started { execution_arn } = sfn.start(&sm, &exec.name, &exec.input).await.unwrap() else {
-            panic!("a fresh emulator already had {}", exec.name)
-        };
+        let version = RowVersion::Read { server_id: 1, gtid: None, binlog: None };
+        let started = sfn.start_event(&sm, &exec, &version).await.unwrap();
+        assert_eq!(started, StartOutcome::Started { generation: 0 }, "a fresh emulator already had {}", exec.name);
+        let execution_arn = sameday_core::execution::execution_arn(&sm, &exec.name).unwrap();
         let describe =
             || async { sfn.client().describe_execution().execution_arn(&execution_arn).send().await.unwrap() };
         assert_eq!(describe().await.status(), &ExecutionStatus::Running, "finished before its due time");

@@ -21,14 +21,16 @@ pub mod run_window;
 pub mod start;
 pub mod table;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write as _};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use jiff::civil::Date;
 use jiff::Timestamp;
-use sameday_core::execution::{scheduled_execution, ScheduledExecution};
+use mysql_async::Value as SqlValue;
+use sameday_core::execution::{canonical_json, parse_name, scheduled_execution, ScheduledExecution};
+use sameday_core::row_version::RowVersion;
 use sameday_core::rule::ScheduleRule;
 use sameday_core::window::due_of_row;
 use sameday_mysql::MysqlError;
@@ -38,8 +40,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{NightlyConfig, WorkerConfig};
+use crate::generations::StartOutcome;
 use crate::rate::RateLimiter;
-use crate::sfn::{Limiters, SfnError, StartOutcome, StepFunctions};
+use crate::sfn::{Limiters, SfnError, StepFunctions};
 use report::{Counters, NightlySummary, RuleSummary};
 use run_window::{Placement, RunWindow};
 use table::{RuleTable, TableReader};
@@ -145,10 +148,11 @@ pub async fn run_nightly(cfg: &WorkerConfig, options: &NightlyOptions) -> Result
     Ok(summary)
 }
 
-/// A row to start, with its key for the logs.
+/// A row to start, with its key for the logs and the re-read.
 struct Job {
     execution: ScheduledExecution,
     key: Value,
+    key_values: Vec<SqlValue>,
 }
 
 struct RuleRun<'a> {
@@ -167,12 +171,13 @@ impl RuleRun<'_> {
             Some(day) => RunWindow::for_day(rule, day, self.now),
             None => RunWindow::current(rule, self.now),
         };
-        let (lower, upper) = run.sql_bounds(rule);
         tracing::info!(from = %run.from, until = %run.window.end, dry_run = self.sfn.is_none(), "nightly: rule run begins");
         let mut reader = TableReader::new(&self.nightly.source, table);
+        let mut verifier = TableReader::new(self.nightly.verify_source(), table);
+        let (lower, upper) = run.sql_bounds(rule);
         let expected = if self.tty { Some(reader.count(&lower, &upper).await?) } else { None };
         let running = match self.sfn {
-            Some(sfn) => start::running_names(sfn, self.list_limiter, &rule.state_machine_arn).await?,
+            Some(sfn) => running_events(sfn, self.list_limiter, &rule.state_machine_arn).await?,
             None => HashSet::new(),
         };
 
@@ -180,36 +185,38 @@ impl RuleRun<'_> {
         let done = CancellationToken::new();
         let progress =
             tokio::spawn(report::progress(rule.name.clone(), Arc::clone(&counters), expected, self.tty, done.clone()));
-        let (tx, rx) = tokio::sync::mpsc::channel::<Job>(self.nightly.page_size as usize);
-
-        let read = async {
+        let pages = async {
             let mut cursor = None;
             loop {
                 let page = reader.page(&lower, &upper, cursor.as_ref()).await?;
-                for row in page.rows {
-                    Counters::add(&counters.rows_read);
-                    if let Some(job) = self.place(rule, &run, &row, &counters, &running) {
-                        // Closed only if the starting side stopped, which happens only after this side.
-                        let _ = tx.send(job).await;
-                    }
-                }
+                let jobs: Vec<Job> = page
+                    .rows
+                    .iter()
+                    .zip(page.keys)
+                    .filter_map(|(row, key_values)| {
+                        Counters::add(&counters.rows_read);
+                        self.place(rule, &run, row, &counters, &running).map(|(execution, key)| Job {
+                            execution,
+                            key,
+                            key_values,
+                        })
+                    })
+                    .collect();
+                let started = self.start_page(rule, jobs, &page.version, &counters).await;
+                self.verify(rule, &run, &mut verifier, started, &counters).await?;
                 match page.next {
                     Some(next) => cursor = Some(next),
-                    None => break,
+                    None => return Ok::<_, NightlyError>(()),
                 }
             }
-            drop(tx);
-            Ok::<_, NightlyError>(())
         };
-        let jobs = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|job| (job, rx)) });
-        let starting = jobs.for_each_concurrent(self.nightly.concurrency, |job| self.start(rule, job, &counters));
-        let (read_result, ()) = tokio::join!(read, starting);
-
+        let result = pages.await;
         done.cancel();
         let _ = progress.await;
-        let queries = reader.queries;
+        let queries = reader.queries + verifier.queries;
         reader.close().await;
-        read_result?;
+        verifier.close().await;
+        result?;
         Ok(RuleSummary::from_counters(
             &rule.name,
             (run.from, run.window.end),
@@ -220,7 +227,7 @@ impl RuleRun<'_> {
         ))
     }
 
-    /// Decides what one row needs; `Some` when it must be started.
+    /// Decides what one row needs: its execution and key when it must be started.
     fn place(
         &self,
         rule: &ScheduleRule,
@@ -228,7 +235,7 @@ impl RuleRun<'_> {
         row: &Map<String, Value>,
         counters: &Counters,
         running: &HashSet<String>,
-    ) -> Option<Job> {
+    ) -> Option<(ScheduledExecution, Value)> {
         let key = key_of(rule, row);
         let due = match due_of_row(rule, row) {
             Ok(due) => due,
@@ -269,25 +276,101 @@ impl RuleRun<'_> {
             let _ = std::io::stdout().lock().write_all(line.as_bytes());
             return None;
         }
-        if running.contains(&execution.name) {
+        if parse_name(&execution.name).is_some_and(|(digest, _)| running.contains(digest)) {
             Counters::add(&counters.already_existed);
             return None;
         }
-        Some(Job { execution, key })
+        Some((execution, key))
     }
 
-    async fn start(&self, rule: &ScheduleRule, job: Job, counters: &Counters) {
-        let Some(sfn) = self.sfn else { return };
-        let e = &job.execution;
-        match start::start_with_retry(sfn, &rule.state_machine_arn, &e.name, &e.input).await {
-            Ok(StartOutcome::Started { .. }) => Counters::add(&counters.started),
-            Ok(StartOutcome::AlreadyExisted { .. }) => Counters::add(&counters.already_existed),
-            Err(err) => {
-                Counters::add(&counters.failed);
-                tracing::error!(key = %job.key, execution = %e.name, error = %err, "nightly: start failed");
+    /// Starts a page's rows, `nightly.concurrency` at a time; the jobs this run started.
+    async fn start_page(
+        &self,
+        rule: &ScheduleRule,
+        jobs: Vec<Job>,
+        version: &RowVersion,
+        counters: &Counters,
+    ) -> Vec<Job> {
+        let Some(sfn) = self.sfn else { return Vec::new() };
+        let starts = futures_util::stream::iter(jobs).map(|job| async move {
+            let outcome = start::start_with_retry(sfn, &rule.state_machine_arn, &job.execution, version).await;
+            let started = match outcome {
+                Ok(StartOutcome::Started { .. }) => {
+                    Counters::add(&counters.started);
+                    true
+                }
+                Ok(StartOutcome::AlreadyRunning { .. } | StartOutcome::AlreadyFired { .. }) => {
+                    Counters::add(&counters.already_existed);
+                    false
+                }
+                Ok(StartOutcome::Stale { .. }) => {
+                    Counters::add(&counters.stale);
+                    false
+                }
+                Err(err) => {
+                    Counters::add(&counters.failed);
+                    tracing::error!(key = %job.key, execution = %job.execution.name, error = %err, "nightly: start failed");
+                    false
+                }
+            };
+            started.then_some(job)
+        });
+        starts.buffer_unordered(self.nightly.concurrency).filter_map(|job| async move { job }).collect().await
+    }
+
+    /// Reads the rows just started again on the primary and stops the executions of rows
+    /// that changed since the page was read (moved, edited, cancelled or deleted): the worker
+    /// may have handled that change before the start landed and found nothing to stop.
+    async fn verify(
+        &self,
+        rule: &ScheduleRule,
+        run: &RunWindow,
+        verifier: &mut TableReader<'_>,
+        started: Vec<Job>,
+        counters: &Counters,
+    ) -> Result<(), NightlyError> {
+        let Some(sfn) = self.sfn else { return Ok(()) };
+        if started.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<Vec<SqlValue>> = started.iter().map(|j| j.key_values.clone()).collect();
+        let (rows, version) = verifier.reread(&keys).await?;
+        let current: HashMap<String, &Map<String, Value>> =
+            rows.iter().map(|row| (canonical_json(&key_of(rule, row)), row)).collect();
+        for job in started {
+            let now_wanted = current.get(&canonical_json(&job.key)).and_then(|row| wanted(rule, run, row));
+            if now_wanted.is_some_and(|e| e.name == job.execution.name) {
+                continue;
+            }
+            match sfn.stop_event(&rule.state_machine_arn, &job.execution, &version).await {
+                Ok(outcome) => {
+                    Counters::add(&counters.revoked);
+                    tracing::info!(key = %job.key, execution = %job.execution.name, outcome = outcome.as_str(), "nightly: the row changed while it was being started; stopped");
+                }
+                Err(err) => {
+                    Counters::add(&counters.failed);
+                    tracing::error!(key = %job.key, execution = %job.execution.name, error = %err, "nightly: cannot stop the execution of a row that changed");
+                }
             }
         }
+        Ok(())
     }
+}
+
+/// The execution `row` asks for in this run, if any.
+fn wanted(rule: &ScheduleRule, run: &RunWindow, row: &Map<String, Value>) -> Option<ScheduledExecution> {
+    let due = due_of_row(rule, row).ok()?;
+    (run.place(due) == Placement::Start).then(|| scheduled_execution(rule, row, due).ok()).flatten()
+}
+
+/// Identity digests of the state machine's RUNNING executions (any generation).
+async fn running_events(
+    sfn: &StepFunctions,
+    limiter: &RateLimiter,
+    state_machine_arn: &str,
+) -> Result<HashSet<String>, NightlyError> {
+    let names = start::running_names(sfn, limiter, state_machine_arn).await?;
+    Ok(names.iter().filter_map(|n| parse_name(n).map(|(digest, _)| digest.to_owned())).collect())
 }
 
 fn key_of(rule: &ScheduleRule, row: &Map<String, Value>) -> Value {

@@ -26,6 +26,10 @@ pub struct Counters {
     pub selected: AtomicU64,
     pub started: AtomicU64,
     pub already_existed: AtomicU64,
+    /// Rows whose event a newer change had already undone (see `generations`).
+    pub stale: AtomicU64,
+    /// Started, then stopped again because the row changed before the start landed.
+    pub revoked: AtomicU64,
     pub skipped_late: AtomicU64,
     pub failed: AtomicU64,
     pub rows_read: AtomicU64,
@@ -44,6 +48,7 @@ impl Counters {
     fn done(&self) -> u64 {
         Self::get(&self.started)
             + Self::get(&self.already_existed)
+            + Self::get(&self.stale)
             + Self::get(&self.skipped_late)
             + Self::get(&self.failed)
     }
@@ -56,11 +61,16 @@ pub struct RuleSummary {
     pub window_start: Timestamp,
     pub window_end: Timestamp,
     pub dry_run: bool,
-    /// Rows due in the run (started + already existed + skipped late + failed).
+    /// Rows due in the run (started + already existed + stale + skipped late + failed).
     pub selected: u64,
     /// In a dry run: what would be started.
     pub started: u64,
+    /// Waiting already, or already fired.
     pub already_existed: u64,
+    /// Not started: a newer change had undone the row's event (it came back later).
+    pub stale: u64,
+    /// Of `started`, stopped again because the row changed before the start landed.
+    pub revoked: u64,
     pub skipped_late: u64,
     pub failed: u64,
     /// SELECTs on the rule's table (pages, retries and the progress COUNT).
@@ -87,6 +97,8 @@ impl RuleSummary {
             selected: Counters::get(&c.selected),
             started: Counters::get(&c.started),
             already_existed: Counters::get(&c.already_existed),
+            stale: Counters::get(&c.stale),
+            revoked: Counters::get(&c.revoked),
             skipped_late: Counters::get(&c.skipped_late),
             failed: Counters::get(&c.failed),
             mysql_queries,
@@ -116,7 +128,7 @@ impl NightlySummary {
             tracing::info!(
                 rule = %r.rule, window_start = %r.window_start, window_end = %r.window_end, dry_run = r.dry_run,
                 selected = r.selected, started = r.started, already_existed = r.already_existed,
-                skipped_late = r.skipped_late, failed = r.failed, mysql_queries = r.mysql_queries,
+                stale = r.stale, revoked = r.revoked, skipped_late = r.skipped_late, failed = r.failed, mysql_queries = r.mysql_queries,
                 rows_read = r.rows_read, duration_ms = r.duration.as_millis() as u64,
                 "nightly rule summary"
             );
@@ -125,6 +137,8 @@ impl NightlySummary {
             selected = self.total(|r| r.selected),
             started = self.total(|r| r.started),
             already_existed = self.total(|r| r.already_existed),
+            stale = self.total(|r| r.stale),
+            revoked = self.total(|r| r.revoked),
             skipped_late = self.total(|r| r.skipped_late),
             failed = self.failed(),
             mysql_queries = self.total(|r| r.mysql_queries),
@@ -147,8 +161,8 @@ impl fmt::Display for NightlySummary {
         for r in &self.rules {
             writeln!(
                 f,
-                "nightly rule={:?} window={}..{} selected={} {}={} already_existed={} skipped_late={} failed={} \
-                 mysql_queries={} rows_read={} duration_ms={}",
+                "nightly rule={:?} window={}..{} selected={} {}={} already_existed={} stale={} revoked={} \
+                 skipped_late={} failed={} mysql_queries={} rows_read={} duration_ms={}",
                 r.rule,
                 r.window_start,
                 r.window_end,
@@ -156,6 +170,8 @@ impl fmt::Display for NightlySummary {
                 started_label(r.dry_run),
                 r.started,
                 r.already_existed,
+                r.stale,
+                r.revoked,
                 r.skipped_late,
                 r.failed,
                 r.mysql_queries,
@@ -165,13 +181,15 @@ impl fmt::Display for NightlySummary {
         }
         write!(
             f,
-            "nightly total rules={} selected={} {}={} already_existed={} skipped_late={} failed={} mysql_queries={} \
-             rows_read={} duration_ms={}",
+            "nightly total rules={} selected={} {}={} already_existed={} stale={} revoked={} skipped_late={} \
+             failed={} mysql_queries={} rows_read={} duration_ms={}",
             self.rules.len(),
             self.total(|r| r.selected),
             started_label(dry_run),
             self.total(|r| r.started),
             self.total(|r| r.already_existed),
+            self.total(|r| r.stale),
+            self.total(|r| r.revoked),
             self.total(|r| r.skipped_late),
             self.failed(),
             self.total(|r| r.mysql_queries),
@@ -244,6 +262,8 @@ mod tests {
             selected: 10,
             started: 6,
             already_existed: 2,
+            stale: 0,
+            revoked: 0,
             skipped_late: 1,
             failed,
             mysql_queries: 3,
@@ -260,13 +280,14 @@ mod tests {
         assert_eq!(
             lines[0],
             "nightly rule=\"a\" window=2026-06-10T01:30:00Z..2026-06-11T02:30:00Z selected=10 started=6 \
-             already_existed=2 skipped_late=1 failed=1 mysql_queries=3 rows_read=12 duration_ms=1500"
+             already_existed=2 stale=0 revoked=0 skipped_late=1 failed=1 mysql_queries=3 rows_read=12 \
+             duration_ms=1500"
         );
         assert!(lines[1].starts_with("nightly rule=\"b c\" "), "{}", lines[1]);
         assert_eq!(
             lines[2],
-            "nightly total rules=2 selected=20 started=12 already_existed=4 skipped_late=2 failed=1 \
-             mysql_queries=6 rows_read=24 duration_ms=3000"
+            "nightly total rules=2 selected=20 started=12 already_existed=4 stale=0 revoked=0 skipped_late=2 \
+             failed=1 mysql_queries=6 rows_read=24 duration_ms=3000"
         );
         assert_eq!(s.failed(), 1);
         let dry = NightlySummary { rules: vec![rule("a", 0, true)] };

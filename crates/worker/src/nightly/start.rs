@@ -21,7 +21,11 @@ use sameday_core::aws::{classify, describe, Retry};
 use tokio::time::Instant;
 
 use crate::rate::RateLimiter;
-use crate::sfn::{SfnError, StartOutcome, StepFunctions};
+use sameday_core::execution::ScheduledExecution;
+use sameday_core::row_version::RowVersion;
+
+use crate::generations::StartOutcome;
+use crate::sfn::{SfnError, StepFunctions};
 
 /// How long one row's start is retried on transient errors before it counts as failed.
 pub const RETRY_FOR: Duration = Duration::from_secs(120);
@@ -30,19 +34,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// ListExecutions page size (the API's maximum).
 const LIST_PAGE: i32 = 1000;
 
-/// StartExecution with retries; returns the last error when retrying stopped.
-pub async fn start_with_retry(
+/// Starts the event `exec` (any generation, see `generations`) with retries; returns the
+/// last error when retrying stopped.
+pub(crate) async fn start_with_retry(
     sfn: &StepFunctions,
     state_machine_arn: &str,
-    name: &str,
-    input: &str,
+    exec: &ScheduledExecution,
+    version: &RowVersion,
 ) -> Result<StartOutcome, SfnError> {
     let give_up_at = Instant::now() + RETRY_FOR;
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match sfn.start(state_machine_arn, name, input).await {
+        match sfn.start_event(state_machine_arn, exec, version).await {
             Err(e) if e.retry() == Retry::Transient && Instant::now() + backoff < give_up_at => {
-                tracing::debug!(execution = name, error = %e, "nightly: StartExecution failed; retrying");
+                tracing::debug!(execution = %exec.name, error = %e, "nightly: StartExecution failed; retrying");
                 tokio::time::sleep(jittered(backoff)).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Statement, Value as SqlValue};
+use sameday_core::row_version::RowVersion;
 use sameday_core::rule::{DueType, ScheduleRule};
 use sameday_mysql::value::RowDecoder;
 use sameday_mysql::{Session, SourceConfig, TableColumn};
@@ -50,10 +51,13 @@ pub(crate) fn quote_ident(name: &str) -> String {
 pub struct RuleTable {
     rule: ScheduleRule,
     json_columns: HashSet<String>,
+    mariadb: bool,
     page_size: u32,
     first_page_sql: String,
     next_page_sql: String,
     count_sql: String,
+    /// `SELECT <columns> FROM <table> WHERE [(<predicate>) AND ]`, completed by [`Self::reread_sql`].
+    reread_prefix: String,
 }
 
 /// Where the next page starts: the last row's raw due and key values.
@@ -64,7 +68,11 @@ pub struct Cursor(Vec<SqlValue>);
 #[derive(Debug)]
 pub struct Page {
     pub rows: Vec<Map<String, Value>>,
+    /// Per row, its key column values as the server sent them (for [`TableReader::reread`]).
+    pub keys: Vec<Vec<SqlValue>>,
     pub next: Option<Cursor>,
+    /// What the page's SELECT saw at least (read just before it).
+    pub version: RowVersion,
 }
 
 impl RuleTable {
@@ -96,10 +104,10 @@ impl RuleTable {
         } else {
             HashSet::new()
         };
-        Ok(Self::new(rule, json_columns, page_size))
+        Ok(Self::new(rule, json_columns, page_size, mariadb))
     }
 
-    fn new(rule: &ScheduleRule, json_columns: HashSet<String>, page_size: u32) -> Self {
+    fn new(rule: &ScheduleRule, json_columns: HashSet<String>, page_size: u32, mariadb: bool) -> Self {
         // Due first, then the key columns (the cursor), then the input columns not already there.
         let mut columns = vec![rule.due_column.clone()];
         for c in rule.key_columns.iter().chain(&rule.input_columns) {
@@ -122,9 +130,26 @@ impl RuleTable {
                 "SELECT {select} FROM {from} WHERE {range} AND {after} ORDER BY {order} LIMIT {page_size}"
             ),
             count_sql: format!("SELECT COUNT(*) FROM {from} WHERE {range}"),
+            reread_prefix: format!("SELECT {select} FROM {from} WHERE {predicate}"),
             json_columns,
+            mariadb,
             page_size,
         }
+    }
+
+    /// The SELECT of the rows with `rows` given keys (the predicate applied, no due bounds):
+    /// `k IN (?, ...)`, or for composite keys `(k1 = ? AND k2 = ?) OR ...`, which MariaDB
+    /// turns into primary-key lookups where it would not for a row-constructor IN.
+    fn reread_sql(&self, rows: usize) -> String {
+        let keys: Vec<String> = self.rule.key_columns.iter().map(|k| quote_ident(k)).collect();
+        let lookup = match keys.as_slice() {
+            [one] => format!("{one} IN ({})", vec!["?"; rows].join(", ")),
+            _ => {
+                let one = format!("({})", keys.iter().map(|k| format!("{k} = ?")).collect::<Vec<_>>().join(" AND "));
+                format!("({})", vec![one; rows].join(" OR "))
+            }
+        };
+        format!("{}{lookup}", self.reread_prefix)
     }
 
     /// The SQL of the first and the following pages (for logs and tests).
@@ -289,44 +314,66 @@ impl<'a> TableReader<'a> {
         let mut attempt = 1;
         loop {
             self.queries += 1;
-            let result = match self.connection().await {
-                Ok((session, first, next)) => match cursor {
-                    None => session.conn().exec::<Row, _, _>(&*first, vec![lower.clone(), upper.clone()]).await,
-                    Some(c) => session.conn().exec::<Row, _, _>(&*next, RuleTable::cursor_params(c, upper)).await,
-                },
-                Err(e) if e.is_transient() && attempt < PAGE_ATTEMPTS => {
-                    tracing::warn!(rule = %self.table.rule.name, attempt, error = %e, "nightly: reconnecting to the source");
-                    tokio::time::sleep(RECONNECT_BACKOFF * attempt).await;
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => return Err(e),
+            let err = match self.page_once(lower, upper, cursor).await {
+                Ok((rows, version)) => return Ok(self.decode(rows, version)),
+                Err(e) => e,
             };
-            match result {
-                Ok(rows) => return Ok(self.decode(rows)),
-                Err(e) => {
-                    let sql = if cursor.is_some() { &self.table.next_page_sql } else { &self.table.first_page_sql };
-                    let err = self.query_error(sql, e);
-                    if !err.is_transient() || attempt >= PAGE_ATTEMPTS {
-                        return Err(err);
-                    }
-                    tracing::warn!(rule = %self.table.rule.name, attempt, error = %err, "nightly: page query failed; retrying on a new connection");
-                    self.conn = None;
-                    tokio::time::sleep(RECONNECT_BACKOFF * attempt).await;
-                    attempt += 1;
-                }
+            if !err.is_transient() || attempt >= PAGE_ATTEMPTS {
+                return Err(err);
             }
+            tracing::warn!(rule = %self.table.rule.name, attempt, error = %err, "nightly: page query failed; retrying on a new connection");
+            self.conn = None;
+            tokio::time::sleep(RECONNECT_BACKOFF * attempt).await;
+            attempt += 1;
         }
     }
 
-    fn decode(&self, rows: Vec<Row>) -> Page {
-        let Some(first) = rows.first() else { return Page { rows: Vec::new(), next: None } };
+    async fn page_once(
+        &mut self,
+        lower: &SqlValue,
+        upper: &SqlValue,
+        cursor: Option<&Cursor>,
+    ) -> Result<(Vec<Row>, RowVersion), NightlyError> {
+        let mariadb = self.table.mariadb;
+        let (session, first, next) = self.connection().await?;
+        let version = session.read_version(mariadb).await?;
+        let rows = match cursor {
+            None => session.conn().exec::<Row, _, _>(&*first, vec![lower.clone(), upper.clone()]).await,
+            Some(c) => session.conn().exec::<Row, _, _>(&*next, RuleTable::cursor_params(c, upper)).await,
+        };
+        let sql = if cursor.is_some() { &self.table.next_page_sql } else { &self.table.first_page_sql };
+        Ok((rows.map_err(|e| self.query_error(sql, e))?, version))
+    }
+
+    /// The current images of the rows with `keys` (key column values in `key_columns`
+    /// order) that still match the predicate, and what the SELECT saw at least.
+    pub async fn reread(
+        &mut self,
+        keys: &[Vec<SqlValue>],
+    ) -> Result<(Vec<Map<String, Value>>, RowVersion), NightlyError> {
+        let sql = self.table.reread_sql(keys.len());
+        let params: Vec<SqlValue> = keys.iter().flatten().cloned().collect();
+        self.queries += 1;
+        let mariadb = self.table.mariadb;
+        let (session, ..) = self.connection().await?;
+        let version = session.read_version(mariadb).await?;
+        let rows = session.conn().exec::<Row, _, _>(sql.as_str(), params).await;
+        let rows = rows.map_err(|e| {
+            self.conn = None;
+            self.query_error(&sql, e)
+        })?;
+        Ok((self.decode(rows, version.clone()).rows, version))
+    }
+
+    fn decode(&self, rows: Vec<Row>, version: RowVersion) -> Page {
+        let Some(first) = rows.first() else { return Page { rows: Vec::new(), keys: Vec::new(), next: None, version } };
         let decoder = RowDecoder::new(first.columns_ref(), |c| self.table.json_columns.contains(c));
         // The cursor columns come first in the select list: due, then the key columns.
         let cursor_len = 1 + self.table.rule.key_columns.len();
         let full = rows.len() as u64 == u64::from(self.table.page_size);
         let mut next = None;
         let count = rows.len();
+        let mut keys = Vec::with_capacity(count);
         let images = rows
             .into_iter()
             .enumerate()
@@ -335,10 +382,11 @@ impl<'a> TableReader<'a> {
                 if i + 1 == count && full {
                     next = Some(Cursor(values[..cursor_len].to_vec()));
                 }
+                keys.push(values[1..cursor_len].to_vec());
                 decoder.decode_values(values)
             })
             .collect();
-        Page { rows: images, next }
+        Page { rows: images, keys, next, version }
     }
 
     /// Closes the connection politely.
@@ -372,7 +420,7 @@ mod tests {
 
     #[test]
     fn pages_select_only_the_rule_columns_in_keyset_order() {
-        let t = RuleTable::new(&rule(&["tenant", "id"], Some("status = 'pending'")), HashSet::new(), 500);
+        let t = RuleTable::new(&rule(&["tenant", "id"], Some("status = 'pending'")), HashSet::new(), 500, true);
         let (first, next) = t.page_sql();
         assert_eq!(
             first,
@@ -405,8 +453,20 @@ mod tests {
     }
 
     #[test]
+    fn rereads_look_rows_up_by_key_with_the_predicate() {
+        let t = RuleTable::new(&rule(&["tenant", "id"], Some("status = 'pending'")), HashSet::new(), 500, true);
+        assert_eq!(
+            t.reread_sql(2),
+            "SELECT `due_at`, `tenant`, `id`, `user_id` FROM `app`.`odd``name` WHERE (status = 'pending') AND \
+             ((`tenant` = ? AND `id` = ?) OR (`tenant` = ? AND `id` = ?))"
+        );
+        let t = RuleTable::new(&rule(&["id"], None), HashSet::new(), 500, true);
+        assert!(t.reread_sql(3).ends_with("FROM `app`.`odd``name` WHERE `id` IN (?, ?, ?)"), "{}", t.reread_sql(3));
+    }
+
+    #[test]
     fn single_key_without_predicate() {
-        let t = RuleTable::new(&rule(&["id"], None), HashSet::new(), 1000);
+        let t = RuleTable::new(&rule(&["id"], None), HashSet::new(), 1000, true);
         let (first, next) = t.page_sql();
         assert!(first.contains("WHERE `due_at` >= ? AND `due_at` < ? ORDER BY `due_at`, `id` LIMIT 1000"), "{first}");
         assert!(next.contains("AND (`due_at` > ? OR (`due_at` = ? AND `id` > ?))"), "{next}");
