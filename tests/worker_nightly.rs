@@ -74,6 +74,14 @@ impl Batch {
     }
 
     async fn execution_names(&self) -> Vec<String> {
+        self.names_with(None).await
+    }
+
+    async fn running_names(&self) -> Vec<String> {
+        self.names_with(Some(aws_sdk_sfn::types::ExecutionStatus::Running)).await
+    }
+
+    async fn names_with(&self, status: Option<aws_sdk_sfn::types::ExecutionStatus>) -> Vec<String> {
         let mut names = Vec::new();
         let mut token = None;
         loop {
@@ -81,6 +89,7 @@ impl Batch {
                 .sfn
                 .list_executions()
                 .state_machine_arn(&self.state_machine)
+                .set_status_filter(status.clone())
                 .max_results(1000)
                 .set_next_token(token)
                 .send()
@@ -236,7 +245,7 @@ async fn nightly_starts_only_rows_due_in_the_window() {
 }
 
 #[tokio::test]
-async fn nightly_rerun_starts_nothing_new() {
+async fn nightly_rerun_starts_nothing_new_and_restores_stopped_executions() {
     let b = Batch::new("nightly_rerun").await;
     let db = &b.db;
     let day = "2031-03-04";
@@ -259,7 +268,8 @@ async fn nightly_rerun_starts_nothing_new() {
     assert_eq!(counts(&second, "rerun", &["selected", "started", "already_existed", "failed"]), vec![40, 0, 40, 0]);
     assert_eq!(b.execution_names().await.len(), 40);
 
-    // Closed executions answer ExecutionAlreadyExists: still "already existed", still one each.
+    // Stopped executions of rows that still ask for them wait again, under generation 1:
+    // re-running the batch restores the schedule.
     let some = b.execution_names().await.into_iter().take(5).collect::<Vec<_>>();
     for name in &some {
         let arn = sameday_core::execution::execution_arn(&b.state_machine, name).unwrap();
@@ -267,8 +277,14 @@ async fn nightly_rerun_starts_nothing_new() {
     }
     let third = nightly(&config, &["--date", day]).await;
     assert_success(&third);
-    assert_eq!(counts(&third, "rerun", &["started", "already_existed", "failed"]), vec![0, 40, 0]);
-    assert_eq!(b.execution_names().await.len(), 40);
+    assert_eq!(counts(&third, "rerun", &["started", "already_existed", "failed"]), vec![5, 35, 0]);
+    let running = b.running_names().await;
+    assert_eq!(running.len(), 40);
+    for name in &some {
+        assert!(running.contains(&format!("{name}-1")), "{name} has no waiting generation 1: {running:?}");
+    }
+    let fourth = nightly(&config, &["--date", day]).await;
+    assert_eq!(counts(&fourth, "rerun", &["started", "already_existed", "failed"]), vec![0, 40, 0]);
 }
 
 #[tokio::test]
@@ -417,8 +433,9 @@ async fn nightly_pages_ties_composite_keys_dst_datetime_and_epoch_millis() {
     let config = b.config("nightly.toml", &[&dst, &millis], 7, 8, 1000);
     let out = nightly(&config, &["--date", day]).await;
     assert_success(&out);
-    // 50 rows in pages of 7: 8 SELECTs (the last one short), no COUNT without a terminal.
-    assert_eq!(counts(&out, "berlin", &["selected", "started", "failed", "mysql_queries"]), vec![50, 50, 0, 8]);
+    // 50 rows in pages of 7: 8 SELECTs (the last one short) and 8 re-reads of the started
+    // rows on the primary, no COUNT without a terminal.
+    assert_eq!(counts(&out, "berlin", &["selected", "started", "failed", "mysql_queries"]), vec![50, 50, 0, 16]);
     assert_eq!(counts(&out, "millis", &["selected", "started", "failed"]), vec![2, 2, 0]);
     let names: BTreeSet<String> = b.execution_names().await.into_iter().collect();
     let mut expected = expected_dst;

@@ -7,6 +7,7 @@
 //! (kill, TLS, MINIMAL row image, a stack) starts one with `start()`.
 
 mod config;
+pub(crate) mod pipeline;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;

@@ -1,0 +1,246 @@
+//! The whole CDC path as it runs in production, for scenario tests: MariaDB -> `sameday
+//! reader` -> Kinesis (kinesalite) -> `sameday consumer` -> SQS FIFO (fauxqs) -> `sameday
+//! worker` -> Step Functions (moto, record mode: executions stay RUNNING until stopped, so
+//! names and stops can be asserted exactly).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sfn::types::ExecutionStatus;
+use aws_sdk_sqs::types::QueueAttributeName;
+use jiff::Timestamp;
+use sameday_consumer::shard_lease::{LeaseTable, SequenceNumber, ShardCheckpoint};
+use sameday_core::execution::scheduled_execution;
+use sameday_core::rule::ScheduleRule;
+use sameday_testkit::{names, Fauxqs, Kinesalite, MariaDb, Moto};
+use serde_json::{json, Map, Value};
+
+use super::{current_position, emulator_endpoints, set_aws_env, ConsumerToml, Daemon, Env, RouteToml, WorkerToml};
+
+pub(crate) const DEFINITION: &str = include_str!("../../deploy/statemachine/schedule.asl.json");
+
+pub(crate) struct Pipeline {
+    pub(crate) env: Env,
+    pub(crate) rule: ScheduleRule,
+    pub(crate) queue_url: String,
+    pub(crate) dlq_url: String,
+    pub(crate) state_machine: String,
+    pub(crate) lease_table: String,
+    pub(crate) sqs: aws_sdk_sqs::Client,
+    pub(crate) sfn: aws_sdk_sfn::Client,
+    pub(crate) reader: Option<Daemon>,
+    pub(crate) consumer: Option<Daemon>,
+    pub(crate) worker: Option<Daemon>,
+    /// Step Functions endpoint the worker uses (moto, or a fault proxy in front of it).
+    pub(crate) sfn_endpoint: String,
+}
+
+pub(crate) fn fmt(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+impl Pipeline {
+    pub(crate) async fn new(prefix: &str) -> Self {
+        set_aws_env();
+        let env = Env::new(prefix, 2).await;
+        MariaDb::shared()
+            .exec(&format!(
+                "CREATE TABLE `{}`.schedule (id BIGINT PRIMARY KEY, user_id INT NOT NULL, action VARCHAR(20) NOT NULL,
+                 due_at DATETIME NULL, status VARCHAR(10) NOT NULL DEFAULT 'pending')",
+                env.db
+            ))
+            .await;
+        let sqs = aws_sdk_sqs::Client::new(&Fauxqs::shared().sdk_config().await);
+        let create = |name: String| {
+            let sqs = sqs.clone();
+            async move {
+                let out = sqs
+                    .create_queue()
+                    .queue_name(name)
+                    .attributes(QueueAttributeName::FifoQueue, "true")
+                    .attributes(QueueAttributeName::VisibilityTimeout, "10")
+                    .send()
+                    .await
+                    .expect("create queue");
+                out.queue_url().unwrap().to_owned()
+            }
+        };
+        let queue_url = create(format!("{}.fifo", names::unique(prefix))).await;
+        let dlq_url = create(format!("{}-dlq.fifo", names::unique(prefix))).await;
+        let moto = Moto::shared();
+        let state_machine = moto.create_state_machine(&names::unique(prefix), DEFINITION).await;
+        let rule: ScheduleRule = serde_json::from_value(json!({
+            "name": "reminders", "db": env.db, "table": "schedule", "key_columns": ["id"],
+            "due_column": "due_at", "due_type": "datetime", "time_zone": "UTC", "batch_time": "00:00",
+            "overlap_minutes": 60, "grace_seconds": 300, "input_columns": ["user_id", "action"],
+            "predicate": "status = 'pending'", "state_machine_arn": state_machine
+        }))
+        .unwrap();
+        Self {
+            rule,
+            queue_url,
+            dlq_url,
+            state_machine,
+            lease_table: names::unique(&format!("{prefix}-leases")),
+            sqs,
+            sfn: moto.sfn_client().await,
+            reader: None,
+            consumer: None,
+            worker: None,
+            sfn_endpoint: moto.endpoint(),
+            env,
+        }
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.env.dir.path().join(name)
+    }
+
+    pub(crate) fn aws_envs(&self) -> Vec<(&'static str, String)> {
+        let mut envs = emulator_endpoints();
+        envs.retain(|(k, _)| *k != "AWS_ENDPOINT_URL_SFN");
+        envs.push(("AWS_ENDPOINT_URL_SFN", self.sfn_endpoint.clone()));
+        envs
+    }
+
+    pub(crate) async fn start(&mut self) {
+        let reader_cfg = self.env.write_config(&current_position().await);
+        self.reader = Some(Daemon::spawn("reader", &reader_cfg, self.path("reader.log"), &[]));
+        let consumer_cfg =
+            ConsumerToml::new(&self.env.stream, &self.lease_table, &self.path("consumer-dead-letters.jsonl"))
+                .create_lease_table(true)
+                .lease_duration_ms(3000)
+                .checkpoint_interval_ms(200)
+                .route(
+                    RouteToml::new(&[&format!("{}.schedule", self.env.db)], &[&self.queue_url])
+                        .same_day_rule("reminders"),
+                )
+                .metrics()
+                .rule(&self.rule)
+                .write(self.path("consumer.toml"));
+        self.consumer = Some(Daemon::spawn("consumer", &consumer_cfg, self.path("consumer.log"), &self.aws_envs()));
+        self.start_worker();
+    }
+
+    /// The worker's (and nightly batch's) config with `rule`.
+    pub(crate) fn worker_toml(&self, rule: &ScheduleRule) -> WorkerToml {
+        WorkerToml::new()
+            .shutdown_timeout_ms(5000)
+            .sqs_queue(&self.queue_url)
+            .sqs_wait_time_seconds(1)
+            .sqs_visibility_timeout_seconds(10)
+            .sqs_dead_letter_queue(&self.dlq_url)
+            .start_rate(200, 50)
+            .nightly_source(MariaDb::shared().port(), 1)
+            .metrics()
+            .rule(rule)
+    }
+
+    pub(crate) fn start_worker(&mut self) {
+        let worker_cfg = self.worker_toml(&self.rule).write(self.path("worker.toml"));
+        let n = std::fs::read_dir(self.env.dir.path()).unwrap().count();
+        self.worker =
+            Some(Daemon::spawn("worker", &worker_cfg, self.path(&format!("worker-{n}.log")), &self.aws_envs()));
+    }
+
+    pub(crate) async fn sql(&self, sql: &str) {
+        MariaDb::shared().exec(&format!("SET time_zone = '+00:00'; USE `{}`; {sql}", self.env.db)).await;
+    }
+
+    /// The row image the reader produces for these columns (BIGINT/INT numbers, VARCHAR
+    /// strings, DATETIME without fraction).
+    pub(crate) fn row(id: i64, user: i64, action: &str, due: Timestamp) -> Map<String, Value> {
+        json!({"id": id, "user_id": user, "action": action, "due_at": fmt(due), "status": "pending"})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    pub(crate) fn name_of(&self, row: &Map<String, Value>) -> String {
+        let due: jiff::civil::DateTime = row["due_at"].as_str().unwrap().parse().unwrap();
+        let due = due.to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp();
+        scheduled_execution(&self.rule, row, due).unwrap().name
+    }
+
+    pub(crate) async fn executions(&self) -> BTreeMap<String, ExecutionStatus> {
+        let mut out = BTreeMap::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .sfn
+                .list_executions()
+                .state_machine_arn(&self.state_machine)
+                .set_next_token(token)
+                .send()
+                .await
+                .expect("ListExecutions");
+            for e in page.executions() {
+                let prev = out.insert(e.name().to_owned(), e.status().clone());
+                assert!(prev.is_none(), "execution {} listed twice", e.name());
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                return out;
+            }
+        }
+    }
+
+    /// Waits until every change written so far went through: all Kinesis records read and
+    /// checkpointed by the consumer, and the queue empty with nothing in flight.
+    pub(crate) async fn settle(&mut self, changes: usize) {
+        let records = self.env.wait_for_records(changes, Duration::from_secs(30)).await.len();
+        assert_eq!(records, changes, "the reader wrote exactly the changes made");
+        let last: BTreeMap<String, SequenceNumber> = Kinesalite::shared()
+            .read_all(&self.env.stream)
+            .await
+            .into_iter()
+            .map(|(shard, seq, _, _)| (shard, seq.parse().unwrap()))
+            .collect();
+        let leases = LeaseTable::new(Moto::shared().dynamodb_client().await, &self.lease_table);
+        let start = Instant::now();
+        loop {
+            let list = leases.list().await.unwrap_or_default();
+            let consumed = last.iter().all(|(shard, seq)| {
+                list.iter()
+                    .any(|l| &l.shard_id == shard && matches!(&l.checkpoint, ShardCheckpoint::Sequence(s) if s >= seq))
+            });
+            let attrs = self
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&self.queue_url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .send()
+                .await
+                .unwrap();
+            let count = |a: QueueAttributeName| {
+                attrs.attributes().and_then(|m| m.get(&a)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1)
+            };
+            let empty = count(QueueAttributeName::ApproximateNumberOfMessages) == 0
+                && count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible) == 0;
+            if consumed && empty {
+                return;
+            }
+            for d in [&mut self.reader, &mut self.consumer].into_iter().flatten() {
+                d.assert_running();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "pipeline did not settle (consumed {consumed}, queue empty {empty}); worker log:\n{}",
+                self.worker.as_ref().map(Daemon::log_text).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub(crate) async fn stop(&mut self) {
+        for d in [&mut self.worker, &mut self.consumer, &mut self.reader].into_iter().flatten() {
+            d.terminate();
+        }
+    }
+}
+
+pub(crate) fn status(execs: &BTreeMap<String, ExecutionStatus>, name: &str) -> ExecutionStatus {
+    execs.get(name).cloned().unwrap_or_else(|| panic!("no execution {name}; have {execs:?}"))
+}
