@@ -15,5 +15,6 @@ mod reader_faults;
 mod reader_pipeline;
 mod reader_standby;
 mod reader_types;
+mod schedule_scenarios;
 mod worker_nightly;
 mod worker_pipeline;

@@ -347,6 +347,12 @@ impl WorkerToml {
         self
     }
 
+    /// `[nightly.primary]`: where the batch re-reads the rows it started.
+    pub(crate) fn nightly_primary(mut self, port: u16, server_id: u32) -> Self {
+        self.0.set("nightly.primary", mariadb_source(port, server_id));
+        self
+    }
+
     pub(crate) fn nightly_page_size(mut self, rows: u32) -> Self {
         self.0.set("nightly.page_size", Value::Integer(rows.into()));
         self

@@ -1,0 +1,286 @@
+//! What users do to scheduled rows, through the whole pipeline (reader, consumer, worker as
+//! processes, real MariaDB and emulators), checked against an expectation written here and
+//! independently of sameday's code: after every scenario, the RUNNING executions in Step
+//! Functions, read back by their *inputs* (key, due, columns), must be exactly one per row the
+//! table says is due today and pending, and nothing else ([`assert_schedule_matches_table`]).
+//!
+//! The rule (tests/common/pipeline.rs): table `schedule (id, user_id, action, due_at, status)`,
+//! due column `due_at` in UTC, input columns `user_id, action`, predicate
+//! `status = 'pending'` (MariaDB's default collation: case-insensitive), grace 300 s.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_sfn::types::ExecutionStatus;
+use jiff::{SignedDuration, Timestamp};
+use mysql_async::prelude::Queryable;
+use sameday_testkit::{Kinesalite, MariaDb, MariaDbOptions};
+use serde_json::Value;
+
+use crate::common::pipeline::{fmt, Pipeline};
+use crate::common::{self, sameday_bin};
+
+/// One waiting event as the test sees it: (id, due `YYYY-MM-DDTHH:MM:SSZ`, user_id, action).
+type Event = (i64, String, i64, String);
+
+/// The events the table asks for, computed here from the rows (not by sameday): due within
+/// the grace period or later today (the window ends at the next 01:00 UTC: batch time 00:00
+/// plus 60 minutes of overlap), and `status` equal to 'pending' ignoring case and trailing
+/// spaces, as MariaDB's default collation compares.
+async fn expected_from_table(p: &Pipeline) -> Vec<Event> {
+    let mut conn = MariaDb::shared().conn().await;
+    let rows: Vec<(i64, i64, String, Option<String>, String)> = conn
+        .query(format!(
+            "SELECT id, user_id, action, DATE_FORMAT(due_at, '%Y-%m-%dT%H:%i:%sZ'), status FROM `{}`.schedule",
+            p.env.db
+        ))
+        .await
+        .expect("read the table");
+    let now = Timestamp::now();
+    let window_end =
+        now.strftime("%Y-%m-%dT00:00:00Z").to_string().parse::<Timestamp>().unwrap() + SignedDuration::from_hours(25);
+    let mut events: Vec<Event> = rows
+        .into_iter()
+        .filter(|(.., due, status)| {
+            let Some(due) = due.as_deref().and_then(|d| d.parse::<Timestamp>().ok()) else { return false };
+            status.trim_end().to_lowercase() == "pending"
+                && due >= now - SignedDuration::from_secs(300)
+                && due < window_end
+        })
+        .map(|(id, user, action, due, _)| (id, due.unwrap(), user, action))
+        .collect();
+    events.sort();
+    events
+}
+
+/// The events of the RUNNING executions, from their inputs.
+async fn waiting_events(p: &Pipeline) -> Vec<Event> {
+    let mut events = Vec::new();
+    for (name, status) in p.executions().await {
+        if status != ExecutionStatus::Running {
+            continue;
+        }
+        let arn = sameday_core::execution::execution_arn(&p.state_machine, &name).unwrap();
+        let out = p.sfn.describe_execution().execution_arn(arn).send().await.expect("DescribeExecution");
+        let input: Value = serde_json::from_str(out.input().unwrap_or("{}")).unwrap();
+        events.push((
+            input["key"]["id"].as_i64().unwrap_or(-1),
+            input["due"].as_str().unwrap_or_default().to_owned(),
+            input["columns"]["user_id"].as_i64().unwrap_or(-1),
+            input["columns"]["action"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    events.sort();
+    events
+}
+
+/// Step Functions holds exactly what the table says: one waiting execution per due row.
+async fn assert_schedule_matches_table(p: &Pipeline, what: &str) {
+    let expected = expected_from_table(p).await;
+    let waiting = waiting_events(p).await;
+    assert_eq!(
+        waiting,
+        expected,
+        "{what}: the waiting executions (left) differ from what the table asks for (right); worker log:\n{}",
+        p.worker.as_ref().map(common::Daemon::log_text).unwrap_or_default()
+    );
+}
+
+/// `sameday nightly` with the pipeline's worker config; its stdout.
+fn run_nightly(p: &Pipeline, config: &Path) -> String {
+    let out = std::process::Command::new(sameday_bin())
+        .args(["nightly", "--config"])
+        .arg(config)
+        .envs(p.aws_envs())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "nightly failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+fn due(minutes: i64) -> String {
+    fmt(Timestamp::now() + SignedDuration::from_mins(minutes))
+}
+
+/// Rows that come back to a due time and input they had before: each must wait again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_returning_to_an_earlier_schedule_wait_again() {
+    let _slot = common::scenario_slot().await;
+    let mut p = Pipeline::new("name-reuse").await;
+    p.start().await;
+    let (t, t10) = (due(20), due(30));
+    // The rows, then what users do to them; the last column says what must wait at the end.
+    p.sql(&format!(
+        "INSERT INTO schedule (id, user_id, action, due_at) VALUES
+           (1, 1, 'email', '{t}'),  -- rescheduled T -> T+10 -> T: waits at T
+           (2, 2, 'x', '{t}'),      -- payload x -> y -> x: waits with x
+           (3, 3, 'email', '{t}'),  -- deleted, then inserted again identically: waits
+           (4, 4, 'email', '{t}'),  -- deleted and inserted again in one transaction: waits
+           (5, 5, 'email', '{t}')   -- deleted, inserted, deleted: nothing waits"
+    ))
+    .await;
+    p.sql(&format!(
+        "UPDATE schedule SET due_at = '{t10}' WHERE id = 1; UPDATE schedule SET due_at = '{t}' WHERE id = 1;
+         UPDATE schedule SET action = 'y' WHERE id = 2; UPDATE schedule SET action = 'x' WHERE id = 2;
+         DELETE FROM schedule WHERE id = 3; INSERT INTO schedule (id, user_id, action, due_at) VALUES (3, 3, 'email', '{t}');
+         START TRANSACTION; DELETE FROM schedule WHERE id = 4;
+           INSERT INTO schedule (id, user_id, action, due_at) VALUES (4, 4, 'email', '{t}'); COMMIT;
+         DELETE FROM schedule WHERE id = 5; INSERT INTO schedule (id, user_id, action, due_at) VALUES (5, 5, 'email', '{t}');
+         DELETE FROM schedule WHERE id = 5;"
+    ))
+    .await;
+    p.settle(5 + 11).await;
+    assert_schedule_matches_table(&p, "after the changes").await;
+    assert_eq!(expected_from_table(&p).await.len(), 4, "rows 1-4 wait");
+    // Re-running the nightly batch changes nothing: the same events are found waiting.
+    let out = run_nightly(&p, &p.path("worker.toml"));
+    assert!(out.contains("started=0 already_existed=4 "), "{out}");
+    assert_schedule_matches_table(&p, "after the nightly batch").await;
+    p.stop().await;
+}
+
+/// Changes delivered again long after they were applied (a Kinesis replay, a DLQ redrive,
+/// SQS's 5-minute deduplication window passed) never undo what newer changes did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_changes_delivered_after_newer_ones_change_nothing() {
+    let _slot = common::scenario_slot().await;
+    let mut p = Pipeline::new("stale-replay").await;
+    p.start().await;
+    let (t, t10) = (due(20), due(30));
+    p.sql(&format!(
+        "INSERT INTO schedule (id, user_id, action, due_at) VALUES (1, 1, 'email', '{t}'), (2, 2, 'email', '{t}');
+         UPDATE schedule SET due_at = '{t10}' WHERE id = 1; UPDATE schedule SET due_at = '{t}' WHERE id = 1;
+         DELETE FROM schedule WHERE id = 2;"
+    ))
+    .await;
+    p.settle(5).await;
+    assert_schedule_matches_table(&p, "before the replay").await;
+
+    // Every change again, oldest first, as a replay would send them: same group (the row),
+    // new deduplication ids (the window has passed).
+    let records = Kinesalite::shared().read_all(&p.env.stream).await;
+    let mut changes: Vec<(u64, String, String)> = records
+        .iter()
+        .map(|(_, _, partition_key, data)| {
+            let env: sameday_core::ChangeEnvelope = serde_json::from_slice(data).unwrap();
+            (env.source.pos, partition_key.clone(), String::from_utf8(data.clone()).unwrap())
+        })
+        .collect();
+    changes.sort();
+    for (i, (_, group, body)) in changes.iter().enumerate() {
+        p.sqs
+            .send_message()
+            .queue_url(&p.queue_url)
+            .message_body(body)
+            .message_group_id(group)
+            .message_deduplication_id(format!("replay-{i}"))
+            .send()
+            .await
+            .expect("SendMessage");
+    }
+    p.settle(5).await;
+    assert_schedule_matches_table(&p, "after the replay").await;
+    let log = p.worker.as_ref().map(common::Daemon::log_text).unwrap_or_default();
+    assert!(log.contains("stale_start") || log.contains("stale_stop"), "the replay was recognised as stale:\n{log}");
+    p.stop().await;
+}
+
+/// The nightly batch, reading the primary, starts slowly while users move, edit, cancel
+/// and delete rows it has already read; the CDC path handles those changes meanwhile. No
+/// stale execution may stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_nightly_batch_on_the_primary_racing_user_changes_leaves_no_stale_execution() {
+    let _slot = common::scenario_slot().await;
+    batch_race("race-primary", None).await;
+}
+
+/// The same with the batch reading a replica whose SQL thread is stopped (so it lags behind
+/// every change made during the run), and `[nightly.primary]` set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_nightly_batch_on_a_lagging_replica_racing_user_changes_leaves_no_stale_execution() {
+    let _slot = common::scenario_slot().await;
+    let replica = MariaDb::start_with(MariaDbOptions::default().arg("--server_id=77"));
+    batch_race("race-replica", Some(&replica)).await;
+}
+
+async fn batch_race(prefix: &str, replica: Option<&MariaDb>) {
+    let mut p = Pipeline::new(prefix).await;
+    if let Some(replica) = replica {
+        replicate_database(&p, replica).await;
+    }
+    // The rows exist before the CDC path starts: only the batch schedules them.
+    let values: Vec<String> = (1..=24).map(|i| format!("({i}, {i}, 'email', '{}')", due(20 + i))).collect();
+    p.sql(&format!("INSERT INTO schedule (id, user_id, action, due_at) VALUES {}", values.join(","))).await;
+    let mut toml = p.worker_toml(&p.rule).start_rate(4, 1).nightly_page_size(6);
+    if let Some(replica) = replica {
+        wait_for_replica(&p, replica, 24).await;
+        replica.exec("STOP SLAVE SQL_THREAD").await;
+        toml = toml.nightly_source(replica.port(), 1).nightly_primary(MariaDb::shared().port(), 1);
+    }
+    let config = toml.write(p.path("nightly.toml"));
+    p.start().await;
+    let batch = {
+        let (config, envs) = (config.clone(), p.aws_envs());
+        std::thread::spawn(move || {
+            std::process::Command::new(sameday_bin())
+                .args(["nightly", "--config"])
+                .arg(config)
+                .envs(envs)
+                .output()
+                .unwrap()
+        })
+    };
+    // While the batch starts its rows at 4 per second (about 6 s): moves within today and
+    // to next week, payload edits, a cancel, deletes; early rows and late ones.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    p.sql(&format!(
+        "UPDATE schedule SET due_at = '{}' WHERE id IN (1, 20, 21);
+         UPDATE schedule SET due_at = '{}' WHERE id = 22;
+         UPDATE schedule SET action = 'push' WHERE id IN (2, 23);
+         UPDATE schedule SET status = 'cancelled' WHERE id = 19;
+         DELETE FROM schedule WHERE id IN (3, 24);",
+        due(90),
+        fmt(Timestamp::now() + SignedDuration::from_hours(24 * 7))
+    ))
+    .await;
+    let out = batch.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "nightly failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    p.settle(9).await;
+    assert_schedule_matches_table(&p, prefix).await;
+    eprintln!("{prefix}: {}", text.lines().last().unwrap_or_default());
+    p.stop().await;
+}
+
+/// Makes `replica` replicate the pipeline's database from the shared MariaDB, from now on.
+async fn replicate_database(p: &Pipeline, replica: &MariaDb) {
+    let db = &p.env.db;
+    replica
+        .exec(&format!(
+            "CREATE DATABASE `{db}`;
+             CREATE TABLE `{db}`.schedule (id BIGINT PRIMARY KEY, user_id INT NOT NULL, action VARCHAR(20) NOT NULL,
+               due_at DATETIME NULL, status VARCHAR(10) NOT NULL DEFAULT 'pending')"
+        ))
+        .await;
+    let mut conn = MariaDb::shared().conn().await;
+    let pos: String = conn.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap_or_default();
+    replica
+        .exec(&format!(
+            "SET GLOBAL gtid_slave_pos = '{pos}'; SET GLOBAL replicate_do_db = '{db}';
+             CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = 'root',
+               MASTER_PASSWORD = '', MASTER_USE_GTID = slave_pos;
+             START SLAVE;",
+            MariaDb::shared().port()
+        ))
+        .await;
+}
+
+async fn wait_for_replica(p: &Pipeline, replica: &MariaDb, rows: i64) {
+    let sql = format!("SELECT COUNT(*) FROM `{}`.schedule", p.env.db);
+    sameday_testkit::wait_until(Duration::from_secs(30), "the replica to have the rows", || async {
+        let mut conn = replica.conn().await;
+        conn.query_first::<i64, _>(sql.as_str()).await.ok().flatten() == Some(rows)
+    })
+    .await;
+}
