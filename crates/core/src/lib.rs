@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ordered;
 pub mod pattern;
 pub mod position;
+pub mod predicate;
 pub mod row_version;
 pub mod rule;
 pub mod secret;
