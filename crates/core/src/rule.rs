@@ -8,6 +8,8 @@ use jiff::tz::TimeZone;
 use jiff::SignedDuration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::predicate::{Collations, Predicate, PredicateError};
+
 /// Local time of the nightly batch when the rule does not say.
 pub const DEFAULT_BATCH_TIME: Time = jiff::civil::time(3, 30, 0, 0);
 /// How far past the next run a window reaches, so a late or slow next run misses nothing.
@@ -65,9 +67,12 @@ pub struct ScheduleRule {
     pub grace_seconds: u32,
     #[serde(default)]
     pub input_columns: Vec<String>,
-    /// SQL condition the batch adds to its query (e.g. `status = 'pending'`); opaque here.
-    #[serde(default)]
-    pub predicate: Option<String>,
+    /// Which rows schedule at all (e.g. `status = 'pending'`): parsed once when the config is
+    /// read ([`Predicate`], a checked subset of SQL); the nightly batch puts it into its query,
+    /// the worker evaluates it on row images.
+    /// Parse errors are kept until [`ScheduleRule::validate`] reports them with the rule's name.
+    #[serde(default, deserialize_with = "de_predicate", serialize_with = "ser_predicate")]
+    pub(crate) predicate: Option<Result<Predicate, PredicateError>>,
     pub state_machine_arn: String,
 }
 
@@ -85,6 +90,18 @@ fn default_grace_seconds() -> u32 {
 /// falls back to the bundled copy, so a host whose zoneinfo lacks the zone still resolves it.
 pub(crate) fn lookup_zone(name: &str) -> Result<TimeZone, jiff::Error> {
     jiff::tz::db().get(name).or_else(|e| jiff::tz::TimeZoneDatabase::bundled().get(name).map_err(|_| e))
+}
+
+#[allow(clippy::type_complexity)]
+fn de_predicate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Result<Predicate, PredicateError>>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(|text| Predicate::parse(&text)))
+}
+
+fn ser_predicate<S: Serializer>(p: &Option<Result<Predicate, PredicateError>>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(Ok(p)) => s.serialize_some(&p.to_sql()),
+        _ => s.serialize_none(),
+    }
 }
 
 fn de_time_zone<'de, D: Deserializer<'de>>(d: D) -> Result<TimeZone, D::Error> {
@@ -131,6 +148,17 @@ pub struct RuleError {
 }
 
 impl ScheduleRule {
+    /// The rule's predicate; `None` when it has none (or an invalid one, which
+    /// [`ScheduleRule::validate`] refuses).
+    pub fn predicate(&self) -> Option<&Predicate> {
+        self.predicate.as_ref().and_then(|p| p.as_ref().ok())
+    }
+
+    /// Whether a row image schedules at all under the predicate (always, without one).
+    pub fn selects(&self, row: &serde_json::Map<String, serde_json::Value>) -> bool {
+        self.predicate().is_none_or(|p| p.matches(row, &Collations::default()))
+    }
+
     /// Checks what serde cannot; the error names the field.
     pub fn validate(&self) -> Result<(), RuleError> {
         let bad = |field, problem: String| Err(RuleError { rule: self.name.clone(), field, problem });
@@ -157,8 +185,10 @@ impl ScheduleRule {
         if self.grace_seconds > MAX_GRACE_SECONDS {
             return bad("grace_seconds", format!("= {} is above {MAX_GRACE_SECONDS}", self.grace_seconds));
         }
-        if self.predicate.as_deref().is_some_and(|p| p.trim().is_empty()) {
-            return bad("predicate", "is empty; leave it out to select every row".into());
+        if let Some(Err(e)) = &self.predicate {
+            let text = e.to_string();
+            let problem = text.strip_prefix("predicate ").unwrap_or(&text).to_owned();
+            return Err(RuleError { rule: self.name.clone(), field: "predicate", problem });
         }
         if let Err(e) = crate::execution::execution_arn(&self.state_machine_arn, "x") {
             return bad("state_machine_arn", e.to_string());
@@ -235,6 +265,13 @@ pub(crate) mod tests {
         let err = rule.validate().unwrap_err();
         assert_eq!(err.field, "time_zone");
         assert!(err.to_string().starts_with("schedule rule \"reminders\": time_zone must be an IANA"), "{err}");
+
+        let mut rule = berlin();
+        rule.predicate = Some(Predicate::parse("status LIKE 'p%'"));
+        assert_eq!(
+            rule.validate().unwrap_err().to_string().split("; ").next().unwrap(),
+            "schedule rule \"reminders\": predicate \"status LIKE 'p%'\": LIKE at character 8 is not supported"
+        );
 
         let mut rule = berlin();
         rule.state_machine_arn = "send".into();

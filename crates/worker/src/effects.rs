@@ -15,9 +15,12 @@
 //! An execution whose due time already passed is not stopped: its Wait is over and it is
 //! performing (or has performed) the action.
 //!
-//! The rule's `predicate` is SQL for the nightly batch's query and is not evaluated here.
+//! An image the rule's `predicate` does not select schedules nothing, like a NULL due time:
+//! `UPDATE ... SET status = 'cancelled'` stops, setting it back starts (past-due images only
+//! when the due time changed, as above). String comparisons fold case, accents and trailing
+//! spaces as MySQL's default collations do, so the worker and the batch's SQL agree.
 //! A NULL or zero due time means "not scheduled"; a missing due column, an unreadable due
-//! value or a missing key/input column is a [`PlanError`]: the message is poison.
+//! value or a missing key, input or predicate column is a [`PlanError`]: the message is poison.
 
 use jiff::Timestamp;
 use sameday_core::envelope::{ChangeEnvelope, Op};
@@ -57,6 +60,8 @@ pub(crate) enum SkipReason {
     AlreadyDue,
     /// An update that leaves the execution name as it was (no due, key or input change).
     Unchanged,
+    /// The rule's predicate does not select the row (e.g. `status` is not 'pending').
+    NotSelected,
 }
 
 impl SkipReason {
@@ -68,6 +73,7 @@ impl SkipReason {
             SkipReason::PastGrace => "past_grace",
             SkipReason::AlreadyDue => "already_due",
             SkipReason::Unchanged => "unchanged",
+            SkipReason::NotSelected => "not_selected",
         }
     }
 }
@@ -90,6 +96,10 @@ pub(crate) enum PlanError {
     Due(#[from] DueError),
     #[error(transparent)]
     Execution(#[from] ExecutionError),
+    #[error(
+        "schedule rule {rule:?}: the row image has no column {column:?}, which the predicate reads; fix the predicate"
+    )]
+    PredicateColumn { rule: String, column: String },
 }
 
 /// Where one row image stands.
@@ -100,10 +110,22 @@ enum Image {
         class: Due,
     },
     NotScheduled,
+    /// The predicate does not select the row; `due` is its due time, when readable.
+    NotSelected {
+        due: Option<Timestamp>,
+    },
 }
 
 impl Image {
     fn read(rule: &ScheduleRule, row: &Map<String, Value>, now: Timestamp) -> Result<Image, PlanError> {
+        if let Some(predicate) = rule.predicate() {
+            if let Some(column) = predicate.missing_columns(row).first() {
+                return Err(PlanError::PredicateColumn { rule: rule.name.clone(), column: (*column).to_owned() });
+            }
+            if !rule.selects(row) {
+                return Ok(Image::NotSelected { due: due_of_row(rule, row).ok() });
+            }
+        }
         let due = match due_of_row(rule, row) {
             Ok(due) => due,
             Err(e) if e.is_unset() => return Ok(Image::NotScheduled),
@@ -116,6 +138,7 @@ impl Image {
     fn due(&self) -> Option<Timestamp> {
         match self {
             Image::Scheduled { exec, .. } => Some(exec.due),
+            Image::NotSelected { due } => *due,
             Image::NotScheduled => None,
         }
     }
@@ -123,7 +146,7 @@ impl Image {
     fn name(&self) -> Option<&str> {
         match self {
             Image::Scheduled { exec, .. } => Some(&exec.name),
-            Image::NotScheduled => None,
+            Image::NotScheduled | Image::NotSelected { .. } => None,
         }
     }
 
@@ -140,6 +163,7 @@ impl Image {
     fn startable(&self, due_changed: bool) -> Result<&ScheduledExecution, SkipReason> {
         match self {
             Image::NotScheduled => Err(SkipReason::NotScheduled),
+            Image::NotSelected { .. } => Err(SkipReason::NotSelected),
             Image::Scheduled { exec, class } => match class {
                 Due::InWindow => Ok(exec),
                 Due::Later => Err(SkipReason::OutsideWindow),
@@ -154,6 +178,7 @@ impl Image {
     fn not_live_reason(&self) -> SkipReason {
         match self {
             Image::NotScheduled => SkipReason::NotScheduled,
+            Image::NotSelected { .. } => SkipReason::NotSelected,
             Image::Scheduled { class: Due::Later, .. } => SkipReason::OutsideWindow,
             Image::Scheduled { .. } => SkipReason::AlreadyDue,
         }
@@ -462,10 +487,12 @@ mod tests {
         let out = plan(&r, &update(before.clone(), after.clone()), ts(NOON_ISH)).unwrap();
         assert_eq!(stopped(&out), vec![name_of(&r, &before).as_str()]);
         assert_eq!(started(&out), vec![name_of(&r, &after).as_str()]);
-        // `status` is not an input column: same name, nothing to do.
-        let mut status_only = before.clone();
-        status_only.insert("status".into(), json!("sent"));
-        assert_eq!(plan(&r, &update(before, status_only), ts(NOON_ISH)).unwrap(), skipped(SkipReason::Unchanged));
+        // `note` is neither an input nor a predicate column: same name, nothing to do.
+        let mut noted = before.clone();
+        noted.insert("note".into(), json!("a"));
+        let mut renoted = noted.clone();
+        renoted.insert("note".into(), json!("b"));
+        assert_eq!(plan(&r, &update(noted, renoted), ts(NOON_ISH)).unwrap(), skipped(SkipReason::Unchanged));
     }
 
     #[test]
@@ -495,11 +522,36 @@ mod tests {
     }
 
     #[test]
-    fn the_predicate_is_not_evaluated_here() {
+    fn cancel_stops_and_un_cancel_starts_through_the_predicate_ignoring_case() {
         let r = rule();
-        let mut sent = row(1, Some("2026-06-10T18:00:00"), "t");
-        sent.insert("status".into(), json!("sent"));
-        assert_eq!(started(&plan(&r, &insert(sent), ts(NOON_ISH)).unwrap()).len(), 1);
+        let now = ts(NOON_ISH);
+        let pending = row(1, Some("2026-06-10T18:00:00"), "t");
+        let with_status = |status: &str| {
+            let mut row = pending.clone();
+            row.insert("status".into(), json!(status));
+            row
+        };
+        let cancelled = with_status("cancelled");
+        let out = plan(&r, &update(pending.clone(), cancelled.clone()), now).unwrap();
+        assert_eq!((stopped(&out), started(&out)), (vec![name_of(&r, &pending).as_str()], vec![]));
+        // Back, spelled differently: MySQL's default collation says 'Pending ' = 'pending'.
+        let again = with_status("Pending ");
+        let out = plan(&r, &update(cancelled.clone(), again.clone()), now).unwrap();
+        assert_eq!((stopped(&out), started(&out)), (vec![], vec![name_of(&r, &again).as_str()]));
+        assert_eq!(plan(&r, &insert(cancelled.clone()), now).unwrap(), skipped(SkipReason::NotSelected));
+        assert_eq!(plan(&r, &delete(cancelled.clone()), now).unwrap(), skipped(SkipReason::NotSelected));
+        // Un-cancelling after the due time does not fire: the event may have run before.
+        let late_cancelled = with_status("cancelled");
+        let mut late_pending = late_cancelled.clone();
+        late_pending.insert("status".into(), json!("pending"));
+        late_pending.insert("send_at".into(), json!("2026-06-10T09:58:00"));
+        let mut late_cancelled = late_cancelled;
+        late_cancelled.insert("send_at".into(), json!("2026-06-10T09:58:00"));
+        assert_eq!(plan(&r, &update(late_cancelled, late_pending), now).unwrap(), skipped(SkipReason::AlreadyDue));
+        // A predicate column missing from the image is poison, not "not selected".
+        let mut no_status = pending.clone();
+        no_status.remove("status");
+        assert!(matches!(plan(&r, &insert(no_status), now), Err(PlanError::PredicateColumn { .. })));
     }
 
     #[test]

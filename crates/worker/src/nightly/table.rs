@@ -35,6 +35,9 @@ const SESSION_SETUP: &[&str] = &[
     "SET SESSION time_zone = '+00:00'",
     "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
     "SET SESSION autocommit = 1",
+    // The predicate's SQL doubles backslashes in strings, which reads back as written only
+    // without NO_BACKSLASH_ESCAPES.
+    "SET SESSION sql_mode = TRIM(BOTH ',' FROM REPLACE(REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', ''), ',,', ','))",
 ];
 /// A page query that fails on the connection (not on the SQL) is retried this often on a
 /// fresh connection, from the same cursor.
@@ -118,7 +121,7 @@ impl RuleTable {
         let select = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
         let from = format!("{}.{}", quote_ident(&rule.db), quote_ident(&rule.table));
         let due = quote_ident(&rule.due_column);
-        let predicate = rule.predicate.as_deref().map(|p| format!("({p}) AND ")).unwrap_or_default();
+        let predicate = rule.predicate().map(|p| format!("{} AND ", p.to_sql())).unwrap_or_default();
         let range = format!("{predicate}{due} >= ? AND {due} < ?");
         let keys: Vec<String> = rule.key_columns.iter().map(|k| quote_ident(k)).collect();
         let order = std::iter::once(due.clone()).chain(keys.iter().cloned()).collect::<Vec<_>>().join(", ");
@@ -199,6 +202,15 @@ pub fn rule_problems(rule: &ScheduleRule, columns: &[TableColumn], addr: &str) -
             "has no column {name:?} (the rule's {field}){hint}; fix {field}; its columns are {}",
             names()
         ));
+    }
+    // MySQL column names are case-insensitive in SQL, and so is the worker's lookup.
+    for name in rule.predicate().map(|p| p.columns()).unwrap_or_default() {
+        if !columns.iter().any(|c| c.name.eq_ignore_ascii_case(name)) {
+            problems.push(format!(
+                "has no column {name:?} (the rule's predicate); fix the predicate; its columns are {}",
+                names()
+            ));
+        }
     }
     let primary: Vec<&str> = columns.iter().filter(|c| c.primary).map(|c| c.name.as_str()).collect();
     if primary.is_empty() {
@@ -424,7 +436,7 @@ mod tests {
         let (first, next) = t.page_sql();
         assert_eq!(
             first,
-            "SELECT `due_at`, `tenant`, `id`, `user_id` FROM `app`.`odd``name` WHERE (status = 'pending') AND \
+            "SELECT `due_at`, `tenant`, `id`, `user_id` FROM `app`.`odd``name` WHERE (`status` = 'pending') AND \
              `due_at` >= ? AND `due_at` < ? ORDER BY `due_at`, `tenant`, `id` LIMIT 500"
         );
         assert!(
@@ -457,7 +469,7 @@ mod tests {
         let t = RuleTable::new(&rule(&["tenant", "id"], Some("status = 'pending'")), HashSet::new(), 500, true);
         assert_eq!(
             t.reread_sql(2),
-            "SELECT `due_at`, `tenant`, `id`, `user_id` FROM `app`.`odd``name` WHERE (status = 'pending') AND \
+            "SELECT `due_at`, `tenant`, `id`, `user_id` FROM `app`.`odd``name` WHERE (`status` = 'pending') AND \
              ((`tenant` = ? AND `id` = ?) OR (`tenant` = ? AND `id` = ?))"
         );
         let t = RuleTable::new(&rule(&["id"], None), HashSet::new(), 500, true);
