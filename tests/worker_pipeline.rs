@@ -168,8 +168,11 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_go
     let bodies = [
         ("g1", "{not json".to_owned()),
         ("g2", envelope(2, "other_table", json!({"id": 2}))),
-        ("g3", envelope(3, "schedule", json!({"id": 3, "user_id": 1, "action": "x"}))),
-        ("g4", envelope(4, "schedule", json!({"id": 4, "user_id": 1, "action": "x", "due_at": null}))),
+        ("g3", envelope(3, "schedule", json!({"id": 3, "user_id": 1, "action": "x", "status": "pending"}))),
+        (
+            "g4",
+            envelope(4, "schedule", json!({"id": 4, "user_id": 1, "action": "x", "due_at": null, "status": "pending"})),
+        ),
     ];
     for (group, body) in &bodies {
         p.sqs
