@@ -91,6 +91,30 @@ enum Command {
         #[arg(long)]
         rule: Option<String>,
     },
+    /// Compare the rows due in the current window with the waiting executions, per rule:
+    /// in_sync, missing, extra, stale. Exits 0 when in sync, 1 on drift (with --fix: on
+    /// drift it could not fix).
+    Reconcile {
+        /// Worker config file (its [[rule]], [nightly] and [step_functions] are used).
+        #[arg(long, env = "SAMEDAY_CONFIG")]
+        config: PathBuf,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Start the missing executions, stop the extra and stale ones (never one whose due
+        /// time has passed).
+        #[arg(long)]
+        fix: bool,
+        /// Print one JSON document instead of key=value lines.
+        #[arg(long)]
+        json: bool,
+        /// Also print CloudWatch embedded-metric lines (sameday/ReconcileDrift per rule).
+        #[arg(long)]
+        cloudwatch_metrics: bool,
+        /// Seconds between the two looks that confirm drift (changes in flight are not drift).
+        #[arg(long, default_value_t = 10)]
+        settle_seconds: u64,
+    },
     /// Show (or, with --set, move) the reader's stored checkpoint.
     Positions {
         #[arg(long, env = "SAMEDAY_CONFIG")]
@@ -217,6 +241,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Tail(args) => tail(args).await,
         Command::Replay(args) => replay_cmd(args).await,
         Command::Nightly { config, date, dry_run, rule } => nightly(&config, date, dry_run, rule).await,
+        Command::Reconcile { config, rule, fix, json, cloudwatch_metrics, settle_seconds } => {
+            let options = sameday_worker::reconcile::ReconcileOptions {
+                rule,
+                fix,
+                settle: std::time::Duration::from_secs(settle_seconds),
+            };
+            reconcile(&config, &options, json, cloudwatch_metrics).await
+        }
         Command::Positions { config, set } => positions(&config, set).await,
         Command::Health { url } => health(&url).await,
     }
@@ -233,6 +265,27 @@ async fn nightly(
     let summary = sameday_worker::nightly::run_nightly(&cfg, &options).await?;
     println!("{summary}");
     Ok(if summary.failed() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+async fn reconcile(
+    path: &std::path::Path,
+    options: &sameday_worker::reconcile::ReconcileOptions,
+    json: bool,
+    cloudwatch_metrics: bool,
+) -> anyhow::Result<ExitCode> {
+    let cfg = daemon::load_config::<WorkerConfig>(path)?;
+    let summary = sameday_worker::reconcile::run_reconcile(&cfg, options).await?;
+    if json {
+        println!("{}", summary.to_json());
+    } else {
+        println!("{summary}");
+    }
+    if cloudwatch_metrics {
+        for line in summary.emf_lines(jiff::Timestamp::now()) {
+            println!("{line}");
+        }
+    }
+    Ok(if summary.unresolved() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 async fn leases(path: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -199,6 +199,28 @@ pub(crate) async fn stop_event<A: ExecutionApi>(
     })
 }
 
+/// Stops the execution called `name` (an event's generation found by listing), unless it
+/// is not RUNNING or was made from an image newer than `version`.
+pub(crate) async fn stop_name<A: ExecutionApi>(
+    api: &A,
+    name: &str,
+    version: &RowVersion,
+) -> Result<StopOutcome, SfnError> {
+    let generation = sameday_core::execution::parse_name(name).map_or(0, |(_, g)| g);
+    match api.describe(name).await? {
+        Some(found) if found.status == Status::Running => {
+            if stale(version, found.version.as_ref()) {
+                return Ok(StopOutcome::Stale { generation });
+            }
+            Ok(match api.stop(name).await? {
+                true => StopOutcome::Stopped { generation },
+                false => StopOutcome::NothingRunning,
+            })
+        }
+        _ => Ok(StopOutcome::NothingRunning),
+    }
+}
+
 /// The change at `version` is older than (or the same as) the image `made_from`. Versions
 /// that cannot be compared are not stale: the change applies, as without versions.
 fn stale(version: &RowVersion, made_from: Option<&RowVersion>) -> bool {

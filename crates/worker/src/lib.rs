@@ -15,6 +15,7 @@ mod inbox;
 mod metrics;
 pub mod nightly;
 mod rate;
+pub mod reconcile;
 pub mod run;
 mod scheduler;
 mod sfn;

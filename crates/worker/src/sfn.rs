@@ -166,6 +166,16 @@ impl StepFunctions {
         generations::stop_event(&Machine { sfn: self, arn: state_machine_arn }, exec, version).await
     }
 
+    /// Stops the execution `name` (found by listing) unless it is made from a newer image.
+    pub(crate) async fn stop_named(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        version: &RowVersion,
+    ) -> Result<StopOutcome, SfnError> {
+        generations::stop_name(&Machine { sfn: self, arn: state_machine_arn }, name, version).await
+    }
+
     async fn start_raw(&self, state_machine_arn: &str, name: &str, input: &str) -> Result<RawStart, SfnError> {
         self.acquire(Api::Start).await;
         let result =

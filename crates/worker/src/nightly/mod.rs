@@ -101,20 +101,28 @@ pub async fn check_rules(nightly: &NightlyConfig, rules: &[&ScheduleRule]) -> Re
     Ok(tables)
 }
 
+/// Every rule, or only the one named `--rule NAME`.
+pub(crate) fn rules_named<'a>(
+    cfg: &'a WorkerConfig,
+    name: Option<&str>,
+) -> Result<Vec<&'a ScheduleRule>, NightlyError> {
+    match name {
+        None => Ok(cfg.rules.iter().collect()),
+        Some(name) => match cfg.rules.iter().find(|r| r.name == name) {
+            Some(r) => Ok(vec![r]),
+            None => {
+                let known: Vec<&str> = cfg.rules.iter().map(|r| r.name.as_str()).collect();
+                Err(NightlyError::Config(format!("--rule {name:?}: no such rule; the config has {known:?}")))
+            }
+        },
+    }
+}
+
 pub async fn run_nightly(cfg: &WorkerConfig, options: &NightlyOptions) -> Result<NightlySummary, NightlyError> {
     let nightly = cfg.nightly.as_ref().ok_or_else(|| {
         NightlyError::Config("the config has no [nightly] section; sameday nightly needs [nightly.source]".into())
     })?;
-    let rules: Vec<&ScheduleRule> = match &options.rule {
-        None => cfg.rules.iter().collect(),
-        Some(name) => match cfg.rules.iter().find(|r| &r.name == name) {
-            Some(r) => vec![r],
-            None => {
-                let known: Vec<&str> = cfg.rules.iter().map(|r| r.name.as_str()).collect();
-                return Err(NightlyError::Config(format!("--rule {name:?}: no such rule; the config has {known:?}")));
-            }
-        },
-    };
+    let rules = rules_named(cfg, options.rule.as_deref())?;
     let now = options.now.unwrap_or_else(Timestamp::now);
 
     // Check every rule before starting anything.
@@ -373,6 +381,6 @@ async fn running_events(
     Ok(names.iter().filter_map(|n| parse_name(n).map(|(digest, _)| digest.to_owned())).collect())
 }
 
-fn key_of(rule: &ScheduleRule, row: &Map<String, Value>) -> Value {
+pub(crate) fn key_of(rule: &ScheduleRule, row: &Map<String, Value>) -> Value {
     Value::Object(rule.key_columns.iter().map(|k| (k.clone(), row.get(k).cloned().unwrap_or(Value::Null))).collect())
 }
