@@ -23,10 +23,11 @@ use crate::common::{self, sameday_bin};
 /// One waiting event as the test sees it: (id, due `YYYY-MM-DDTHH:MM:SSZ`, user_id, action).
 type Event = (i64, String, i64, String);
 
-/// The events the table asks for, computed here from the rows (not by sameday): due within
-/// the grace period or later today (the window ends at the next 01:00 UTC: batch time 00:00
-/// plus 60 minutes of overlap), and `status` equal to 'pending' ignoring case and trailing
-/// spaces, as MariaDB's default collation compares.
+/// The events the table asks for, computed here from the rows (not by sameday): due later
+/// today (the window ends at the next 01:00 UTC: batch time 00:00 plus 60 minutes of overlap),
+/// and `status` equal to 'pending' ignoring case and trailing spaces, as MariaDB's default
+/// collation compares. Only the future counts: an execution past its due time is performing
+/// its action (in moto's record mode it stays RUNNING for good).
 async fn expected_from_table(p: &Pipeline) -> Vec<Event> {
     let mut conn = MariaDb::shared().conn().await;
     let rows: Vec<(i64, i64, String, Option<String>, String)> = conn
@@ -43,9 +44,7 @@ async fn expected_from_table(p: &Pipeline) -> Vec<Event> {
         .into_iter()
         .filter(|(.., due, status)| {
             let Some(due) = due.as_deref().and_then(|d| d.parse::<Timestamp>().ok()) else { return false };
-            status.trim_end().to_lowercase() == "pending"
-                && due >= now - SignedDuration::from_secs(300)
-                && due < window_end
+            status.trim_end().to_lowercase() == "pending" && due > now && due < window_end
         })
         .map(|(id, user, action, due, _)| (id, due.unwrap(), user, action))
         .collect();
@@ -53,8 +52,10 @@ async fn expected_from_table(p: &Pipeline) -> Vec<Event> {
     events
 }
 
-/// The events of the RUNNING executions, from their inputs.
+/// The events of the RUNNING executions due in the future (or with no readable due), from
+/// their inputs.
 async fn waiting_events(p: &Pipeline) -> Vec<Event> {
+    let now = Timestamp::now();
     let mut events = Vec::new();
     for (name, status) in p.executions().await {
         if status != ExecutionStatus::Running {
@@ -63,6 +64,9 @@ async fn waiting_events(p: &Pipeline) -> Vec<Event> {
         let arn = sameday_core::execution::execution_arn(&p.state_machine, &name).unwrap();
         let out = p.sfn.describe_execution().execution_arn(arn).send().await.expect("DescribeExecution");
         let input: Value = serde_json::from_str(out.input().unwrap_or("{}")).unwrap();
+        if input["due"].as_str().and_then(|d| d.parse::<Timestamp>().ok()).is_some_and(|due| due <= now) {
+            continue;
+        }
         events.push((
             input["key"]["id"].as_i64().unwrap_or(-1),
             input["due"].as_str().unwrap_or_default().to_owned(),
@@ -321,4 +325,84 @@ async fn wait_for_replica(p: &Pipeline, replica: &MariaDb, rows: i64) {
         conn.query_first::<i64, _>(sql.as_str()).await.ok().flatten() == Some(rows)
     })
     .await;
+}
+
+/// `sameday reconcile` with its exit code and stdout.
+fn run_reconcile(p: &Pipeline, config: &Path, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(sameday_bin())
+        .args(["reconcile", "--config"])
+        .arg(config)
+        .args(["--settle-seconds", "1"])
+        .args(args)
+        .envs(p.aws_envs())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "reconcile failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap(), text)
+}
+
+/// Drift made by hand, with no CDC path running to repair it: in the table (a row moved, a row
+/// deleted, rows inserted) and in Step Functions (an execution stopped, one started that no row
+/// asks for). Reconcile reports each kind, `--fix` repairs them, and then it reports in sync;
+/// an execution past its due time is never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_reports_and_fixes_each_kind_of_drift() {
+    let _slot = common::scenario_slot().await;
+    let p = Pipeline::new("reconcile").await;
+    let config = p.worker_toml(&p.rule).write(p.path("worker.toml"));
+    let values: Vec<String> = (1..=10).map(|i| format!("({i}, {i}, 'email', '{}')", due(20 + i))).collect();
+    p.sql(&format!("INSERT INTO schedule (id, user_id, action, due_at) VALUES {}", values.join(","))).await;
+    let out = run_nightly(&p, &config);
+    assert!(out.contains("started=10 "), "{out}");
+    let (code, text) = run_reconcile(&p, &config, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("in_sync=10 missing=0 extra=0 stale=0"), "{text}");
+
+    // The table: row 1 moved, row 2 deleted, rows 11 and 12 inserted (all without CDC).
+    p.sql(&format!(
+        "UPDATE schedule SET due_at = '{}' WHERE id = 1; DELETE FROM schedule WHERE id = 2;
+         INSERT INTO schedule (id, user_id, action, due_at) VALUES (11, 11, 'sms', '{t}'), (12, 12, 'sms', '{t}');",
+        due(45),
+        t = due(50)
+    ))
+    .await;
+    // Step Functions: row 3's execution stopped, a foreign-looking but sameday-named one started
+    // for a row that does not exist, and one whose due time has passed (never touched).
+    let names = p.executions().await;
+    let three = names.keys().find(|n| n.starts_with("reminders-3-")).unwrap().clone();
+    p.sfn
+        .stop_execution()
+        .execution_arn(sameday_core::execution::execution_arn(&p.state_machine, &three).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let ghost = p.name_of(&Pipeline::row(99, 99, "email", Timestamp::now() + SignedDuration::from_mins(33)));
+    let past_due = Timestamp::now() - SignedDuration::from_mins(1);
+    let past = p.name_of(&Pipeline::row(98, 98, "email", past_due));
+    for (name, due) in [(&ghost, None), (&past, Some(past_due))] {
+        let input = due.map(|d| format!(r#"{{"due":"{d}"}}"#)).unwrap_or_else(|| "{}".into());
+        p.sfn.start_execution().state_machine_arn(&p.state_machine).name(name).input(input).send().await.unwrap();
+    }
+
+    let (code, text) = run_reconcile(&p, &config, &[]);
+    assert_eq!(code, 1, "{text}");
+    // Missing: 1 (new time), 3 (stopped), 11, 12. Extra: 2 (deleted), 99. Stale: 1 (old time).
+    assert!(text.contains("rows_due=11 ") && text.contains("in_sync=7 missing=4 extra=2 stale=1 "), "{text}");
+    assert!(text.contains("missing key={\"id\":11}") && text.contains(&format!("extra name={ghost}")), "{text}");
+    let (_, json) = run_reconcile(&p, &config, &["--json"]);
+    let json: Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!((json["in_sync"].as_bool(), json["drift"].as_u64()), (Some(false), Some(7)), "{json}");
+
+    let (code, text) = run_reconcile(&p, &config, &["--fix"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("started=4 stopped=3 fix_failed=0"), "{text}");
+    let (code, text) = run_reconcile(&p, &config, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert_schedule_matches_table(&p, "after reconcile --fix").await;
+    assert_eq!(p.executions().await.get(&past), Some(&ExecutionStatus::Running), "past due: untouched");
 }
