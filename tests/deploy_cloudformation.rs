@@ -94,11 +94,12 @@ fn cloudformation_template_passes_cfn_lint() {
 
 /// Resource types moto's CloudFormation does not implement: it skips them (and lists them
 /// without ids). Everything else in the template must really be created.
-const MOTO_SKIPS: [&str; 4] = [
+const MOTO_SKIPS: [&str; 5] = [
     "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy",
     "AWS::Scheduler::Schedule",
     "AWS::CloudWatch::Alarm",
+    "AWS::Logs::MetricFilter",
 ];
 
 #[test]
@@ -183,6 +184,7 @@ fn cloudformation_stack_creates_in_moto() {
     assert_eq!(containers("ConsumerTaskDefinition"), serde_json::json!(["consumer"]));
     assert_eq!(containers("WorkerTaskDefinition"), serde_json::json!(["worker"]));
     assert_eq!(containers("NightlyTaskDefinition"), serde_json::json!(["nightly"]));
+    assert_eq!(containers("ReconcileTaskDefinition"), serde_json::json!(["reconcile"]));
 }
 
 fn statemachine_file() -> Value {
@@ -330,7 +332,7 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
         [
             grant(&["states:StartExecution"], &["Ref StateMachine"]),
             grant(&["states:ListExecutions"], &["Ref StateMachine"]),
-            grant(&["states:DescribeExecution"], &[EXECUTION_ARN]),
+            grant(&["states:DescribeExecution", "states:StopExecution"], &[EXECUTION_ARN]),
         ]
         .concat(),
     );
@@ -340,7 +342,13 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
             grant(&["secretsmanager:GetSecretValue"], &["Ref MysqlSecretArn", "Ref NightlyMysqlSecretArn"]),
             grant(
                 &["logs:CreateLogStream", "logs:PutLogEvents"],
-                &["ReaderLogGroup.Arn", "ConsumerLogGroup.Arn", "WorkerLogGroup.Arn", "NightlyLogGroup.Arn"],
+                &[
+                    "ReaderLogGroup.Arn",
+                    "ConsumerLogGroup.Arn",
+                    "WorkerLogGroup.Arn",
+                    "NightlyLogGroup.Arn",
+                    "ReconcileLogGroup.Arn",
+                ],
             ),
             grant(&["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], &["Ref EcrRepositoryArn"]),
             grant(&["ecr:GetAuthorizationToken"], &["*"]),
@@ -350,7 +358,7 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
     m.insert(
         "NightlySchedulerRole",
         [
-            grant(&["ecs:RunTask"], &["Ref NightlyTaskDefinition"]),
+            grant(&["ecs:RunTask"], &["Ref NightlyTaskDefinition", "Ref ReconcileTaskDefinition"]),
             grant(&["iam:PassRole"], &["NightlyTaskRole.Arn", "TaskExecutionRole.Arn"]),
         ]
         .concat(),
@@ -446,6 +454,7 @@ fn iam_roles_grant_only_what_each_daemon_needs() {
         ("ConsumerTaskDefinition", "ConsumerTaskRole"),
         ("WorkerTaskDefinition", "WorkerTaskRole"),
         ("NightlyTaskDefinition", "NightlyTaskRole"),
+        ("ReconcileTaskDefinition", "NightlyTaskRole"),
     ] {
         let props = &resources(&t)[task]["Properties"];
         assert_eq!(props["TaskRoleArn"], serde_json::json!({"Fn::GetAtt": [role, "Arn"]}), "{task}");
@@ -613,12 +622,12 @@ fn sdk_calls_are_in_the_allow_lists() {
         ),
         ("nightly", "NightlyTaskRole", rust_files(&root.join("crates/worker/src/nightly"))),
     ];
-    // Calls a daemon makes through shared code outside its files: the nightly batch starts
-    // executions through the worker's sfn.rs (StartExecution, DescribeExecution on a name
-    // that exists), never stopping one.
+    // Calls a daemon makes through shared code outside its files: the nightly batch (and
+    // reconcile, which runs with its role) starts, describes and stops executions through the
+    // worker's sfn.rs.
     let through_shared_code = |daemon: &str| -> &[&str] {
         match daemon {
-            "nightly" => &["states:StartExecution", "states:DescribeExecution"],
+            "nightly" => &["states:StartExecution", "states:DescribeExecution", "states:StopExecution"],
             _ => &[],
         }
     };

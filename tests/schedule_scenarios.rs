@@ -99,7 +99,12 @@ fn run_nightly(p: &Pipeline, config: &Path) -> String {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "nightly failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nightly failed: {text}\n{log}");
+    // The CloudFormation metric filter NightlyCompleted matches this JSON log line.
+    let summary =
+        log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|l| l["message"] == "nightly summary");
+    assert_eq!(summary.map(|l| l["failed"].clone()), Some(Value::from(0)), "{log}");
     text
 }
 
@@ -397,6 +402,11 @@ async fn reconcile_reports_and_fixes_each_kind_of_drift() {
     let (_, json) = run_reconcile(&p, &config, &["--json"]);
     let json: Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!((json["in_sync"].as_bool(), json["drift"].as_u64()), (Some(false), Some(7)), "{json}");
+
+    // The CloudFormation metric filter reads `$.ReconcileDrift` from this line.
+    let (_, text) = run_reconcile(&p, &config, &["--cloudwatch-metrics"]);
+    let emf: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!((emf["ReconcileDrift"].as_u64(), emf["Rule"].as_str()), (Some(7), Some("reminders")), "{text}");
 
     let (code, text) = run_reconcile(&p, &config, &["--fix"]);
     assert_eq!(code, 0, "{text}");
