@@ -416,3 +416,70 @@ async fn reconcile_reports_and_fixes_each_kind_of_drift() {
     assert_schedule_matches_table(&p, "after reconcile --fix").await;
     assert_eq!(p.executions().await.get(&past), Some(&ExecutionStatus::Running), "past due: untouched");
 }
+
+/// Everything at once: users reschedule back and forth, edit payloads and back, cancel and
+/// un-cancel (in another case), delete and re-insert, change primary keys, move rows to next
+/// week and write multi-row transactions, while every daemon is killed with `kill -9` twice
+/// and restarted, and a nightly batch runs in the middle. At the end the waiting executions
+/// are exactly what the table asks for, reconcile says so, and a nightly re-run starts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_survives_kill_9_of_every_daemon_amid_user_behaviour() {
+    let _slot = common::heavy_scenario_slot().await;
+    let mut p = Pipeline::new("kill-all").await;
+    p.start().await;
+    let base: Vec<String> = (1..=40).map(|i| format!("({i}, {i}, 'email', '{}')", due(20 + i))).collect();
+    p.sql(&format!("INSERT INTO schedule (id, user_id, action, due_at) VALUES {}", base.join(","))).await;
+    let mut changes = 40;
+    let (t_later, next_week) = (due(90), fmt(Timestamp::now() + SignedDuration::from_hours(24 * 7)));
+    // One round of user behaviour on rows `10 * r + 1 ..= 10 * r + 10`; every statement
+    // changes exactly one row.
+    let round = |r: i64| -> Vec<String> {
+        let k = |i: i64| 10 * r + i;
+        vec![
+            format!("UPDATE schedule SET due_at = '{t_later}' WHERE id = {}", k(1)),
+            format!("UPDATE schedule SET due_at = '{}' WHERE id = {}", due(20 + k(1)), k(1)),
+            format!("UPDATE schedule SET action = 'push' WHERE id = {}", k(2)),
+            format!("UPDATE schedule SET action = 'email' WHERE id = {}", k(2)),
+            format!("UPDATE schedule SET status = 'cancelled' WHERE id = {}", k(3)),
+            format!("UPDATE schedule SET status = 'PENDING' WHERE id = {}", k(3)),
+            format!("UPDATE schedule SET status = 'cancelled' WHERE id = {}", k(4)),
+            format!("DELETE FROM schedule WHERE id = {}", k(5)),
+            format!("INSERT INTO schedule (id, user_id, action, due_at) VALUES ({0}, {0}, 'email', '{1}')", k(5), due(20 + k(5))),
+            format!("DELETE FROM schedule WHERE id = {}", k(6)),
+            format!("UPDATE schedule SET id = {} WHERE id = {}", 100 + k(7), k(7)),
+            format!("UPDATE schedule SET due_at = '{next_week}' WHERE id = {}", k(8)),
+            format!("INSERT INTO schedule (id, user_id, action, due_at) VALUES ({0}, {0}, 'sms', '{1}')", 200 + k(9), due(25)),
+            format!(
+                "START TRANSACTION; UPDATE schedule SET due_at = '{t_later}' WHERE id = {a}; \
+                 UPDATE schedule SET action = 'sms' WHERE id = {b}; UPDATE schedule SET due_at = '{d}' WHERE id = {a}; COMMIT",
+                a = k(9),
+                b = k(10),
+                d = due(21 + k(9)),
+            ),
+        ]
+    };
+    let daemons = ["reader", "consumer", "worker"];
+    for r in 0..4i64 {
+        let statements = round(r);
+        // The transaction changes three rows; the other statements one each.
+        changes += statements.len() + 2;
+        let (first, second) = statements.split_at(statements.len() / 2);
+        p.sql(&first.join(";")).await;
+        p.kill9_and_restart(daemons[(r as usize) % 3]);
+        p.sql(&second.join(";")).await;
+        if r == 1 {
+            let out = run_nightly(&p, &p.path("worker.toml"));
+            eprintln!("nightly during the run: {}", out.lines().last().unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        p.kill9_and_restart(daemons[(r as usize + 1) % 3]);
+    }
+    p.settle_after_kills(changes).await;
+    assert_schedule_matches_table(&p, "after the kills").await;
+    let (code, text) = run_reconcile(&p, &p.path("worker.toml"), &[]);
+    assert_eq!(code, 0, "reconcile reports drift:\n{text}");
+    let out = run_nightly(&p, &p.path("worker.toml"));
+    assert!(out.contains(" started=0 "), "{out}");
+    assert_schedule_matches_table(&p, "after a nightly re-run").await;
+    p.stop().await;
+}

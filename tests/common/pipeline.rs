@@ -191,6 +191,29 @@ impl Pipeline {
     pub(crate) async fn settle(&mut self, changes: usize) {
         let records = self.env.wait_for_records(changes, Duration::from_secs(30)).await.len();
         assert_eq!(records, changes, "the reader wrote exactly the changes made");
+        self.drain().await;
+    }
+
+    /// [`Pipeline::settle`] after a reader was killed: it may write a change again after a
+    /// restart (at least once), so the changes are counted by id.
+    pub(crate) async fn settle_after_kills(&mut self, changes: usize) {
+        let start = Instant::now();
+        loop {
+            let ids: std::collections::BTreeSet<String> =
+                self.env.records().await.into_iter().map(|(_, env)| env.id).collect();
+            if ids.len() >= changes {
+                assert_eq!(ids.len(), changes, "the reader wrote exactly the changes made (counted by id)");
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "only {} of {changes} changes arrived", ids.len());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.drain().await;
+    }
+
+    /// Waits until every record in the stream is checkpointed by the consumer and the queue
+    /// is empty with nothing in flight.
+    async fn drain(&mut self) {
         let last: BTreeMap<String, SequenceNumber> = Kinesalite::shared()
             .read_all(&self.env.stream)
             .await
@@ -232,6 +255,22 @@ impl Pipeline {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `kill -9` of one daemon (`reader`, `consumer` or `worker`), then the same daemon again
+    /// with the same config: it resumes from its checkpoint or lease.
+    pub(crate) fn kill9_and_restart(&mut self, which: &str) {
+        let n = std::fs::read_dir(self.env.dir.path()).unwrap().count();
+        let log = self.path(&format!("{which}-{n}.log"));
+        let config = self.path(&format!("{which}.toml"));
+        let envs = if which == "reader" { Vec::new() } else { self.aws_envs() };
+        let slot = match which {
+            "reader" => &mut self.reader,
+            "consumer" => &mut self.consumer,
+            _ => &mut self.worker,
+        };
+        slot.as_mut().expect("running").kill9();
+        *slot = Some(Daemon::spawn(which, &config, log, &envs));
     }
 
     pub(crate) async fn stop(&mut self) {
