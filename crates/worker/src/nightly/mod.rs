@@ -377,7 +377,7 @@ async fn running_events(
     limiter: &RateLimiter,
     state_machine_arn: &str,
 ) -> Result<HashSet<String>, NightlyError> {
-    let names = start::running_names(sfn, limiter, state_machine_arn).await?;
+    let (names, _) = start::running_names(sfn, limiter, state_machine_arn).await?;
     Ok(names.iter().filter_map(|n| parse_name(n).map(|(digest, _)| digest.to_owned())).collect())
 }
 

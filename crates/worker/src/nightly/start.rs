@@ -62,18 +62,21 @@ fn jittered(backoff: Duration) -> Duration {
     half + half.mul_f64(rand::rng().random::<f64>())
 }
 
-/// Names of the state machine's RUNNING executions, read through the `limiter`.
+/// Names of the state machine's RUNNING executions, read through the `limiter`, and the
+/// ListExecutions calls it took.
 pub async fn running_names(
     sfn: &StepFunctions,
     limiter: &RateLimiter,
     state_machine_arn: &str,
-) -> Result<HashSet<String>, SfnError> {
+) -> Result<(HashSet<String>, u64), SfnError> {
     let mut names = HashSet::new();
+    let mut calls = 0;
     let mut token: Option<String> = None;
     let give_up_at = Instant::now() + RETRY_FOR;
     let mut backoff = FIRST_BACKOFF;
     loop {
         limiter.acquire().await;
+        calls += 1;
         let result = sfn
             .client()
             .list_executions()
@@ -88,7 +91,7 @@ pub async fn running_names(
                 names.extend(out.executions().iter().map(|e| e.name().to_string()));
                 token = out.next_token().map(str::to_owned);
                 if token.is_none() {
-                    return Ok(names);
+                    return Ok((names, calls));
                 }
                 backoff = FIRST_BACKOFF;
             }

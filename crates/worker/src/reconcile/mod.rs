@@ -93,6 +93,7 @@ struct Look {
     drift: Drift,
     rows_due: u64,
     running: u64,
+    list_calls: u64,
     version: RowVersion,
     window: (Timestamp, Timestamp),
 }
@@ -101,12 +102,14 @@ impl Reconcile<'_> {
     async fn rule(&self, rule: &ScheduleRule, table: &RuleTable) -> Result<RuleReport, NightlyError> {
         let began = Instant::now();
         let first = self.look(rule, table).await?;
+        let mut list_calls = first.list_calls;
         let look = if first.drift.is_empty() {
             first
         } else {
             tracing::info!(settle_ms = self.options.settle.as_millis() as u64, "reconcile: drift seen; looking again");
             tokio::time::sleep(self.options.settle).await;
             let second = self.look(rule, table).await?;
+            list_calls += second.list_calls;
             Look { drift: first.drift.confirmed_by(&second.drift), ..second }
         };
         let mut report = RuleReport {
@@ -120,6 +123,7 @@ impl Reconcile<'_> {
             extra: look.drift.extra.len() as u64,
             stale: look.drift.stale.len() as u64,
             examples: examples(&look.drift),
+            list_calls,
             ..RuleReport::default()
         };
         if self.options.fix {
@@ -141,8 +145,8 @@ impl Reconcile<'_> {
     async fn look(&self, rule: &ScheduleRule, table: &RuleTable) -> Result<Look, NightlyError> {
         let now = Timestamp::now();
         // Listed first: every row read afterwards is at least as new as the listing.
-        let running: Vec<String> =
-            start::running_names(self.sfn, self.list_limiter, &rule.state_machine_arn).await?.into_iter().collect();
+        let (running, list_calls) = start::running_names(self.sfn, self.list_limiter, &rule.state_machine_arn).await?;
+        let running: Vec<String> = running.into_iter().collect();
         let run = RunWindow::current(rule, now);
         let (lower, upper) = run.sql_bounds(rule);
         let mut reader = TableReader::new(self.nightly.verify_source(), table);
@@ -172,7 +176,7 @@ impl Reconcile<'_> {
         let running_count = running.len() as u64;
         let drift = compare(wanted, &running, now);
         let version = version.unwrap_or(RowVersion::Read { server_id: 0, gtid: None, binlog: None });
-        Ok(Look { drift, rows_due, running: running_count, version, window: (run.from, run.window.end) })
+        Ok(Look { drift, rows_due, running: running_count, list_calls, version, window: (run.from, run.window.end) })
     }
 
     async fn fix(&self, rule: &ScheduleRule, look: &Look, report: &mut RuleReport) {

@@ -28,6 +28,8 @@ pub struct RuleReport {
     pub stale: u64,
     /// `(kind, description)`, at most [`EXAMPLES`] per kind.
     pub examples: Vec<(&'static str, String)>,
+    /// ListExecutions calls made (1,000 executions each).
+    pub list_calls: u64,
     /// With `--fix`: executions started and stopped, and fixes that failed.
     pub started: u64,
     pub stopped: u64,
@@ -75,7 +77,7 @@ impl ReconcileSummary {
                     "rows_due": r.rows_due, "running": r.running, "in_sync": r.in_sync,
                     "missing": r.missing, "extra": r.extra, "stale": r.stale,
                     "examples": r.examples.iter().map(|(k, d)| json!({"kind": k, "what": d})).collect::<Vec<_>>(),
-                    "started": r.started, "stopped": r.stopped, "fix_failed": r.fix_failed,
+                    "started": r.started, "stopped": r.stopped, "fix_failed": r.fix_failed, "list_calls": r.list_calls,
                     "duration_ms": r.duration.as_millis() as u64,
                 })
             })
