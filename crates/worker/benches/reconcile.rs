@@ -99,7 +99,7 @@ async fn bench(rows: usize, runs: usize) {
         "[[rule]]\nname = \"bench\"\ndb = \"{db}\"\ntable = \"t\"\nkey_columns = [\"id\"]\ndue_column = \"due_at\"\n\
          due_type = \"datetime\"\ntime_zone = \"UTC\"\nbatch_time = \"{batch_time}\"\n\
          input_columns = [\"user_id\", \"action\"]\nstate_machine_arn = \"{sm}\"\n\
-         [step_functions.describe_rate]\nrate_per_second = 1000000\nburst = 1000000\n\
+         [step_functions.list_rate]\nrate_per_second = 1000000\nburst = 1000000\n\
          [nightly]\npage_size = 1000\n\
          [nightly.source]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"root\"\nserver_id = 1\ntls = \"disabled\"\n\
          [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n",

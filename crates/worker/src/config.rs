@@ -81,7 +81,7 @@ impl NightlyConfig {
 pub type MetricsConfig = sameday_core::health::MetricsConfig<9466>;
 
 /// `[step_functions]`: quotas (token buckets; adaptive on throttling).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepFunctionsConfig {
     #[serde(default)]
@@ -90,6 +90,26 @@ pub struct StepFunctionsConfig {
     pub stop_rate: RateConfig,
     #[serde(default)]
     pub describe_rate: RateConfig,
+    /// ListExecutions (the nightly batch's and reconcile's listing of RUNNING executions).
+    /// Default: Step Functions' default quota outside us-east-1, a bucket of 100 refilled at 2
+    /// per second.
+    #[serde(default = "default_list_rate")]
+    pub list_rate: RateConfig,
+}
+
+fn default_list_rate() -> RateConfig {
+    RateConfig { rate_per_second: 2.0, burst: 100, ..RateConfig::default() }
+}
+
+impl Default for StepFunctionsConfig {
+    fn default() -> Self {
+        Self {
+            start_rate: RateConfig::default(),
+            stop_rate: RateConfig::default(),
+            describe_rate: RateConfig::default(),
+            list_rate: default_list_rate(),
+        }
+    }
 }
 
 /// The whole worker config file (also read by `sameday nightly`).
@@ -171,6 +191,7 @@ impl WorkerConfig {
             ("step_functions.start_rate", &self.step_functions.start_rate),
             ("step_functions.stop_rate", &self.step_functions.stop_rate),
             ("step_functions.describe_rate", &self.step_functions.describe_rate),
+            ("step_functions.list_rate", &self.step_functions.list_rate),
         ] {
             rate.validate().map_err(|e| format!("{field}: {e}"))?;
         }

@@ -73,6 +73,7 @@ pub(crate) struct Limiters {
     pub(crate) start: Arc<RateLimiter>,
     pub(crate) stop: Arc<RateLimiter>,
     pub(crate) describe: Arc<RateLimiter>,
+    pub(crate) list: Arc<RateLimiter>,
 }
 
 impl Limiters {
@@ -82,6 +83,7 @@ impl Limiters {
             start: Arc::new(RateLimiter::new(cfg.start_rate.clone())),
             stop: Arc::new(RateLimiter::new(cfg.stop_rate.clone())),
             describe: Arc::new(RateLimiter::new(cfg.describe_rate.clone())),
+            list: Arc::new(RateLimiter::new(cfg.list_rate.clone())),
         }
     }
 }
@@ -477,7 +479,7 @@ mod emulator {
             || Arc::new(RateLimiter::new(RateConfig { rate_per_second: 200.0, burst: 5, ..RateConfig::default() }));
         let sfn = StepFunctions::with_limiters(
             moto.sfn_client().await,
-            Limiters { start: limiter(), stop: limiter(), describe: limiter() },
+            Limiters { start: limiter(), stop: limiter(), describe: limiter(), list: limiter() },
         );
         let sfn = Arc::new(sfn);
         let tasks: Vec<_> = (0..20)

@@ -128,11 +128,7 @@ pub async fn run_nightly(cfg: &WorkerConfig, options: &NightlyOptions) -> Result
     // Check every rule before starting anything.
     let tables = check_rules(nightly, &rules).await?;
 
-    let limiters = Limiters {
-        start: Arc::new(RateLimiter::new(cfg.step_functions.start_rate.clone())),
-        stop: Arc::new(RateLimiter::new(cfg.step_functions.stop_rate.clone())),
-        describe: Arc::new(RateLimiter::new(cfg.step_functions.describe_rate.clone())),
-    };
+    let limiters = Limiters::new(&cfg.step_functions);
     let sfn = if options.dry_run {
         None
     } else {
@@ -142,7 +138,7 @@ pub async fn run_nightly(cfg: &WorkerConfig, options: &NightlyOptions) -> Result
     let ctx = RuleRun {
         nightly,
         sfn: sfn.as_ref(),
-        list_limiter: &limiters.describe,
+        list_limiter: &limiters.list,
         date: options.date,
         now,
         tty: std::io::stderr().is_terminal(),

@@ -72,7 +72,7 @@ pub async fn run_reconcile(cfg: &WorkerConfig, options: &ReconcileOptions) -> Re
     let limiters = Limiters::new(&cfg.step_functions);
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
     let sfn = StepFunctions::with_limiters(aws_sdk_sfn::Client::new(&aws), limiters.clone());
-    let ctx = Reconcile { nightly, sfn: &sfn, list_limiter: &limiters.describe, options };
+    let ctx = Reconcile { nightly, sfn: &sfn, list_limiter: &limiters.list, options };
     let mut summary = ReconcileSummary { rules: Vec::new(), fixed: options.fix };
     for (rule, table) in rules.into_iter().zip(&tables) {
         let span = tracing::info_span!("reconcile", rule = %rule.name);
