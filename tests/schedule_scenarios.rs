@@ -92,12 +92,7 @@ async fn assert_schedule_matches_table(p: &Pipeline, what: &str) {
 
 /// `sameday nightly` with the pipeline's worker config; its stdout.
 fn run_nightly(p: &Pipeline, config: &Path) -> String {
-    let out = std::process::Command::new(sameday_bin())
-        .args(["nightly", "--config"])
-        .arg(config)
-        .envs(p.aws_envs())
-        .output()
-        .unwrap();
+    let out = p.cli("nightly", config, &[]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "nightly failed: {text}\n{log}");
@@ -334,14 +329,7 @@ async fn wait_for_replica(p: &Pipeline, replica: &MariaDb, rows: i64) {
 
 /// `sameday reconcile` with its exit code and stdout.
 fn run_reconcile(p: &Pipeline, config: &Path, args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(sameday_bin())
-        .args(["reconcile", "--config"])
-        .arg(config)
-        .args(["--settle-seconds", "1"])
-        .args(args)
-        .envs(p.aws_envs())
-        .output()
-        .unwrap();
+    let out = p.cli("reconcile", config, &[&["--settle-seconds", "1"], args].concat());
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         matches!(out.status.code(), Some(0 | 1)),

@@ -240,12 +240,7 @@ async fn nightly_and_cdc_overlapping_on_the_same_rows_leave_one_execution_per_ev
     let values: Vec<String> = (1..=60).map(|i| format!("({i}, {i}, 'email', '{}')", fmt(due(i)))).collect();
     p.sql(&format!("INSERT INTO schedule (id, user_id, action, due_at) VALUES {}", values.join(","))).await;
     // The nightly batch runs while the CDC path is starting the same rows.
-    let out = std::process::Command::new(common::sameday_bin())
-        .args(["nightly", "--config"])
-        .arg(p.path("worker.toml"))
-        .envs(p.aws_envs())
-        .output()
-        .unwrap();
+    let out = p.cli("nightly", &p.path("worker.toml"), &[]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "nightly failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
     p.settle(60).await;
@@ -255,12 +250,7 @@ async fn nightly_and_cdc_overlapping_on_the_same_rows_leave_one_execution_per_ev
         assert_eq!(status(&execs, &p.name_of(&Pipeline::row(i, i, "email", due(i)))), ExecutionStatus::Running);
     }
     // A second nightly run finds everything in place.
-    let again = std::process::Command::new(common::sameday_bin())
-        .args(["nightly", "--config"])
-        .arg(p.path("worker.toml"))
-        .envs(p.aws_envs())
-        .output()
-        .unwrap();
+    let again = p.cli("nightly", &p.path("worker.toml"), &[]);
     let again = String::from_utf8_lossy(&again.stdout).into_owned();
     assert!(again.contains("started=0") && again.contains("already_existed=60"), "{again}");
     assert_eq!(p.executions().await.len(), 60);

@@ -144,6 +144,17 @@ impl Pipeline {
             Some(Daemon::spawn("worker", &worker_cfg, self.path(&format!("worker-{n}.log")), &self.aws_envs()));
     }
 
+    /// `sameday SUBCOMMAND --config CONFIG ARGS...` against the pipeline's emulators.
+    pub(crate) fn cli(&self, subcommand: &str, config: &std::path::Path, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(super::sameday_bin())
+            .args([subcommand, "--config"])
+            .arg(config)
+            .args(args)
+            .envs(self.aws_envs())
+            .output()
+            .unwrap_or_else(|e| panic!("run sameday {subcommand}: {e}"))
+    }
+
     pub(crate) async fn sql(&self, sql: &str) {
         MariaDb::shared().exec(&format!("SET time_zone = '+00:00'; USE `{}`; {sql}", self.env.db)).await;
     }
