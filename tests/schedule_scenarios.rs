@@ -179,6 +179,29 @@ async fn cancel_and_un_cancel_through_the_status_column() {
     p.stop().await;
 }
 
+/// A status column with a binary collation compares exactly, in the batch's SQL and in the
+/// worker alike (the worker reads the column's collation at start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_collation_makes_the_predicate_case_sensitive_on_both_paths() {
+    let _slot = common::scenario_slot().await;
+    let mut p = Pipeline::new("collation").await;
+    p.sql("ALTER TABLE schedule MODIFY status VARCHAR(10) COLLATE utf8mb4_bin NOT NULL DEFAULT 'pending'").await;
+    p.start().await;
+    let t = due(20);
+    p.sql(&format!(
+        "INSERT INTO schedule (id, user_id, action, due_at, status) VALUES
+           (1, 1, 'email', '{t}', 'pending'),  -- waits
+           (2, 2, 'email', '{t}', 'Pending')   -- another value under utf8mb4_bin: nothing waits"
+    ))
+    .await;
+    p.settle(2).await;
+    let waiting: Vec<i64> = waiting_events(&p).await.iter().map(|e| e.0).collect();
+    assert_eq!(waiting, vec![1]);
+    let out = run_nightly(&p, &p.path("worker.toml"));
+    assert!(out.contains("selected=1 started=0 already_existed=1 "), "{out}");
+    p.stop().await;
+}
+
 /// Changes delivered again long after they were applied (a Kinesis replay, a DLQ redrive,
 /// SQS's 5-minute deduplication window passed) never undo what newer changes did.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

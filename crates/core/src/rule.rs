@@ -74,6 +74,10 @@ pub struct ScheduleRule {
     #[serde(default, deserialize_with = "de_predicate", serialize_with = "ser_predicate")]
     pub(crate) predicate: Option<Result<Predicate, PredicateError>>,
     pub state_machine_arn: String,
+    /// How the predicate's string columns compare: MySQL's default (case-insensitive) unless
+    /// a process that sees the table sets the columns' own collations.
+    #[serde(skip)]
+    pub collations: Collations,
 }
 
 fn default_batch_time() -> Time {
@@ -156,7 +160,7 @@ impl ScheduleRule {
 
     /// Whether a row image schedules at all under the predicate (always, without one).
     pub fn selects(&self, row: &serde_json::Map<String, serde_json::Value>) -> bool {
-        self.predicate().is_none_or(|p| p.matches(row, &Collations::default()))
+        self.predicate().is_none_or(|p| p.matches(row, &self.collations))
     }
 
     /// Checks what serde cannot; the error names the field.

@@ -41,6 +41,8 @@ pub struct TableColumn {
     /// `DATA_TYPE`, lower case (`datetime`, `int`, `varchar`, ...).
     pub data_type: String,
     pub primary: bool,
+    /// `COLLATION_NAME` of a text column (`utf8mb4_general_ci`, `utf8mb4_bin`, ...).
+    pub collation: Option<String>,
 }
 
 /// The driver options for `cfg`: TLS as configured, large packets, keepalive.
@@ -252,10 +254,10 @@ impl Session {
     /// The columns of `db.table` in table order; empty when the table does not exist (or the
     /// user cannot see it).
     pub async fn table_columns(&mut self, db: &str, table: &str) -> Result<Vec<TableColumn>, MysqlError> {
-        let rows: Vec<(String, String, String)> = match self
+        let rows: Vec<(String, String, String, Option<String>)> = match self
             .conn
             .exec(
-                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY FROM information_schema.COLUMNS \
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY, COLLATION_NAME FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                 (db, table),
             )
@@ -266,10 +268,11 @@ impl Session {
         };
         Ok(rows
             .into_iter()
-            .map(|(name, data_type, key)| TableColumn {
+            .map(|(name, data_type, key, collation)| TableColumn {
                 name,
                 data_type: data_type.to_ascii_lowercase(),
                 primary: key == "PRI",
+                collation,
             })
             .collect())
     }

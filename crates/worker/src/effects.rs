@@ -17,8 +17,9 @@
 //!
 //! An image the rule's `predicate` does not select schedules nothing, like a NULL due time:
 //! `UPDATE ... SET status = 'cancelled'` stops, setting it back starts (past-due images only
-//! when the due time changed, as above). String comparisons fold case, accents and trailing
-//! spaces as MySQL's default collations do, so the worker and the batch's SQL agree.
+//! when the due time changed, as above). String comparisons follow the columns' collations
+//! (`ScheduleRule::collations`, read at start; by default MySQL's case-insensitive ones), so
+//! the worker and the batch's SQL agree.
 //! A NULL or zero due time means "not scheduled"; a missing due column, an unreadable due
 //! value or a missing key, input or predicate column is a [`PlanError`]: the message is poison.
 

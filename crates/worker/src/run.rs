@@ -27,7 +27,7 @@ pub enum WorkerError {
 }
 
 /// Runs the worker until `shutdown` fires.
-pub async fn run_worker(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
+pub async fn run_worker(mut cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
     cfg.validate().map_err(WorkerError::Config)?;
     let sameday_core::daemon::Endpoint { health, registry, .. } =
         sameday_core::daemon::Endpoint::start(&cfg, Duration::from_secs(120), &shutdown)
@@ -36,9 +36,15 @@ pub async fn run_worker(cfg: WorkerConfig, shutdown: CancellationToken) -> Resul
     let metrics = WorkerMetrics::new(&registry);
     let queue = cfg.sqs.clone().ok_or_else(|| WorkerError::Config("[sqs] queue is required by the worker".into()))?;
     if let Some(nightly) = &cfg.nightly {
-        // With a source at hand, a rule naming a missing column fails here, not per message.
+        // With a source at hand, a rule naming a missing column fails here, not per message,
+        // and the predicate compares each column as its collation does.
         let rules: Vec<&sameday_core::rule::ScheduleRule> = cfg.rules.iter().collect();
-        crate::nightly::check_rules(nightly, &rules).await.map_err(|e| WorkerError::Config(e.to_string()))?;
+        let tables =
+            crate::nightly::check_rules(nightly, &rules).await.map_err(|e| WorkerError::Config(e.to_string()))?;
+        let collations: Vec<_> = tables.iter().map(|t| t.collations().clone()).collect();
+        for (rule, collations) in cfg.rules.iter_mut().zip(collations) {
+            rule.collations = collations;
+        }
     }
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
     let inbox = Inbox::connect(aws_sdk_sqs::Client::new(&aws), queue, metrics.clone());

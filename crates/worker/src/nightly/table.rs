@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Statement, Value as SqlValue};
+use sameday_core::predicate::{Collation, Collations};
 use sameday_core::row_version::RowVersion;
 use sameday_core::rule::{DueType, ScheduleRule};
 use sameday_mysql::value::RowDecoder;
@@ -54,6 +55,8 @@ pub(crate) fn quote_ident(name: &str) -> String {
 pub struct RuleTable {
     rule: ScheduleRule,
     json_columns: HashSet<String>,
+    /// How the predicate's string columns compare, from their collations.
+    collations: Collations,
     mariadb: bool,
     page_size: u32,
     first_page_sql: String,
@@ -107,7 +110,14 @@ impl RuleTable {
         } else {
             HashSet::new()
         };
-        Ok(Self::new(rule, json_columns, page_size, mariadb))
+        let mut table = Self::new(rule, json_columns, page_size, mariadb);
+        table.collations = collations_of(&columns);
+        Ok(table)
+    }
+
+    /// How the worker must compare the predicate's string columns to agree with this table.
+    pub fn collations(&self) -> &Collations {
+        &self.collations
     }
 
     fn new(rule: &ScheduleRule, json_columns: HashSet<String>, page_size: u32, mariadb: bool) -> Self {
@@ -134,6 +144,7 @@ impl RuleTable {
             ),
             count_sql: format!("SELECT COUNT(*) FROM {from} WHERE {range}"),
             reread_prefix: format!("SELECT {select} FROM {from} WHERE {predicate}"),
+            collations: Collations::default(),
             json_columns,
             mariadb,
             page_size,
@@ -172,6 +183,15 @@ impl RuleTable {
         }
         params
     }
+}
+
+/// Case-insensitive by default (MySQL's default collations); exact for text columns whose
+/// collation is not `_ci` (`_bin`, `_cs`, `binary`).
+fn collations_of(columns: &[TableColumn]) -> Collations {
+    columns.iter().fold(Collations::default(), |c, col| match col.collation.as_deref().map(Collation::of_mysql) {
+        Some(Collation::Binary) => c.with_column(col.name.clone(), Collation::Binary),
+        _ => c,
+    })
 }
 
 /// Everything wrong with `rule` against its table's `columns` on the server at `addr`, one
@@ -489,7 +509,12 @@ mod tests {
     fn columns(due_type: &str) -> Vec<TableColumn> {
         [("id", "bigint", true), ("due_at", due_type, false), ("user_id", "int", false)]
             .iter()
-            .map(|(n, t, p)| TableColumn { name: n.to_string(), data_type: t.to_string(), primary: *p })
+            .map(|(n, t, p)| TableColumn {
+                name: n.to_string(),
+                data_type: t.to_string(),
+                primary: *p,
+                collation: None,
+            })
             .collect()
     }
 
