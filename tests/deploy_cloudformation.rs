@@ -339,7 +339,10 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
     m.insert(
         "TaskExecutionRole",
         [
-            grant(&["secretsmanager:GetSecretValue"], &["Ref MysqlSecretArn", "Ref NightlyMysqlSecretArn"]),
+            grant(
+                &["secretsmanager:GetSecretValue"],
+                &["Ref MysqlSecretArn", "Ref NightlyMysqlSecretArn", "Ref NightlyPrimarySecretArn"],
+            ),
             grant(
                 &["logs:CreateLogStream", "logs:PutLogEvents"],
                 &[
