@@ -6,9 +6,9 @@
 //! Guarantees:
 //! - Never an execution whose due time has passed, never a name that is not sameday's
 //!   ([`compare`]).
-//! - Changes in flight are not drift: the executions are listed *before* the rows are read
-//!   (a row read later is newer than the listing), and drift must show in two looks
-//!   `settle` apart before it is reported or fixed.
+//! - Changes in flight are not drift: drift must show in two looks `settle` apart before it
+//!   is reported or fixed (a row changed while one look read it shows as drift in that look
+//!   only). The listing and the row read of a look run side by side.
 //! - Fixes go through the same generation and version rules as the worker
 //!   ([`crate::generations`]): a fix never starts an event a newer change undid, nor stops an
 //!   execution made from a newer image than the rows it read.
@@ -144,10 +144,26 @@ impl Reconcile<'_> {
 
     async fn look(&self, rule: &ScheduleRule, table: &RuleTable) -> Result<Look, NightlyError> {
         let now = Timestamp::now();
-        // Listed first: every row read afterwards is at least as new as the listing.
-        let (running, list_calls) = start::running_names(self.sfn, self.list_limiter, &rule.state_machine_arn).await?;
-        let running: Vec<String> = running.into_iter().collect();
         let run = RunWindow::current(rule, now);
+        // Side by side: the listing is paced by the ListExecutions quota, the rows by MySQL.
+        let listing = start::running_names(self.sfn, self.list_limiter, &rule.state_machine_arn);
+        let (listed, read) = tokio::join!(listing, self.read_due_rows(rule, table, &run));
+        let ((running, list_calls), (wanted, version)) = (listed?, read?);
+        let running: Vec<String> = running.into_iter().collect();
+        let rows_due = wanted.iter().filter(|w| w.execution.due > now).count() as u64;
+        let running_count = running.len() as u64;
+        let drift = compare(wanted, &running, now);
+        Ok(Look { drift, rows_due, running: running_count, list_calls, version, window: (run.from, run.window.end) })
+    }
+
+    /// The rows due in `run` (predicate applied by the SQL), and the version of the oldest
+    /// page: fixes made with it never override a change newer than any row read.
+    async fn read_due_rows(
+        &self,
+        rule: &ScheduleRule,
+        table: &RuleTable,
+        run: &RunWindow,
+    ) -> Result<(Vec<Wanted>, RowVersion), NightlyError> {
         let (lower, upper) = run.sql_bounds(rule);
         let mut reader = TableReader::new(self.nightly.verify_source(), table);
         let mut wanted = Vec::new();
@@ -155,7 +171,6 @@ impl Reconcile<'_> {
         let mut version = None;
         loop {
             let page = reader.page(&lower, &upper, cursor.as_ref()).await?;
-            // The oldest read: fixes then never override a change newer than any row read.
             version.get_or_insert(page.version.clone());
             for row in &page.rows {
                 let Ok(due) = due_of_row(rule, row) else { continue };
@@ -172,11 +187,7 @@ impl Reconcile<'_> {
             }
         }
         reader.close().await;
-        let rows_due = wanted.iter().filter(|w| w.execution.due > now).count() as u64;
-        let running_count = running.len() as u64;
-        let drift = compare(wanted, &running, now);
-        let version = version.unwrap_or(RowVersion::Read { server_id: 0, gtid: None, binlog: None });
-        Ok(Look { drift, rows_due, running: running_count, list_calls, version, window: (run.from, run.window.end) })
+        Ok((wanted, version.unwrap_or(RowVersion::Read { server_id: 0, gtid: None, binlog: None })))
     }
 
     async fn fix(&self, rule: &ScheduleRule, look: &Look, report: &mut RuleReport) {
