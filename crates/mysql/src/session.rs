@@ -192,6 +192,12 @@ impl Session {
         Ok(RowVersion::Read { server_id, gtid, binlog })
     }
 
+    /// Whether the server replicates from another one (`SHOW SLAVE STATUS` has a row); `None`
+    /// when the user may not ask (it needs REPLICATION CLIENT / SLAVE MONITOR).
+    pub async fn is_replica(&mut self) -> Option<bool> {
+        self.conn.query::<mysql_async::Row, _>("SHOW SLAVE STATUS").await.ok().map(|rows| !rows.is_empty())
+    }
+
     /// A global server variable; `None` when the server does not have it.
     pub async fn variable(&mut self, name: &str) -> Result<Option<String>, MysqlError> {
         // `name` is one of our constants, never user input.

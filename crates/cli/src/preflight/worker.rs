@@ -143,6 +143,21 @@ async fn nightly_source(cfg: &NightlyConfig, rules: &[ScheduleRule]) -> Vec<Prob
     };
     let addr = cfg.source.address();
     let mut problems = Vec::new();
+    match &cfg.primary {
+        None if session.is_replica().await == Some(true) => problems.push(Problem::warning(format!(
+            "[nightly.source] {addr} is a replica and there is no [nightly.primary]: the batch re-reads the rows \
+             it started on the replica, which lags behind, so a row changed meanwhile can keep a stale execution; \
+             set [nightly.primary] to the primary (usually the reader's [source])"
+        ))),
+        Some(primary) => match Session::connect(primary).await {
+            Ok(s) => s.close().await,
+            Err(e) => problems.push(Problem::error(format!(
+                "cannot connect to the nightly batch's primary: {e}; check [nightly.primary] host, port, user, \
+                 password and tls"
+            ))),
+        },
+        None => {}
+    }
     for rule in rules {
         let table = format!("{}.{}", rule.db, rule.table);
         match session.table_columns(&rule.db, &rule.table).await {
