@@ -202,6 +202,38 @@ async fn a_binary_collation_makes_the_predicate_case_sensitive_on_both_paths() {
     p.stop().await;
 }
 
+/// Any text a MySQL column can hold reaches the worker: emoji, U+FFFE and U+FFFF (which SQS
+/// refuses raw), control characters, latin1 and binary bytes that are not UTF-8. The
+/// executions' inputs carry the text as the table has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_text_in_any_column_reaches_step_functions() {
+    let _slot = common::scenario_slot().await;
+    let mut p = Pipeline::new("odd-text").await;
+    p.sql(
+        "ALTER TABLE schedule MODIFY action VARCHAR(20) CHARACTER SET utf8mb4 NOT NULL,
+           ADD note VARCHAR(20) CHARACTER SET latin1 NULL, ADD raw VARBINARY(8) NULL",
+    )
+    .await;
+    p.start().await;
+    let t = due(20);
+    p.sql(&format!(
+        "INSERT INTO schedule (id, user_id, action, due_at, note, raw) VALUES
+           (1, 1, '🎉 fête 家', '{t}', NULL, NULL),
+           (2, 2, CONVERT(X'EFBFBEEFBFBF' USING utf8mb4), '{t}', NULL, NULL),
+           (3, 3, CONCAT('a', CHAR(1), 'b', CHAR(127), 'c', CHAR(9)), '{t}', NULL, NULL),
+           (4, 4, 'email', '{t}', X'E9FF', X'FFFE00C3');
+         UPDATE schedule SET action = '𝄞 clef' WHERE id = 1;"
+    ))
+    .await;
+    p.settle(5).await;
+    assert_schedule_matches_table(&p, "odd text").await;
+    let actions: Vec<String> = waiting_events(&p).await.into_iter().map(|e| e.3).collect();
+    assert_eq!(actions[0], "𝄞 clef");
+    assert_eq!(actions[1], "\u{fffe}\u{ffff}");
+    assert_eq!(actions[2], "a\u{1}b\u{7f}c\t");
+    p.stop().await;
+}
+
 /// Changes delivered again long after they were applied (a Kinesis replay, a DLQ redrive,
 /// SQS's 5-minute deduplication window passed) never undo what newer changes did.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,9 +8,10 @@
 //! - [`Fanout::durable`] only ever names a sequence number whose records all reached SQS
 //!   (or were filtered out, or dead-lettered), and never moves backwards.
 //!
-//! A record that is not a valid envelope, or whose due time cannot be read, or that SQS
-//! refuses (too large, invalid characters) goes to the dead-letter sink with its shard
-//! and sequence number; the shard keeps going.
+//! Bodies are the envelope's JSON in pure ASCII (`message::sqs_body`), so no character a
+//! MySQL column can hold makes SQS refuse a change. A record that is not a valid envelope,
+//! or whose due time cannot be read, or that SQS refuses (too large) goes to the dead-letter
+//! sink with its shard and sequence number; the shard keeps going.
 
 use std::future::Future;
 
@@ -122,7 +123,7 @@ impl Fanout {
                 Decision::Invalid(reason) => self.dead_letter(&sequence, reason, data),
                 Decision::Send(queues) => {
                     let ids = fifo_ids(&env);
-                    let body = String::from_utf8_lossy(data).into_owned();
+                    let body = crate::message::sqs_body(&String::from_utf8_lossy(data)).into_owned();
                     for q in queues {
                         let msg = if fifo(q) {
                             SqsMessage {

@@ -5,6 +5,10 @@
 //!   parallel. SQS allows 128 characters; longer keys become a stable digest.
 //! - `MessageDeduplicationId` is the envelope's event id, so a replay inside SQS's 5-minute
 //!   window is dropped by SQS itself. Event ids only use characters SQS accepts.
+//! - The body is the envelope's JSON in pure ASCII ([`sqs_body`]): SQS refuses characters
+//!   outside `#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF` (U+FFFE and U+FFFF, which
+//!   MySQL text columns can hold) and some SQS implementations refuse more (emoji), while every
+//!   JSON reader (the worker's included) reads `\uXXXX` escapes back as the same text.
 
 use sameday_core::envelope::{fnv1a_128, ChangeEnvelope};
 
@@ -32,6 +36,30 @@ pub(crate) fn sqs_id(text: &str) -> String {
     format!("{prefix}#{:032x}", fnv1a_128(text.as_bytes()))
 }
 
+/// `json` with every non-ASCII character (and DEL) written as a JSON `\uXXXX` escape (a surrogate pair
+/// beyond the Basic Multilingual Plane). Valid because in JSON text non-ASCII characters can
+/// only stand inside strings, where escapes mean the same character. ASCII input (the usual
+/// case) is returned as it is, without a copy.
+pub(crate) fn sqs_body(json: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    // DEL (U+007F) too: SQS accepts it, but it is a control character some tools mangle.
+    if json.bytes().all(|b| b < 0x7f) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + json.len() / 2);
+    for c in json.chars() {
+        if c < '\u{7f}' {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub(crate) fn fifo_ids(env: &ChangeEnvelope) -> FifoIds {
     FifoIds { group_id: sqs_id(&env.partition_key()), dedup_id: sqs_id(&env.id) }
 }
@@ -56,6 +84,36 @@ mod tests {
         let spaced = sqs_id("app.t:hello world é");
         assert!(spaced.chars().all(sqs_id_char) && spaced.starts_with("app.t:helloworld"), "{spaced}");
         assert_ne!(spaced, sqs_id("app.t:helloworld"), "a digest keeps distinct keys distinct");
+        // 4-byte characters in key columns: a group id SQS accepts, distinct per key.
+        let (a, b) = (sqs_id("app.t:🎉"), sqs_id("app.t:🎊"));
+        assert!(a.chars().all(sqs_id_char) && b.chars().all(sqs_id_char) && a != b, "{a} {b}");
+    }
+
+    #[test]
+    fn bodies_are_ascii_json_that_reads_back_as_the_same_text() {
+        let texts = ["plain", "Grüße 🎉 家", "\u{fffe}\u{ffff}", "ctl \u{1}\u{7f} \u{85}", "\u{10ffff}", "ä\"\\/"];
+        for text in texts {
+            let json = serde_json::json!({"id": text, "after": {"note": text}}).to_string();
+            let body = sqs_body(&json);
+            assert!(body.is_ascii(), "{body}");
+            assert!(body.chars().all(|c| c == '\t' || c == '\n' || c == '\r' || (' '..='~').contains(&c)), "{body}");
+            let back: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(back["after"]["note"], text);
+        }
+        let ascii = r#"{"id":"x"}"#;
+        assert!(matches!(sqs_body(ascii), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(sqs_body("\"🎉\""), "\"\\ud83c\\udf89\"");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_survives_the_body_encoding(text in proptest::prelude::any::<String>()) {
+            let json = serde_json::json!({"k": text}).to_string();
+            let body = sqs_body(&json);
+            proptest::prop_assert!(body.is_ascii());
+            let back: serde_json::Value = serde_json::from_str(&body).unwrap();
+            proptest::prop_assert_eq!(back["k"].as_str(), Some(text.as_str()));
+        }
     }
 
     #[test]
