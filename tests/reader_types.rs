@@ -282,3 +282,51 @@ async fn wide_row_of_20_mb_is_delivered_or_dead_lettered() {
     let reason = line["reason"].as_str().expect("reason");
     assert!(reason.contains("exceeds the stream's maximum record size"), "{reason}");
 }
+
+/// TIME with every fractional width, negative and positive, beyond 24 hours and around zero:
+/// the reader's value equals the server's own rendering of the same row (`CAST(... AS CHAR)`).
+#[tokio::test]
+async fn times_of_every_fraction_width_equal_the_servers_rendering() {
+    set_aws_env();
+    let env = Env::new("times", 1).await;
+    let maria = MariaDb::shared();
+    let db = &env.db;
+    maria
+        .exec(&format!(
+            "CREATE TABLE {db}.t (id INT PRIMARY KEY, t0 TIME, t1 TIME(1), t2 TIME(2), t3 TIME(3), t4 TIME(4),
+               t5 TIME(5), t6 TIME(6))"
+        ))
+        .await;
+    let values = [
+        "-123:45:56.789012",
+        "123:45:56.789012",
+        "-00:00:00.010000",
+        "-00:00:00.990000",
+        "-00:00:01.100000",
+        "-00:00:00.000001",
+        "-838:59:59.000000",
+        "838:59:59.000000",
+        "-01:00:00.500000",
+        "00:00:00.000000",
+        "-34:59:59.999999",
+    ];
+    let (shutdown, reader) = start_reader(&env).await;
+    for (i, v) in values.iter().enumerate() {
+        maria.exec(&format!("INSERT INTO {db}.t VALUES ({i}, '{v}', '{v}', '{v}', '{v}', '{v}', '{v}', '{v}')")).await;
+    }
+    let records = env.wait_for_records(values.len(), Duration::from_secs(20)).await;
+    shutdown.cancel();
+    reader.await.unwrap().unwrap();
+    let mut conn = maria.conn().await;
+    let columns = ["t0", "t1", "t2", "t3", "t4", "t5", "t6"];
+    let select = columns.iter().map(|c| format!("CAST({c} AS CHAR)")).collect::<Vec<_>>().join(", ");
+    for i in 0..values.len() as i64 {
+        let row: mysql_async::Row =
+            conn.query_first(format!("SELECT {select} FROM {db}.t WHERE id = {i}")).await.unwrap().unwrap();
+        let image = after_of(&records, i);
+        for (n, c) in columns.iter().enumerate() {
+            let server: String = row.get(n).unwrap();
+            assert_eq!(image[*c], Value::String(server.clone()), "row {i} ({}), column {c}", values[i as usize]);
+        }
+    }
+}

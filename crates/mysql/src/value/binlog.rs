@@ -33,6 +33,9 @@ pub enum Cell {
 
 /// Decodes the value of `col` at the front of `buf`.
 pub fn decode_cell(col: &ColumnInfo, buf: &mut ParseBuf<'_>, partial: bool) -> std::io::Result<Cell> {
+    if col.ty == ColumnType::MYSQL_TYPE_TIME2 {
+        return time2_cell(col, buf);
+    }
     let ctx = (col.ty, &col.meta[..], col.unsigned, partial);
     // The decoder ties the metadata's lifetime to the buffer's; decode from a re-borrowed
     // view of the remaining bytes, then advance the caller's buffer by what it consumed.
@@ -54,6 +57,52 @@ pub fn decode_cell(col: &ColumnInfo, buf: &mut ParseBuf<'_>, partial: bool) -> s
             ))
         }
     })
+}
+
+/// TIME2 (`TIME(fsp)` since MySQL 5.6 / MariaDB 10.1), decoded here rather than by
+/// `mysql_common`, which mis-reads negative values with a fraction (`-123:45:56.78` came out
+/// as `501:18:07.99`). The layout (MySQL's `my_time_packed_from_binary`): 3 bytes big-endian
+/// `1 sign | 1 unused | 10 hours | 6 minutes | 6 seconds` offset by 0x800000, then 0-3 bytes
+/// of fraction; a negative value with a fraction stores the integer part one lower and the
+/// fraction as its complement, so that the bytes sort like the times.
+fn time2_cell(col: &ColumnInfo, buf: &mut ParseBuf<'_>) -> std::io::Result<Cell> {
+    let digits = fsp(col);
+    let len = 3 + usize::from(digits).div_ceil(2);
+    if buf.0.len() < len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "TIME value cut short"));
+    }
+    let (bytes, rest) = buf.0.split_at(len);
+    buf.0 = rest;
+    Ok(Cell::Str(time2_text(bytes, digits)))
+}
+
+/// The text of one TIME2 value: `[-]HH:MM:SS[.f]`, hours up to 838.
+fn time2_text(bytes: &[u8], digits: u8) -> String {
+    const INT_OFS: i64 = 0x80_0000;
+    let be = |b: &[u8]| b.iter().fold(0i64, |acc, &x| (acc << 8) | i64::from(x));
+    let mut int_part = be(&bytes[..3]) - INT_OFS;
+    // The fraction in microseconds, with the stored width's scale and sign rule.
+    let frac_bytes = &bytes[3..];
+    let (mut frac, scale, modulus) = match frac_bytes.len() {
+        0 => (0, 0, 1),
+        1 => (be(frac_bytes), 10_000, 0x100),
+        2 => (be(frac_bytes), 100, 0x1_0000),
+        _ => (be(frac_bytes), 1, 0x100_0000),
+    };
+    if int_part < 0 && frac != 0 {
+        int_part += 1;
+        frac -= modulus;
+    }
+    // The packed value: integer part above 24 bits of microseconds.
+    let packed = (int_part << 24) + frac * scale;
+    let neg = packed < 0;
+    let packed = packed.abs();
+    let hms = packed >> 24;
+    let micros = (packed % (1 << 24)) as u32;
+    let (hours, minutes, seconds) = ((hms >> 12) % (1 << 10), (hms >> 6) % (1 << 6), hms % (1 << 6));
+    let mut out = format!("{}{hours:02}:{minutes:02}:{seconds:02}", if neg { "-" } else { "" });
+    push_fraction(&mut out, micros, digits);
+    out
 }
 
 fn convert(col: &ColumnInfo, v: Value) -> Cell {
@@ -341,6 +390,48 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time2_values_keep_sign_and_fraction() {
+        // Bytes as the server writes them (my_time_packed_to_binary: an arithmetic shift for
+        // the integer part, C's truncating remainder for the fraction).
+        let encode = |neg: bool, h: i64, m: i64, s: i64, micros: i64, digits: u8| -> Vec<u8> {
+            let packed = (((h << 12) | (m << 6) | s) << 24) + micros;
+            let packed = if neg { -packed } else { packed };
+            let frac_len = usize::from(digits).div_ceil(2);
+            if frac_len == 3 {
+                return (packed + 0x8000_0000_0000).to_be_bytes()[2..].to_vec();
+            }
+            let mut out = ((packed >> 24) + 0x80_0000).to_be_bytes()[5..].to_vec();
+            let frac = packed % (1 << 24);
+            match frac_len {
+                1 => out.push((frac / 10_000).rem_euclid(0x100) as u8),
+                2 => out.extend_from_slice(&((frac / 100).rem_euclid(0x1_0000) as u16).to_be_bytes()),
+                _ => {}
+            }
+            out
+        };
+        let cases = [
+            (false, 123, 45, 56, 780_000, 2, "123:45:56.78"),
+            (true, 123, 45, 56, 780_000, 2, "-123:45:56.78"),
+            (true, 0, 0, 0, 10_000, 2, "-00:00:00.01"),
+            (true, 0, 0, 1, 0, 2, "-00:00:01.00"),
+            (true, 838, 59, 59, 999_900, 4, "-838:59:59.9999"),
+            (true, 12, 0, 0, 500_000, 6, "-12:00:00.500000"),
+            (false, 0, 0, 0, 0, 0, "00:00:00"),
+            (true, 1, 2, 3, 0, 0, "-01:02:03"),
+        ];
+        for (neg, h, m, s, micros, digits, expected) in cases {
+            let bytes = encode(neg, h, m, s, micros, digits);
+            assert_eq!(time2_text(&bytes, digits), expected, "{bytes:02x?}");
+        }
+        // The disk table from MySQL's my_time_packed_from_binary comment.
+        assert_eq!(time2_text(&[0x7f, 0xff, 0xff, 0xff], 2), "-00:00:00.01");
+        assert_eq!(time2_text(&[0x7f, 0xff, 0xff, 0x9d], 2), "-00:00:00.99");
+        assert_eq!(time2_text(&[0x7f, 0xff, 0xff, 0x00], 2), "-00:00:01.00");
+        assert_eq!(time2_text(&[0x7f, 0xff, 0xfe, 0xf6], 2), "-00:00:01.10");
+        assert_eq!(time2_text(&[0x80, 0x00, 0x00, 0x00], 2), "00:00:00.00");
+    }
 
     #[test]
     fn timestamps_are_utc_iso8601() {
