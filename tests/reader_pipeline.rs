@@ -371,3 +371,63 @@ async fn positions_shows_and_sets_the_checkpoint() {
     let (_, out, _) = run(&["positions", "--config", cfg_s]);
     assert!(out.contains(&here), "{out}");
 }
+
+/// Two operator commands at once: `tail` and `tail` (and `replay`) pick replica ids that do
+/// not collide and say which; two explicitly given equal ids fail with an error naming the id
+/// and `--server-id`.
+#[tokio::test]
+async fn tails_run_side_by_side_and_a_clashing_server_id_names_the_option() {
+    use std::io::BufRead;
+    let maria = MariaDb::shared();
+    let db = maria.create_database("tails").await;
+    maria.exec(&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY)")).await;
+    let from = master_status_of(maria).await.to_string();
+    let source = format!("mysql://root@127.0.0.1:{}", maria.port());
+    let spawn = |extra: &[&str], log: &std::path::Path| {
+        std::process::Command::new(common::sameday_bin())
+            .args(["tail", "--source", &source, "--tables", &format!("{db}.*"), "--from", &from])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let mut a = spawn(&[], &log_a);
+    let mut b = spawn(&[], &log_b);
+    maria.exec(&format!("INSERT INTO {db}.t VALUES (1)")).await;
+    for child in [&mut a, &mut b] {
+        let stdout = child.stdout.take().unwrap();
+        let line =
+            tokio::task::spawn_blocking(move || std::io::BufReader::new(stdout).lines().next().map(|l| l.unwrap()));
+        let line = tokio::time::timeout(Duration::from_secs(20), line).await.expect("tail printed in time").unwrap();
+        assert!(line.is_some_and(|l| l.contains("\"op\":\"insert\"")), "both tails print the change");
+    }
+    for child in [&mut a, &mut b] {
+        let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        assert!(child.wait().unwrap().success());
+    }
+    let said = std::fs::read_to_string(&log_a).unwrap();
+    assert!(said.contains("registering with the source as replica server_id"), "{said}");
+
+    // The same explicit id twice: the source disconnects the earlier one (ERROR 4052), which
+    // stops with an error naming the id and the option.
+    let first_log = dir.path().join("c.log");
+    let mut first = spawn(&["--server-id", "777"], &first_log);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut second = spawn(&["--server-id", "777"], &dir.path().join("d.log"));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the displaced tail kept running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = std::process::Command::new("kill").args(["-TERM", &second.id().to_string()]).status();
+    let _ = second.wait();
+    let err = std::fs::read_to_string(&first_log).unwrap();
+    assert!(!status.success(), "the displaced tail must fail: {err}");
+    assert!(err.contains("server_id 777") && err.contains("--server-id"), "{err}");
+}

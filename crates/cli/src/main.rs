@@ -142,12 +142,46 @@ struct SourceArgs {
     /// Tables to include (`db.table`, wildcards allowed), comma-separated.
     #[arg(long, value_delimiter = ',')]
     tables: Vec<String>,
-    /// Replica server id to register with (must be unique on the source).
-    #[arg(long, default_value_t = 4_242_424)]
-    server_id: u32,
+    /// Replica server id to register with (must be unique among the source's replicas).
+    /// Default: a random id in the upper half of the id space, said in the first log line,
+    /// so several tails and replays run side by side.
+    #[arg(long)]
+    server_id: Option<u32>,
     /// Record format: sameday's envelope or AWS DMS's Kinesis JSON.
     #[arg(long, value_enum, default_value = "sameday")]
     format: FormatArg,
+}
+
+impl SourceArgs {
+    /// Fixes the replica id for this run (see `--server-id`) and says which it is.
+    fn choose_server_id(&mut self, command: &str, from_server: bool) -> u32 {
+        let id = *self.server_id.get_or_insert_with(|| {
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+            // Daemons use small configured ids; operator commands take the upper half.
+            0x8000_0000 | ((std::process::id().wrapping_mul(2_654_435_761) ^ nanos) & 0x7fff_ffff)
+        });
+        if from_server {
+            tracing::info!(
+                server_id = id,
+                "{command}: registering with the source as replica server_id {id} (choose one with --server-id)"
+            );
+        }
+        id
+    }
+}
+
+/// A clearer error when the source refused the replica id because another replica uses it.
+fn explain_server_id_clash(err: anyhow::Error, id: u32) -> anyhow::Error {
+    let text = format!("{err:#}");
+    if text.contains("4052") || text.contains("same server_uuid/server_id") || text.contains("same server_id") {
+        anyhow::anyhow!(
+            "the source already has a replica connected with server_id {id} (another tail, replay or a reader); \
+             choose another id with --server-id ({text})"
+        )
+    } else {
+        err
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -328,9 +362,10 @@ async fn check(path: &std::path::Path, kind: Option<preflight::Kind>) -> anyhow:
 
 /// The source and filter from `--source`/`--tables` or from a config file.
 fn source_of(args: &SourceArgs) -> anyhow::Result<(SourceConfig, FilterConfig, Option<ReaderConfig>)> {
+    let server_id = args.server_id.context("the replica server id is chosen before the source is opened")?;
     match (&args.source, &args.config) {
         (Some(url), _) => {
-            let src = SourceConfig::from_url(url, args.server_id).map_err(anyhow::Error::msg)?;
+            let src = SourceConfig::from_url(url, server_id).map_err(anyhow::Error::msg)?;
             Ok((src, FilterConfig { include: args.tables.clone(), ..Default::default() }, None))
         }
         (None, Some(path)) => {
@@ -341,14 +376,19 @@ fn source_of(args: &SourceArgs) -> anyhow::Result<(SourceConfig, FilterConfig, O
             }
             let mut src = cfg.source.clone();
             // Never register with the live reader's id: the server would disconnect it.
-            src.server_id = args.server_id;
+            src.server_id = server_id;
             Ok((src, filter, Some(cfg)))
         }
         (None, None) => bail!("give --source mysql://USER:PASS@HOST:PORT or --config FILE"),
     }
 }
 
-async fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
+async fn tail(mut args: TailArgs) -> anyhow::Result<ExitCode> {
+    let id = args.source.choose_server_id("tail", true);
+    tail_from(args).await.map_err(|e| explain_server_id_clash(e, id))
+}
+
+async fn tail_from(args: TailArgs) -> anyhow::Result<ExitCode> {
     let (src, filter, _) = source_of(&args.source)?;
     let start: StartPosition = args.from.parse()?;
     let info = prepare_source(&src, &filter).await?;
@@ -410,7 +450,12 @@ async fn replay_source(args: &ReplayArgs) -> anyhow::Result<ReplaySource> {
     }))
 }
 
-async fn replay_cmd(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+async fn replay_cmd(mut args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let id = args.source.choose_server_id("replay", args.binlog_files.is_empty());
+    replay_range(args).await.map_err(|e| explain_server_id_clash(e, id))
+}
+
+async fn replay_range(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let source = replay_source(&args).await?;
     // Kinesis batching when replaying a server range into the stream; operator output at once otherwise.
     let cfg = publisher_config(matches!((&source, args.sink), (ReplaySource::Server(_), SinkKind::Kinesis)));
