@@ -232,9 +232,10 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
                 Output::CaughtUp => {
                     self.metrics.lag_seconds.set(0.0);
                 }
-                Output::SchemaChange { db, statement, position } => {
+                Output::SchemaChange { db, kind, table, position } => {
                     self.metrics.schema_changes.get_or_create(&Table { table: db.clone() }).inc();
-                    tracing::warn!(db = %db, %position, statement = %truncate(&statement, 300), "schema change on a watched schema; the stream continues with the new table definition");
+                    let table = table.map(|t| format!("{db}.{t}")).unwrap_or_default();
+                    tracing::warn!(db = %db, table = %table, kind = %kind, %position, "schema change on a watched schema; the stream continues with the new table definition");
                 }
             }
         }
@@ -424,12 +425,5 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         self.summary.checkpoints_saved += 1;
         self.saved = Some(durable.clone());
         Ok(())
-    }
-}
-
-fn truncate(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }

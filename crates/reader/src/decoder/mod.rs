@@ -245,12 +245,20 @@ impl Decoder {
         } else if trimmed.eq_ignore_ascii_case("COMMIT") {
             self.commit(at.end, at.ts_ms, out);
         } else {
-            if is_ddl(trimmed) && self.filter.ddl_may_touch(&schema, trimmed) {
-                out.push(Output::SchemaChange {
-                    db: schema,
-                    statement: trimmed.to_owned(),
-                    position: self.position(at.start),
-                });
+            if let Some(ddl) = ddl_of(trimmed) {
+                // A statement on one table counts when that table is watched; others when
+                // they may touch a watched schema.
+                let watched = match &ddl.table {
+                    Some((db, table)) => self.filter.matches(db.as_deref().unwrap_or(&schema), table),
+                    None => self.filter.ddl_may_touch(&schema, trimmed),
+                };
+                if watched {
+                    let (db, table) = match ddl.table {
+                        Some((db, table)) => (db.unwrap_or(schema), Some(table)),
+                        None => (schema, None),
+                    };
+                    out.push(Output::SchemaChange { db, kind: ddl.kind, table, position: self.position(at.start) });
+                }
             }
             if self.txn.as_ref().is_none_or(|t| t.standalone) {
                 if self.txn.is_none() {

@@ -45,9 +45,12 @@ pub enum Output {
     Commit(Commit),
     DeadLetter(DeadLetter),
     /// A DDL statement on a watched table (the stream keeps going; counted and logged).
+    /// Never its text, which may hold secrets: its kind and table only.
     SchemaChange {
         db: String,
-        statement: String,
+        /// `ALTER TABLE`, `DROP DATABASE`, ...
+        kind: String,
+        table: Option<String>,
         position: BinlogPosition,
     },
     /// The server sent a heartbeat: it has nothing newer, so replication lag is zero.
