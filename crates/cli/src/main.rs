@@ -2,29 +2,22 @@
 //! logic lives in the crates.
 
 mod preflight;
+mod tail_replay;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use sameday_consumer::config::ConsumerConfig;
 use sameday_consumer::shard_lease::LeaseTable;
 use sameday_core::checkpoint::{Checkpoint, CheckpointStore};
 use sameday_core::clock::now_ms;
 use sameday_core::daemon;
 use sameday_core::StartPosition;
-use sameday_mysql::{Session, SourceConfig};
-use sameday_reader::FileRange;
-use sameday_reader::FilterConfig;
-use sameday_reader::KinesisSink;
 use sameday_reader::ReaderConfig;
-use sameday_reader::SourceRun;
 use sameday_reader::Start;
 use sameday_reader::{prepare_source, resolve_start};
-use sameday_reader::{publisher_config, replay, FileReplay, ReplaySource};
-use sameday_reader::{CountingSink, NullSink, StdoutSink};
 use sameday_worker::config::WorkerConfig;
 
 #[derive(Parser)]
@@ -70,10 +63,10 @@ enum Command {
         kind: Option<preflight::Kind>,
     },
     /// Print change records as JSON lines; no AWS and no config file needed with --source.
-    Tail(TailArgs),
+    Tail(tail_replay::TailArgs),
     /// Re-emit a binlog range with the same event ids as the live stream. Never moves the
     /// live checkpoint.
-    Replay(ReplayArgs),
+    Replay(tail_replay::ReplayArgs),
     /// Start the Step Functions executions of the rows due in the run's window (the daily
     /// batch). Safe to re-run; exits 1 if any row failed.
     Nightly {
@@ -131,111 +124,6 @@ enum Command {
     },
 }
 
-#[derive(clap::Args)]
-struct SourceArgs {
-    /// Reader config file (its [source] and [filter] are used).
-    #[arg(long, env = "SAMEDAY_CONFIG")]
-    config: Option<PathBuf>,
-    /// mysql://USER:PASS@HOST:PORT, instead of a config file.
-    #[arg(long)]
-    source: Option<String>,
-    /// Tables to include (`db.table`, wildcards allowed), comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    tables: Vec<String>,
-    /// Replica server id to register with (must be unique among the source's replicas).
-    /// Default: a random id in the upper half of the id space, said in the first log line,
-    /// so several tails and replays run side by side.
-    #[arg(long)]
-    server_id: Option<u32>,
-    /// Record format: sameday's envelope or AWS DMS's Kinesis JSON.
-    #[arg(long, value_enum, default_value = "sameday")]
-    format: FormatArg,
-}
-
-impl SourceArgs {
-    /// Fixes the replica id for this run (see `--server-id`) and says which it is.
-    fn choose_server_id(&mut self, command: &str, from_server: bool) -> u32 {
-        let id = *self.server_id.get_or_insert_with(|| {
-            let nanos =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-            // Daemons use small configured ids; operator commands take the upper half.
-            0x8000_0000 | ((std::process::id().wrapping_mul(2_654_435_761) ^ nanos) & 0x7fff_ffff)
-        });
-        if from_server {
-            tracing::info!(
-                server_id = id,
-                "{command}: registering with the source as replica server_id {id} (choose one with --server-id)"
-            );
-        }
-        id
-    }
-}
-
-/// A clearer error when the source refused the replica id because another replica uses it.
-fn explain_server_id_clash(err: anyhow::Error, id: u32) -> anyhow::Error {
-    let text = format!("{err:#}");
-    if text.contains("4052") || text.contains("same server_uuid/server_id") || text.contains("same server_id") {
-        anyhow::anyhow!(
-            "the source already has a replica connected with server_id {id} (another tail, replay or a reader); \
-             choose another id with --server-id ({text})"
-        )
-    } else {
-        err
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum FormatArg {
-    Sameday,
-    Dms,
-}
-
-impl From<FormatArg> for sameday_reader::RecordFormat {
-    fn from(f: FormatArg) -> Self {
-        match f {
-            FormatArg::Sameday => Self::Sameday,
-            FormatArg::Dms => Self::Dms,
-        }
-    }
-}
-
-#[derive(clap::Args)]
-struct TailArgs {
-    #[command(flatten)]
-    source: SourceArgs,
-    /// Where to start: latest (default), earliest, FILE:POS or a MariaDB GTID list.
-    #[arg(long, default_value = "latest")]
-    from: String,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SinkKind {
-    Stdout,
-    Kinesis,
-    /// Decode and encode, then drop (measures the reader's own cost).
-    Null,
-}
-
-#[derive(clap::Args)]
-struct ReplayArgs {
-    #[command(flatten)]
-    source: SourceArgs,
-    /// Binlog files on disk, in order, instead of the server.
-    #[arg(long = "binlog-file", num_args = 1..)]
-    binlog_files: Vec<PathBuf>,
-    /// Start: FILE:POS on a server; a byte offset of the first file with --binlog-file.
-    #[arg(long)]
-    from: Option<String>,
-    /// End (exclusive): FILE:POS on a server; a byte offset of the last file with files.
-    #[arg(long)]
-    to: Option<String>,
-    #[arg(long, value_enum, default_value = "stdout")]
-    sink: SinkKind,
-    /// Print per-table counts of what would be emitted, emit nothing.
-    #[arg(long)]
-    dry_run: bool,
-}
-
 fn main() -> ExitCode {
     sameday_core::logging::init();
     let cli = Cli::parse();
@@ -272,8 +160,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Leases { config } => leases(&config).await,
         Command::Check { config, kind } => check(&config, kind).await,
-        Command::Tail(args) => tail(args).await,
-        Command::Replay(args) => replay_cmd(args).await,
+        Command::Tail(args) => tail_replay::tail(args).await,
+        Command::Replay(args) => tail_replay::replay_cmd(args).await,
         Command::Nightly { config, date, dry_run, rule } => nightly(&config, date, dry_run, rule).await,
         Command::Reconcile { config, rule, fix, json, cloudwatch_metrics, settle_seconds } => {
             let options = sameday_worker::reconcile::ReconcileOptions {
@@ -358,132 +246,6 @@ async fn check(path: &std::path::Path, kind: Option<preflight::Kind>) -> anyhow:
         preflight::Kind::Worker => preflight::worker(&daemon::load_config::<WorkerConfig>(path)?).await,
     };
     Ok(preflight::report(kind, path, &problems))
-}
-
-/// The source and filter from `--source`/`--tables` or from a config file.
-fn source_of(args: &SourceArgs) -> anyhow::Result<(SourceConfig, FilterConfig, Option<ReaderConfig>)> {
-    let server_id = args.server_id.context("the replica server id is chosen before the source is opened")?;
-    match (&args.source, &args.config) {
-        (Some(url), _) => {
-            let src = SourceConfig::from_url(url, server_id).map_err(anyhow::Error::msg)?;
-            Ok((src, FilterConfig { include: args.tables.clone(), ..Default::default() }, None))
-        }
-        (None, Some(path)) => {
-            let cfg = daemon::load_config::<ReaderConfig>(path)?;
-            let mut filter = cfg.filter.clone();
-            if !args.tables.is_empty() {
-                filter.include = args.tables.clone();
-            }
-            let mut src = cfg.source.clone();
-            // Never register with the live reader's id: the server would disconnect it.
-            src.server_id = server_id;
-            Ok((src, filter, Some(cfg)))
-        }
-        (None, None) => bail!("give --source mysql://USER:PASS@HOST:PORT or --config FILE"),
-    }
-}
-
-async fn tail(mut args: TailArgs) -> anyhow::Result<ExitCode> {
-    let id = args.source.choose_server_id("tail", true);
-    tail_from(args).await.map_err(|e| explain_server_id_clash(e, id))
-}
-
-async fn tail_from(args: TailArgs) -> anyhow::Result<ExitCode> {
-    let (src, filter, _) = source_of(&args.source)?;
-    let start: StartPosition = args.from.parse()?;
-    let info = prepare_source(&src, &filter).await?;
-    let start = resolve_start(&src, &info, &start).await?;
-    let format = args.source.format.into();
-    let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at: None, non_blocking: false, format };
-    let shutdown = sameday_core::shutdown::on_signals();
-    replay(ReplaySource::Server(run), Arc::new(StdoutSink::default()), publisher_config(false), shutdown).await?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// What to replay: files on disk, or a range of the server's binlog.
-async fn replay_source(args: &ReplayArgs) -> anyhow::Result<ReplaySource> {
-    if !args.binlog_files.is_empty() {
-        let offset = |arg: &Option<String>, name: &str| {
-            arg.as_deref()
-                .map(str::parse)
-                .transpose()
-                .with_context(|| format!("{name} must be a byte offset with --binlog-file"))
-        };
-        let range = FileRange { from: offset(&args.from, "--from")?, to: offset(&args.to, "--to")? };
-        // With a server at hand, MariaDB JSON columns come out as JSON, as in the live run.
-        let json_columns = match source_of(&args.source) {
-            Ok((src, _, _)) => {
-                let mut session = Session::connect(&src).await?;
-                let columns = match session.server_info().await?.mariadb {
-                    true => session.mariadb_json_columns().await?,
-                    false => Default::default(),
-                };
-                session.close().await;
-                columns
-            }
-            Err(_) => Default::default(),
-        };
-        return Ok(ReplaySource::Files(FileReplay {
-            files: args.binlog_files.clone(),
-            range,
-            filter: FilterConfig { include: args.source.tables.clone(), ..Default::default() },
-            format: args.source.format.into(),
-            json_columns,
-        }));
-    }
-    let (src, filter, _) = source_of(&args.source)?;
-    let from: StartPosition =
-        args.from.as_deref().context("--from FILE:POS is required when replaying from a server")?.parse()?;
-    let stop_at = args.to.as_deref().map(str::parse).transpose().context("--to must be FILE:POS")?;
-    let info = prepare_source(&src, &filter).await?;
-    let start = resolve_start(&src, &info, &from).await?;
-    let format = args.source.format.into();
-    Ok(ReplaySource::Server(SourceRun {
-        cfg: src,
-        info,
-        filter,
-        start,
-        gtid_set: None,
-        stop_at,
-        non_blocking: true,
-        format,
-    }))
-}
-
-async fn replay_cmd(mut args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let id = args.source.choose_server_id("replay", args.binlog_files.is_empty());
-    replay_range(args).await.map_err(|e| explain_server_id_clash(e, id))
-}
-
-async fn replay_range(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let source = replay_source(&args).await?;
-    // Kinesis batching when replaying a server range into the stream; operator output at once otherwise.
-    let cfg = publisher_config(matches!((&source, args.sink), (ReplaySource::Server(_), SinkKind::Kinesis)));
-    let shutdown = sameday_core::shutdown::on_signals();
-    if args.dry_run {
-        let counting = Arc::new(CountingSink::default());
-        replay(source, counting.clone(), cfg, shutdown).await?;
-        for (k, n) in counting.counts() {
-            println!("{k} {n}");
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    match args.sink {
-        SinkKind::Stdout => replay(source, Arc::new(StdoutSink::default()), cfg, shutdown).await?,
-        SinkKind::Null => replay(source, Arc::new(NullSink::default()), cfg, shutdown).await?,
-        SinkKind::Kinesis => {
-            let (_, _, config) = source_of(&args.source)?;
-            let config = config.context("--sink kinesis needs --config (for the stream name and AWS settings)")?;
-            let aws = sameday_core::aws::sdk_config(&config.aws).await;
-            let sink = KinesisSink::new(
-                aws_sdk_kinesis::Client::new(&aws),
-                &config.kinesis.stream,
-                config.kinesis.max_record_bytes,
-            );
-            replay(source, Arc::new(sink), cfg, shutdown).await?
-        }
-    };
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn positions(path: &std::path::Path, set: Option<String>) -> anyhow::Result<ExitCode> {
