@@ -330,3 +330,54 @@ async fn times_of_every_fraction_width_equal_the_servers_rendering() {
         }
     }
 }
+
+/// A primary key change leaves as a delete of the old key and an insert of the new one,
+/// each under its own key's partition key, so each stays in its own key's order; other
+/// updates stay one record.
+#[tokio::test]
+async fn a_primary_key_change_is_a_delete_of_the_old_key_and_an_insert_of_the_new() {
+    set_aws_env();
+    let env = Env::new("pk_change", 1).await;
+    let maria = MariaDb::shared();
+    let db = &env.db;
+    maria.exec(&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, v VARCHAR(10))")).await;
+    let (shutdown, reader) = start_reader(&env).await;
+    maria
+        .exec(&format!(
+            "INSERT INTO {db}.t VALUES (7, 'a'); UPDATE {db}.t SET id = 107 WHERE id = 7;
+             UPDATE {db}.t SET v = 'b' WHERE id = 107;"
+        ))
+        .await;
+    let records = env.wait_for_records(4, Duration::from_secs(20)).await;
+    shutdown.cancel();
+    reader.await.unwrap().unwrap();
+    // Each record under its own key's partition key (one shard: stream order is commit order).
+    for (_, _, partition_key, data) in Kinesalite::shared().read_all(&env.stream).await {
+        let e = ChangeEnvelope::from_slice(&data).unwrap();
+        assert_eq!(partition_key, e.partition_key(), "partition key of {}", e.id);
+    }
+    let seen: Vec<(Op, Value, Option<String>, Option<String>)> = records
+        .iter()
+        .map(|(_, e)| {
+            let v = |img: &Option<Map<String, Value>>| img.as_ref().map(|i| i["v"].as_str().unwrap().to_owned());
+            (e.op, e.key["id"].clone(), v(&e.before), v(&e.after))
+        })
+        .collect();
+    // Per key, in commit order (different keys are independent of each other).
+    let of_key = |id: i64| seen.iter().filter(|r| r.1 == json!(id)).cloned().collect::<Vec<_>>();
+    assert_eq!(
+        of_key(7),
+        vec![(Op::Insert, json!(7), None, Some("a".into())), (Op::Delete, json!(7), Some("a".into()), None)]
+    );
+    assert_eq!(
+        of_key(107),
+        vec![
+            (Op::Insert, json!(107), None, Some("a".into())),
+            (Op::Update, json!(107), Some("a".into()), Some("b".into()))
+        ]
+    );
+    let half = |op: Op, id: i64| records.iter().find(|(_, e)| e.op == op && e.key["id"] == id).unwrap().1.clone();
+    let (deleted, inserted) = (half(Op::Delete, 7), half(Op::Insert, 107));
+    assert!(deleted.id.ends_with("/d") && inserted.id.ends_with("/i"), "{} {}", deleted.id, inserted.id);
+    assert_eq!(deleted.txn, inserted.txn, "both halves belong to the update's transaction");
+}

@@ -29,7 +29,7 @@ use sameday_core::{BinlogPosition, GtidSet};
 use sameday_mysql::schema::TableSchema;
 use sameday_mysql::value::binlog::Cell;
 
-use crate::encode::{Encoder, RowChange, TxnRef};
+use crate::encode::{Encoder, Image, RowChange, TxnRef};
 use crate::error::DecodeError;
 use crate::filter::TableFilter;
 use crate::kinesis::config::RecordFormat;
@@ -370,25 +370,41 @@ impl Decoder {
             let id = format!("{}/{}/{row_in_event}", txn.id, event.event_seq);
             let index = txn.rows;
             txn.rows += 1;
-            let encoded = self.encoder.encode(&RowChange {
-                schema: event.schema,
-                op: event.op,
-                id: &id,
-                server_id: self.server_id,
-                position: &event.position,
-                txn: TxnRef { id: &txn.id, gtid: txn.gtid.as_deref(), ts_ms: txn.ts_ms },
-                index,
-                before: before_cols.map(|_| self.before.as_slice()),
-                after: after_cols.map(|_| self.after.as_slice()),
-            });
-            out.push(Output::Row(Record {
-                partition_key: encoded.partition_key,
-                data: encoded.data,
-                id,
-                op: event.op,
-                table: event.table.clone(),
-                position: event.position.clone(),
-            }));
+            let (before, after) =
+                (before_cols.map(|_| self.before.as_slice()), after_cols.map(|_| self.after.as_slice()));
+            let key_changed = event.op == Op::Update
+                && self.encoder.splits_key_changes()
+                && event.schema.key.iter().any(|&k| self.before.get(k) != self.after.get(k));
+            // A primary key change goes out as a delete of the old key and an insert of the
+            // new one, each in its own key's order (its own partition key): as one update
+            // under the new key, it could overtake the old key's earlier changes on another
+            // shard, and the old key's execution would outlive it.
+            let parts: Vec<(Op, String, Option<Image<'_>>, Option<Image<'_>>)> = if key_changed {
+                vec![(Op::Delete, format!("{id}/d"), before, None), (Op::Insert, format!("{id}/i"), None, after)]
+            } else {
+                vec![(event.op, id, before, after)]
+            };
+            for (op, id, before, after) in parts {
+                let encoded = self.encoder.encode(&RowChange {
+                    schema: event.schema,
+                    op,
+                    id: &id,
+                    server_id: self.server_id,
+                    position: &event.position,
+                    txn: TxnRef { id: &txn.id, gtid: txn.gtid.as_deref(), ts_ms: txn.ts_ms },
+                    index,
+                    before,
+                    after,
+                });
+                out.push(Output::Row(Record {
+                    partition_key: encoded.partition_key,
+                    data: encoded.data,
+                    id,
+                    op,
+                    table: event.table.clone(),
+                    position: event.position.clone(),
+                }));
+            }
             row_in_event += 1;
         }
     }

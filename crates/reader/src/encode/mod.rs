@@ -62,6 +62,12 @@ impl Encoder {
         Self { format, buf: Vec::with_capacity(4096) }
     }
 
+    /// Whether an update that changes the primary key is written as a delete and an insert
+    /// (the sameday envelope) or as one update (DMS's format, as DMS writes it).
+    pub(crate) fn splits_key_changes(&self) -> bool {
+        self.format == RecordFormat::Sameday
+    }
+
     pub(crate) fn encode(&mut self, change: &RowChange<'_>) -> Encoded {
         self.buf.clear();
         let key_text = match self.format {
