@@ -184,6 +184,24 @@ impl<T: Clone, M> OrderedQueue<T, M> {
         }
     }
 
+    /// The key with the most undelivered items, and how many (O(keys): for periodic metrics).
+    pub fn deepest_key(&self) -> Option<(&str, usize)> {
+        self.keys.iter().map(|(k, q)| (k.as_str(), q.len())).max_by_key(|(_, n)| *n)
+    }
+
+    /// The key of the oldest undelivered item: the one the next mark (checkpoint) waits for.
+    pub fn oldest_undelivered_key(&self) -> Option<&str> {
+        self.slots.iter().find_map(|slot| match &slot.entry {
+            Entry::Item { key, .. } if slot.state != State::Done => Some(key.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Undelivered items of `key`.
+    pub fn backlog_of(&self, key: &str) -> usize {
+        self.keys.get(key).map_or(0, VecDeque::len)
+    }
+
     /// Removes the delivered front of the queue and returns the marks it passed, oldest
     /// first: each is now durable.
     pub fn pop_done(&mut self) -> Vec<M> {
@@ -269,6 +287,22 @@ mod tests {
         }
         assert_eq!(q.visited, 19_999, "one ready item visited per round");
         assert!(q.is_empty() && q.pending() == 0);
+    }
+
+    #[test]
+    fn the_deepest_key_and_the_key_holding_the_marks_back_are_known() {
+        let mut q = q();
+        q.push("a".into(), 1, ("a", 0));
+        for i in 0..3 {
+            q.push("b".into(), 1, ("b", i));
+        }
+        q.push_mark(1);
+        assert_eq!(q.deepest_key(), Some(("b", 3)));
+        assert_eq!(q.oldest_undelivered_key(), Some("a"));
+        let batch = q.take_batch(10, 100, 100, |_, _| true);
+        q.complete(batch[0].0, true); // a delivered
+        q.pop_done();
+        assert_eq!((q.oldest_undelivered_key(), q.backlog_of("b"), q.backlog_of("a")), (Some("b"), 3, 0));
     }
 
     #[test]

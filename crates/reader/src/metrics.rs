@@ -31,6 +31,8 @@ pub struct ReaderMetrics {
     pub transactions: Counter,
     pub lag_seconds: Gauge<f64, AtomicU64>,
     pub checkpoint_age_seconds: Gauge<f64, AtomicU64>,
+    /// Undelivered records of the row with the most of them (a hot row's backlog).
+    pub key_backlog_max: Gauge,
     pub retention_headroom_seconds: Gauge<f64, AtomicU64>,
     pub schema_changes: Family<Table, Counter>,
     pub dead_letters: Family<Table, Counter>,
@@ -48,6 +50,7 @@ impl ReaderMetrics {
             transactions: Counter::default(),
             lag_seconds: Gauge::default(),
             checkpoint_age_seconds: Gauge::default(),
+            key_backlog_max: Gauge::default(),
             retention_headroom_seconds: Gauge::default(),
             schema_changes: Family::default(),
             dead_letters: Family::default(),
@@ -68,6 +71,11 @@ impl ReaderMetrics {
             names::READER_CHECKPOINT_AGE_SECONDS,
             "Seconds since the checkpoint last caught up with delivered records",
             m.checkpoint_age_seconds.clone(),
+        );
+        registry.register(
+            names::READER_KEY_BACKLOG_MAX,
+            "Undelivered records of the row (partition key) with the most of them; one row's records go out one at a time, in order",
+            m.key_backlog_max.clone(),
         );
         registry.register(
             names::READER_RETENTION_HEADROOM_SECONDS,

@@ -36,7 +36,7 @@ use crate::kinesis::config::{MAX_BYTES_PER_REQUEST, MAX_RECORDS_PER_REQUEST};
 use crate::metrics::{Code, ReaderMetrics, Table, TableOp};
 use crate::sink::{RecordOutcome, RecordSink, SinkRecord};
 
-/// How far into the queue a batch is looked for (bounds CPU with hot keys).
+/// How far into the queue a batch is looked for.
 const SCAN_WINDOW: usize = 20_000;
 
 #[derive(Debug, Clone)]
@@ -47,6 +47,9 @@ pub struct PublisherConfig {
     pub max_pending_records: usize,
     pub max_pending_bytes: usize,
     pub checkpoint_interval: Duration,
+    /// How long the checkpoint may stand still behind one row's records before a warning
+    /// names the row (table and key digest).
+    pub held_back_warn: Duration,
     /// How long shutdown waits for in-flight records before saving what is durable.
     pub drain_timeout: Duration,
 }
@@ -59,6 +62,7 @@ impl Default for PublisherConfig {
             max_pending_records: 20_000,
             max_pending_bytes: 64 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(1),
+            held_back_warn: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(7),
         }
     }
@@ -68,6 +72,8 @@ impl Default for PublisherConfig {
 #[derive(Debug, Default, Clone)]
 pub struct PublishSummary {
     pub delivered: u64,
+    /// Warnings that one row's records held the checkpoint back.
+    pub held_back_warnings: u64,
     pub dead_lettered: u64,
     pub last_durable: Option<Commit>,
     pub checkpoints_saved: u64,
@@ -94,6 +100,9 @@ pub struct Publisher<S, C> {
     durable: Option<Commit>,
     saved: Option<Commit>,
     last_save: Instant,
+    /// When the durable position last moved, and when the held-back warning was last given.
+    durable_since: Instant,
+    warned_at: Option<Instant>,
     summary: PublishSummary,
 }
 
@@ -117,6 +126,8 @@ impl<S: RecordSink> Publisher<S, NoCheckpoint> {
             durable: None,
             saved: None,
             last_save: Instant::now(),
+            durable_since: Instant::now(),
+            warned_at: None,
             summary: PublishSummary::default(),
         }
     }
@@ -162,6 +173,8 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             durable: self.durable,
             saved: self.saved,
             last_save: self.last_save,
+            durable_since: self.durable_since,
+            warned_at: self.warned_at,
             summary: self.summary,
         }
     }
@@ -205,6 +218,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
                 break;
             }
             if self.last_save.elapsed() >= self.cfg.checkpoint_interval {
+                self.watch_backlog();
                 self.save().await?;
             }
             if let Some(h) = &self.health {
@@ -388,6 +402,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
     fn advance(&mut self) {
         if let Some(c) = self.queue.pop_done().pop() {
             self.durable = Some(c);
+            self.durable_since = Instant::now();
         }
         let behind = self
             .saved
@@ -396,6 +411,29 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             .unwrap_or(self.durable.is_some());
         let age = if behind { self.last_save.elapsed().as_secs_f64() } else { 0.0 };
         self.metrics.checkpoint_age_seconds.set(age);
+    }
+
+    /// Publishes the deepest per-row backlog and says which row holds the checkpoint back
+    /// when it has not moved for `held_back_warn` (table and a digest of the key, never its
+    /// values), at most once per that interval.
+    fn watch_backlog(&mut self) {
+        let deepest = self.queue.deepest_key().map_or(0, |(_, n)| n);
+        self.metrics.key_backlog_max.set(deepest as i64);
+        let after = self.cfg.held_back_warn;
+        if self.durable_since.elapsed() < after || self.warned_at.is_some_and(|t| t.elapsed() < after) {
+            return;
+        }
+        if let Some(key) = self.queue.oldest_undelivered_key() {
+            let (table, _) = key.split_once(':').unwrap_or((key, ""));
+            let digest = format!("{:08x}", sameday_core::envelope::fnv1a_128(key.as_bytes()) as u32);
+            tracing::warn!(
+                table, key_digest = %digest, backlog = self.queue.backlog_of(key),
+                held_s = self.durable_since.elapsed().as_secs(),
+                "one row's records hold the checkpoint back: they go out one at a time, in order"
+            );
+            self.warned_at = Some(Instant::now());
+            self.summary.held_back_warnings += 1;
+        }
     }
 
     async fn save(&mut self) -> Result<(), ReaderError> {

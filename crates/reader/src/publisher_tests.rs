@@ -145,3 +145,52 @@ async fn oversize_records_are_dead_lettered_and_the_stream_continues() {
     let line = std::fs::read_to_string(&dlq).unwrap();
     assert!(line.contains("exceeds the stream's maximum record size") && line.contains("db.t:1"), "{line}");
 }
+
+/// Delivers one record per call, slowly: a hot row's backlog.
+struct SlowSink;
+
+impl RecordSink for SlowSink {
+    async fn put(&self, batch: &[SinkRecord]) -> Result<Vec<RecordOutcome>, SinkError> {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok(vec![RecordOutcome::Delivered; batch.len()])
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        1 << 20
+    }
+
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+}
+
+/// One row changed 200 times in one transaction: the deepest backlog shows in the metric and
+/// a warning names the row while it holds the checkpoint back.
+#[tokio::test]
+async fn a_hot_row_holding_the_checkpoint_back_is_measured_and_named() {
+    let cfg = PublisherConfig {
+        linger: Duration::from_millis(1),
+        checkpoint_interval: Duration::from_millis(10),
+        held_back_warn: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let metrics = ReaderMetrics::new(&sameday_core::metrics::MetricsRegistry::default());
+    let publisher = Publisher::new(Arc::new(SlowSink), cfg).with_metrics(metrics.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let run = tokio::spawn(publisher.run(rx, CancellationToken::new()));
+    let mut outs: Vec<Output> = (1..=200).map(|n| Output::Row(record(1, n))).collect();
+    outs.push(Output::Commit(Commit {
+        next: BinlogPosition::new("bin.000001", 900),
+        gtid_set: None,
+        ts_ms: 0,
+        rows: 0,
+    }));
+    tx.send(outs).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let backlog = metrics.key_backlog_max.get();
+    assert!(backlog > 50, "the hot row's backlog is visible: {backlog}");
+    drop(tx);
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.delivered, 200);
+    assert!(summary.held_back_warnings >= 1, "{summary:?}");
+}
