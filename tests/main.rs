@@ -11,6 +11,7 @@ mod checkpoint_dynamodb;
 mod consumer_daemon;
 mod deploy_cloudformation;
 mod preflight;
+mod reader_differential;
 mod reader_faults;
 mod reader_pipeline;
 mod reader_standby;
