@@ -18,6 +18,9 @@ use serde_json::{json, Map, Value};
 
 const ROWS: u64 = 120;
 
+/// Row images by id.
+type Images = HashMap<i64, Map<String, Value>>;
+
 const DDL: &str = "(
     id INT PRIMARY KEY, due_at DATETIME,
     ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED,
@@ -210,7 +213,7 @@ const COLUMNS: &[&str] = &[
 ];
 
 /// The rows as the batch's SQL mapping reads them now, by id.
-async fn read_back(rule: &ScheduleRule, port: u16) -> HashMap<i64, Map<String, Value>> {
+async fn read_back(rule: &ScheduleRule, port: u16) -> Images {
     let source: sameday_mysql::SourceConfig = serde_json::from_value(json!({
         "host": "127.0.0.1", "port": port, "user": "root", "server_id": 1, "tls": "disabled"
     }))
@@ -278,7 +281,7 @@ async fn generated_values_of_every_type_equal_the_servers_own() {
     for (_, e) in &records {
         let id = e.key["id"].as_i64().unwrap();
         let image = |img: &Option<Map<String, Value>>| img.clone().unwrap_or_default();
-        let checks: Vec<(&str, Map<String, Value>, &HashMap<i64, Map<String, Value>>)> = match e.op {
+        let checks: Vec<(&str, Map<String, Value>, &Images)> = match e.op {
             Op::Insert => vec![("insert after", image(&e.after), &inserted)],
             Op::Update => {
                 vec![("update before", image(&e.before), &inserted), ("update after", image(&e.after), &updated)]
