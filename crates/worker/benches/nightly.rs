@@ -12,6 +12,8 @@
 //!   row mapping, naming, the RUNNING listing, rate limiter (set far above what moto does) and
 //!   the same concurrency.
 
+mod support;
+
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -22,28 +24,14 @@ use sameday_testkit::{names, MariaDb, Moto};
 use sameday_worker::config::WorkerConfig;
 use sameday_worker::nightly::{run_nightly, NightlyOptions};
 use serde_json::json;
+use support::{env_or, DEFINITION};
 
 const DAY: &str = "2032-04-05";
-const DEFINITION: &str = include_str!("../../../deploy/statemachine/schedule.asl.json");
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
-    // and a benchmark is not a test: nothing to do then.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_REGION", "us-east-1");
     let rows = env_or("NIGHTLY_ROWS", 20_000);
     let concurrency = env_or("NIGHTLY_CONCURRENCY", 16);
     let page_size = env_or("NIGHTLY_PAGE_SIZE", 1000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(bench(rows, concurrency, page_size));
+    support::run(|| bench(rows, concurrency, page_size));
 }
 
 /// The whole measurement, read top to bottom: fill the table, then alternate runs of the

@@ -11,6 +11,8 @@
 //! - **reconcile**: `run_reconcile` for the rule: the same listing, the keyset read of the
 //!   rows, naming and the comparison. It must find everything in sync.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use aws_sdk_sfn::types::ExecutionStatus;
@@ -22,25 +24,12 @@ use sameday_testkit::{names, MariaDb, Moto};
 use sameday_worker::config::WorkerConfig;
 use sameday_worker::reconcile::{run_reconcile, ReconcileOptions};
 use serde_json::json;
-
-const DEFINITION: &str = include_str!("../../../deploy/statemachine/schedule.asl.json");
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+use support::{env_or, DEFINITION};
 
 fn main() {
-    // `cargo test --all-targets` runs this binary without --bench: a benchmark is not a test.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_REGION", "us-east-1");
     let rows = env_or("RECONCILE_ROWS", 100_000);
     let runs = env_or("RECONCILE_RUNS", 3);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(bench(rows, runs));
+    support::run(|| bench(rows, runs));
 }
 
 /// Due `id` minutes-and-seconds into the next hours, all within today's window.
