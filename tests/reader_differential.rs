@@ -226,10 +226,7 @@ const COLUMNS: &[&str] = &[
 
 /// The rows as the batch's SQL mapping reads them now, by id.
 async fn read_back(rule: &ScheduleRule, port: u16) -> Images {
-    let source: sameday_mysql::SourceConfig = serde_json::from_value(json!({
-        "host": "127.0.0.1", "port": port, "user": "root", "server_id": 1, "tls": "disabled"
-    }))
-    .unwrap();
+    let source = common::source_config(port);
     let mut conn = open_session(&source).await.unwrap();
     let table = RuleTable::check(&mut conn, rule, 1000, true).await.unwrap();
     conn.close().await;

@@ -17,8 +17,8 @@ use mysql_async::prelude::Queryable;
 use sameday_testkit::{Kinesalite, MariaDb, MariaDbOptions};
 use serde_json::Value;
 
+use crate::common;
 use crate::common::pipeline::{fmt, Pipeline};
-use crate::common::{self, sameday_bin};
 
 /// One waiting event as the test sees it: (id, due `YYYY-MM-DDTHH:MM:SSZ`, user_id, action).
 type Event = (i64, String, i64, String);
@@ -323,17 +323,13 @@ async fn batch_race(prefix: &str, replica: Option<&MariaDb>) {
     }
     let config = toml.write(p.path("nightly.toml"));
     p.start().await;
-    let batch = {
-        let (config, envs) = (config.clone(), p.aws_envs());
-        std::thread::spawn(move || {
-            std::process::Command::new(sameday_bin())
-                .args(["nightly", "--config"])
-                .arg(config)
-                .envs(envs)
-                .output()
-                .unwrap()
-        })
-    };
+    let log = p.path("nightly.log");
+    let batch = p
+        .cli_command("nightly", &config, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
     // While the batch starts its rows at 4 per second (about 6 s): moves within today and
     // to next week, payload edits, a cancel, deletes; early rows and late ones.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -347,9 +343,9 @@ async fn batch_race(prefix: &str, replica: Option<&MariaDb>) {
         fmt(Timestamp::now() + SignedDuration::from_hours(24 * 7))
     ))
     .await;
-    let out = batch.join().unwrap();
+    let out = batch.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "nightly failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "nightly failed: {text}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
     p.settle(9).await;
     assert_schedule_matches_table(&p, prefix).await;
     eprintln!("{prefix}: {}", text.lines().last().unwrap_or_default());

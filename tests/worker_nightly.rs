@@ -74,33 +74,12 @@ impl Batch {
     }
 
     async fn execution_names(&self) -> Vec<String> {
-        self.names_with(None).await
+        common::list_executions(&self.sfn, &self.state_machine, None).await.into_keys().collect()
     }
 
     async fn running_names(&self) -> Vec<String> {
-        self.names_with(Some(aws_sdk_sfn::types::ExecutionStatus::Running)).await
-    }
-
-    async fn names_with(&self, status: Option<aws_sdk_sfn::types::ExecutionStatus>) -> Vec<String> {
-        let mut names = Vec::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .sfn
-                .list_executions()
-                .state_machine_arn(&self.state_machine)
-                .set_status_filter(status.clone())
-                .max_results(1000)
-                .set_next_token(token)
-                .send()
-                .await
-                .expect("ListExecutions");
-            names.extend(out.executions().iter().map(|e| e.name().to_string()));
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                return names;
-            }
-        }
+        let running = Some(aws_sdk_sfn::types::ExecutionStatus::Running);
+        common::list_executions(&self.sfn, &self.state_machine, running).await.into_keys().collect()
     }
 
     /// Every execution's input, by name.
@@ -558,10 +537,7 @@ async fn nightly_rows_equal_cdc_envelope_images_and_names() {
     let rule: ScheduleRule = serde_json::from_value(rule_json.clone()).unwrap();
 
     // The batch's reader, on the same rows.
-    let source: sameday_mysql::SourceConfig = serde_json::from_value(json!({
-        "host": "127.0.0.1", "port": maria.port(), "user": "root", "server_id": 1, "tls": "disabled"
-    }))
-    .unwrap();
+    let source = common::source_config(maria.port());
     let mut conn = open_session(&source).await.unwrap();
     let table = RuleTable::check(&mut conn, &rule, 1000, true).await.unwrap();
     let mut pages = TableReader::new(&source, &table);

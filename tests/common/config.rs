@@ -106,6 +106,12 @@ fn mariadb_source(port: u16, server_id: u32) -> Table {
     t
 }
 
+/// The source config of the MariaDB on `port` as the daemons' `[source]` sections name it,
+/// for tests that open sessions themselves (the batch's reader, RuleTable::check).
+pub(crate) fn source_config(port: u16) -> sameday_mysql::SourceConfig {
+    Value::Table(mariadb_source(port, 1)).try_into().expect("a valid source config")
+}
+
 /// `sameday reader`'s config (`sameday_reader::ReaderConfig`).
 #[derive(Debug, Clone)]
 pub(crate) struct ReaderToml(Doc);

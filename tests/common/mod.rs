@@ -17,7 +17,7 @@ use sameday_core::{BinlogPosition, ChangeEnvelope};
 use sameday_reader::ReaderConfig;
 use sameday_testkit::{names, Fauxqs, Kinesalite, MariaDb, Moto};
 
-pub(crate) use config::{ConsumerToml, ReaderToml, RouteToml, WorkerToml};
+pub(crate) use config::{source_config, ConsumerToml, ReaderToml, RouteToml, WorkerToml};
 
 /// A test's database (on the shared MariaDB unless it asked for its own server), stream
 /// and scratch directory.
@@ -168,6 +168,36 @@ pub(crate) async fn master_status() -> BinlogPosition {
 }
 
 /// The shared MariaDB's current end of binlog as `FILE:POS`.
+/// Every execution of `state_machine` (with `status`, when given) and its status, following
+/// ListExecutions' pages; an execution listed twice fails the test.
+pub(crate) async fn list_executions(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine: &str,
+    status: Option<aws_sdk_sfn::types::ExecutionStatus>,
+) -> std::collections::BTreeMap<String, aws_sdk_sfn::types::ExecutionStatus> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = sfn
+            .list_executions()
+            .state_machine_arn(state_machine)
+            .set_status_filter(status.clone())
+            .max_results(1000)
+            .set_next_token(token)
+            .send()
+            .await
+            .expect("ListExecutions");
+        for e in page.executions() {
+            let prev = out.insert(e.name().to_owned(), e.status().clone());
+            assert!(prev.is_none(), "execution {} listed twice", e.name());
+        }
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return out;
+        }
+    }
+}
+
 pub(crate) async fn current_position() -> String {
     master_status().await.to_string()
 }

@@ -144,15 +144,22 @@ impl Pipeline {
             Some(Daemon::spawn("worker", &worker_cfg, self.path(&format!("worker-{n}.log")), &self.aws_envs()));
     }
 
-    /// `sameday SUBCOMMAND --config CONFIG ARGS...` against the pipeline's emulators.
+    /// `sameday SUBCOMMAND --config CONFIG ARGS...` against the pipeline's emulators, run to
+    /// its end.
     pub(crate) fn cli(&self, subcommand: &str, config: &std::path::Path, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(super::sameday_bin())
-            .args([subcommand, "--config"])
-            .arg(config)
-            .args(args)
-            .envs(self.aws_envs())
-            .output()
-            .unwrap_or_else(|e| panic!("run sameday {subcommand}: {e}"))
+        self.cli_command(subcommand, config, args).output().unwrap_or_else(|e| panic!("run sameday {subcommand}: {e}"))
+    }
+
+    /// The command [`Pipeline::cli`] runs, for a test that starts it and waits later.
+    pub(crate) fn cli_command(
+        &self,
+        subcommand: &str,
+        config: &std::path::Path,
+        args: &[&str],
+    ) -> std::process::Command {
+        let mut command = std::process::Command::new(super::sameday_bin());
+        command.args([subcommand, "--config"]).arg(config).args(args).envs(self.aws_envs());
+        command
     }
 
     pub(crate) async fn sql(&self, sql: &str) {
@@ -175,26 +182,7 @@ impl Pipeline {
     }
 
     pub(crate) async fn executions(&self) -> BTreeMap<String, ExecutionStatus> {
-        let mut out = BTreeMap::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .sfn
-                .list_executions()
-                .state_machine_arn(&self.state_machine)
-                .set_next_token(token)
-                .send()
-                .await
-                .expect("ListExecutions");
-            for e in page.executions() {
-                let prev = out.insert(e.name().to_owned(), e.status().clone());
-                assert!(prev.is_none(), "execution {} listed twice", e.name());
-            }
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                return out;
-            }
-        }
+        super::list_executions(&self.sfn, &self.state_machine, None).await
     }
 
     /// Waits until every change written so far went through: all Kinesis records read and
