@@ -266,4 +266,4 @@ async fn last_generation<A: ExecutionApi>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -72,7 +72,9 @@ impl ExecutionApi for FakeMachine {
     }
 }
 
-fn rule() -> ScheduleRule {
+/// A rule with key `id`, due column `due` (a UTC timestamp) and input column `template`;
+/// also the reconcile comparison's tests' rule.
+pub(crate) fn rule() -> ScheduleRule {
     serde_json::from_value(json!({
         "name": "reminders", "db": "crm", "table": "t", "key_columns": ["id"], "due_column": "due",
         "due_type": "timestamp", "time_zone": "UTC", "input_columns": ["template"],

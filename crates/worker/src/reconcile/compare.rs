@@ -130,19 +130,10 @@ pub(crate) fn compare(wanted: Vec<Wanted>, running: &[String], now: Timestamp) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generations::tests::rule;
     use jiff::SignedDuration;
     use sameday_core::execution::scheduled_execution;
-    use sameday_core::rule::ScheduleRule;
     use serde_json::json;
-
-    fn rule() -> ScheduleRule {
-        serde_json::from_value(json!({
-            "name": "reminders", "db": "crm", "table": "t", "key_columns": ["id"], "due_column": "due",
-            "due_type": "timestamp", "time_zone": "UTC", "input_columns": ["template"],
-            "state_machine_arn": "arn:aws:states:eu-central-1:123456789012:stateMachine:send",
-        }))
-        .unwrap()
-    }
 
     fn wanted(id: i64, due: Timestamp, template: &str) -> Wanted {
         let row = json!({"id": id, "due": due.to_string(), "template": template});
