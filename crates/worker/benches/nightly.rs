@@ -21,7 +21,6 @@ use sameday_core::execution::scheduled_execution;
 use sameday_core::rule::ScheduleRule;
 use sameday_core::window::due_of_row;
 use sameday_testkit::{names, MariaDb, Moto};
-use sameday_worker::config::WorkerConfig;
 use sameday_worker::nightly::{run_nightly, NightlyOptions};
 use serde_json::json;
 use support::{env_or, DEFINITION};
@@ -104,19 +103,14 @@ async fn bench(rows: usize, concurrency: usize, page_size: usize) {
     let bare = began.elapsed();
 
     // Nightly: the real batch.
-    let toml_text = format!(
+    let head = format!(
         "[[rule]]\nname = \"bench\"\ndb = \"{db}\"\ntable = \"t\"\nkey_columns = [\"id\"]\ndue_column = \"due_at\"\n\
          due_type = \"datetime\"\ntime_zone = \"Europe/Berlin\"\ninput_columns = [\"user_id\", \"action\"]\n\
          state_machine_arn = \"{nightly_sm}\"\n\
          [step_functions.start_rate]\nrate_per_second = 1000000\nburst = 1000000\n\
-         [nightly]\npage_size = {page_size}\nconcurrency = {concurrency}\n\
-         [nightly.source]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"root\"\nserver_id = 1\ntls = \"disabled\"\n\
-         [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n",
-        port = maria.port(),
-        endpoint = moto.endpoint(),
+         [nightly]\npage_size = {page_size}\nconcurrency = {concurrency}"
     );
-    let cfg: WorkerConfig = toml::from_str(&toml_text).expect("config");
-    cfg.validate().expect("valid config");
+    let cfg = support::worker_config(&head, maria, moto);
     let options = NightlyOptions { date: Some(DAY.parse().expect("date")), ..NightlyOptions::default() };
     let began = Instant::now();
     let summary = run_nightly(&cfg, &options).await.expect("nightly run");

@@ -21,7 +21,6 @@ use jiff::{SignedDuration, Timestamp};
 use sameday_core::execution::scheduled_execution;
 use sameday_core::rule::ScheduleRule;
 use sameday_testkit::{names, MariaDb, Moto};
-use sameday_worker::config::WorkerConfig;
 use sameday_worker::reconcile::{run_reconcile, ReconcileOptions};
 use serde_json::json;
 use support::{env_or, DEFINITION};
@@ -85,19 +84,14 @@ async fn bench(rows: usize, runs: usize) {
         .await;
     eprintln!("seeded {rows} rows and executions in {:.1} s", seeded.elapsed().as_secs_f64());
 
-    let toml_text = format!(
+    let head = format!(
         "[[rule]]\nname = \"bench\"\ndb = \"{db}\"\ntable = \"t\"\nkey_columns = [\"id\"]\ndue_column = \"due_at\"\n\
          due_type = \"datetime\"\ntime_zone = \"UTC\"\nbatch_time = \"{batch_time}\"\n\
          input_columns = [\"user_id\", \"action\"]\nstate_machine_arn = \"{sm}\"\n\
          [step_functions.list_rate]\nrate_per_second = 1000000\nburst = 1000000\n\
-         [nightly]\npage_size = 1000\n\
-         [nightly.source]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"root\"\nserver_id = 1\ntls = \"disabled\"\n\
-         [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n",
-        port = maria.port(),
-        endpoint = moto.endpoint(),
+         [nightly]\npage_size = 1000"
     );
-    let cfg: WorkerConfig = toml::from_str(&toml_text).expect("config");
-    cfg.validate().expect("valid config");
+    let cfg = support::worker_config(&head, maria, moto);
 
     let mut bare_times = Vec::new();
     let mut reconcile_times = Vec::new();

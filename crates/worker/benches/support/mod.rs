@@ -2,6 +2,9 @@
 
 use std::future::Future;
 
+use sameday_testkit::{MariaDb, Moto};
+use sameday_worker::config::WorkerConfig;
+
 /// The first definition of the schedule state machine, as deployed.
 pub(crate) const DEFINITION: &str = include_str!("../../../../deploy/statemachine/schedule.asl.json");
 
@@ -22,4 +25,19 @@ pub(crate) fn run<F: Future<Output = ()>>(bench: impl FnOnce() -> F) {
     std::env::set_var("AWS_REGION", "us-east-1");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(bench());
+}
+
+/// A worker config from `head` (its `[[rule]]`, rates and `[nightly]` settings) plus the
+/// shared MariaDB as `[nightly.source]` and moto as every AWS endpoint; checked as the CLI
+/// checks it.
+pub(crate) fn worker_config(head: &str, maria: &MariaDb, moto: &Moto) -> WorkerConfig {
+    let text = format!(
+        "{head}\n[nightly.source]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"root\"\nserver_id = 1\ntls = \"disabled\"\n\
+         [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+        maria.port(),
+        moto.endpoint(),
+    );
+    let cfg: WorkerConfig = toml::from_str(&text).expect("config");
+    cfg.validate().expect("valid config");
+    cfg
 }
