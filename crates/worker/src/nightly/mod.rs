@@ -361,8 +361,8 @@ impl RuleRun<'_> {
     }
 }
 
-/// The execution `row` asks for in this run, if any.
-fn wanted(rule: &ScheduleRule, run: &RunWindow, row: &Map<String, Value>) -> Option<ScheduledExecution> {
+/// The execution `row` asks for in this run, if any (due readable, placed to start).
+pub(crate) fn wanted(rule: &ScheduleRule, run: &RunWindow, row: &Map<String, Value>) -> Option<ScheduledExecution> {
     let due = due_of_row(rule, row).ok()?;
     (run.place(due) == Placement::Start).then(|| scheduled_execution(rule, row, due).ok()).flatten()
 }

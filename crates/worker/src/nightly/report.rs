@@ -28,7 +28,8 @@ pub struct Counters {
     pub already_existed: AtomicU64,
     /// Rows whose event a newer change had already undone (see `generations`).
     pub stale: AtomicU64,
-    /// Started, then stopped again because the row changed before the start landed.
+    /// Started, then found changed by the re-read; the execution was stopped (or had been
+    /// already).
     pub revoked: AtomicU64,
     pub skipped_late: AtomicU64,
     pub failed: AtomicU64,
@@ -69,7 +70,8 @@ pub struct RuleSummary {
     pub already_existed: u64,
     /// Not started: a newer change had undone the row's event (it came back later).
     pub stale: u64,
-    /// Of `started`, stopped again because the row changed before the start landed.
+    /// Of `started`, rows the re-read found changed; their execution was stopped (or had
+    /// been already, by the worker).
     pub revoked: u64,
     pub skipped_late: u64,
     pub failed: u64,

@@ -23,18 +23,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use sameday_core::execution::{rfc3339_utc, scheduled_execution};
+use sameday_core::execution::rfc3339_utc;
 use sameday_core::row_version::RowVersion;
 use sameday_core::rule::ScheduleRule;
-use sameday_core::window::due_of_row;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::{NightlyConfig, WorkerConfig};
 use crate::generations::{StartOutcome, StopOutcome};
-use crate::nightly::run_window::{Placement, RunWindow};
+use crate::nightly::run_window::RunWindow;
 use crate::nightly::table::{RuleTable, TableReader};
-use crate::nightly::{check_rules, key_of, rules_named, start, NightlyError};
+use crate::nightly::{self, check_rules, key_of, rules_named, start, NightlyError};
 use crate::rate::RateLimiter;
 use crate::sfn::{Limiters, StepFunctions};
 use compare::{compare, Drift, Wanted};
@@ -173,11 +172,7 @@ impl Reconcile<'_> {
             let page = reader.page(&lower, &upper, cursor.as_ref()).await?;
             version.get_or_insert(page.version.clone());
             for row in &page.rows {
-                let Ok(due) = due_of_row(rule, row) else { continue };
-                if run.place(due) != Placement::Start {
-                    continue;
-                }
-                if let Ok(execution) = scheduled_execution(rule, row, due) {
+                if let Some(execution) = nightly::wanted(rule, run, row) {
                     wanted.push(Wanted { execution, key: key_of(rule, row) });
                 }
             }
