@@ -41,9 +41,8 @@ pub async fn run_worker(mut cfg: WorkerConfig, shutdown: CancellationToken) -> R
         let rules: Vec<&sameday_core::rule::ScheduleRule> = cfg.rules.iter().collect();
         let tables =
             crate::nightly::check_rules(nightly, &rules).await.map_err(|e| WorkerError::Config(e.to_string()))?;
-        let collations: Vec<_> = tables.iter().map(|t| t.collations().clone()).collect();
-        for (rule, collations) in cfg.rules.iter_mut().zip(collations) {
-            rule.collations = collations;
+        for (rule, table) in cfg.rules.iter_mut().zip(&tables) {
+            rule.collations = table.collations().clone();
         }
     }
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;

@@ -18,6 +18,7 @@ use std::time::Duration;
 use sameday_core::aws::Retry;
 use sameday_core::backoff::Backoff;
 use sameday_core::envelope::ChangeEnvelope;
+use sameday_core::row_version::RowVersion;
 use sameday_core::rule::ScheduleRule;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,8 +27,6 @@ use crate::config::WorkerConfig;
 use crate::effects::{plan, Effect, Outcome};
 use crate::inbox::{Handled, Held, Inbox};
 use crate::metrics::WorkerMetrics;
-use sameday_core::row_version::RowVersion;
-
 use crate::sfn::{SfnError, StepFunctions};
 
 /// In-place attempts of one call before the message is handed back to SQS.
