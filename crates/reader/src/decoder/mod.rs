@@ -379,12 +379,17 @@ impl Decoder {
             // new one, each in its own key's order (its own partition key): as one update
             // under the new key, it could overtake the old key's earlier changes on another
             // shard, and the old key's execution would outlive it.
-            let parts: Vec<(Op, String, Option<Image<'_>>, Option<Image<'_>>)> = if key_changed {
-                vec![(Op::Delete, format!("{id}/d"), before, None), (Op::Insert, format!("{id}/i"), None, after)]
+            // On the stack: the decode loop is the reader's hot path.
+            type Part<'i> = (Op, String, Option<Image<'i>>, Option<Image<'i>>);
+            let parts: [Option<Part<'_>>; 2] = if key_changed {
+                [
+                    Some((Op::Delete, format!("{id}/d"), before, None)),
+                    Some((Op::Insert, format!("{id}/i"), None, after)),
+                ]
             } else {
-                vec![(event.op, id, before, after)]
+                [Some((event.op, id, before, after)), None]
             };
-            for (op, id, before, after) in parts {
+            for (op, id, before, after) in parts.into_iter().flatten() {
                 let encoded = self.encoder.encode(&RowChange {
                     schema: event.schema,
                     op,
