@@ -74,10 +74,13 @@ impl<T: Clone, M> OrderedQueue<T, M> {
         let ticket = self.base + self.slots.len() as Ticket;
         self.pending += 1;
         self.undelivered_bytes += size;
-        let waiting = self.keys.entry(key.clone()).or_default();
-        waiting.push_back(ticket);
-        if waiting.len() == 1 {
-            self.ready.insert(ticket);
+        // A key with a backlog (the hot case) needs no copy of its text.
+        match self.keys.get_mut(key.as_str()) {
+            Some(waiting) => waiting.push_back(ticket),
+            None => {
+                self.keys.insert(key.clone(), VecDeque::from([ticket]));
+                self.ready.insert(ticket);
+            }
         }
         self.slots.push_back(Slot { entry: Entry::Item { key, size, item }, state: State::Pending });
     }
