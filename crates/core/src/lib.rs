@@ -20,6 +20,7 @@ pub mod position;
 pub mod predicate;
 pub mod row_version;
 pub mod rule;
+pub mod s3;
 pub mod secret;
 pub mod shutdown;
 pub mod sqs;
