@@ -361,6 +361,24 @@ impl Moto {
         aws_sdk_kinesis::Client::new(&self.sdk_config().await)
     }
 
+    /// An S3 client for this emulator, with path-style addressing (bucket names are not
+    /// host names on 127.0.0.1), as `sameday_core::s3::client` chooses for custom endpoints.
+    pub async fn s3_client(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk_config().await).force_path_style(true).build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// Creates bucket `name` (a fresh one per test keeps tests apart).
+    pub async fn create_bucket(&self, name: &str) {
+        self.s3_client()
+            .await
+            .create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto CreateBucket {name}: {e:?}"));
+    }
+
     /// A private instance whose Step Functions *run* executions through moto's ASL
     /// interpreter (`moto_server.py --sfn-execute`), so Wait and Pass states take effect and
     /// executions reach SUCCEEDED. The shared instance only records executions (they stay
