@@ -10,6 +10,7 @@ mod binlog_fixtures;
 mod checkpoint_dynamodb;
 mod consumer_daemon;
 mod deploy_cloudformation;
+mod large_changes;
 mod object_store;
 mod preflight;
 mod reader_differential;

@@ -278,7 +278,7 @@ async fn injected_partial_failures_and_throttling_never_reorder_or_lose() {
     let info = prepare_source(&cfg.source, &cfg.filter).await.unwrap();
     let (start, gtid_set) = resolve(&cfg.source, &info, &StartPosition::File(start), None).await.unwrap();
     let client = Kinesalite::shared().kinesis_client().await;
-    let sink = Arc::new(FaultySink::new(KinesisSink::new(client, &env.stream, 1 << 20), 7, 5));
+    let sink = Arc::new(FaultySink::new(KinesisSink::new(client, &env.stream, Some(1 << 20)), 7, 5));
     let shutdown = CancellationToken::new();
     let run = SourceRun::for_reader(&cfg, info, start, gtid_set);
     let pcfg = PublisherConfig { linger: Duration::from_millis(5), ..Default::default() };

@@ -79,7 +79,7 @@ async fn waiting_events(p: &Pipeline) -> Vec<Event> {
 }
 
 /// Step Functions holds exactly what the table says: one waiting execution per due row.
-async fn assert_schedule_matches_table(p: &Pipeline, what: &str) {
+pub(crate) async fn assert_schedule_matches_table(p: &Pipeline, what: &str) {
     let expected = expected_from_table(p).await;
     let waiting = waiting_events(p).await;
     assert_eq!(
@@ -103,7 +103,7 @@ fn run_nightly(p: &Pipeline, config: &Path) -> String {
     text
 }
 
-fn due(minutes: i64) -> String {
+pub(crate) fn due(minutes: i64) -> String {
     fmt(Timestamp::now() + SignedDuration::from_mins(minutes))
 }
 

@@ -192,6 +192,12 @@ impl ReaderToml {
         self
     }
 
+    /// `[claim_check] location`: changes too large for a Kinesis record go through S3.
+    pub(crate) fn claim_check(mut self, location: &str) -> Self {
+        self.0.set("claim_check.location", location);
+        self
+    }
+
     /// Sets `path` to any value, typed or not: for tests of config errors only.
     pub(crate) fn unchecked(mut self, path: &str, value: impl Into<Value>) -> Self {
         self.0.set(path, value);
@@ -271,6 +277,12 @@ impl ConsumerToml {
 
     pub(crate) fn worker_id(mut self, id: &str) -> Self {
         self.0.set("leases.worker_id", id);
+        self
+    }
+
+    /// `[claim_check] location`: changes too large for an SQS message go through S3.
+    pub(crate) fn claim_check(mut self, location: &str) -> Self {
+        self.0.set("claim_check.location", location);
         self
     }
 

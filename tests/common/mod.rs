@@ -136,13 +136,14 @@ pub(crate) fn set_aws_env() {
 }
 
 /// `AWS_ENDPOINT_URL_<SERVICE>` for a daemon process: the shared kinesalite, fauxqs and
-/// moto (DynamoDB and Step Functions).
+/// moto (DynamoDB, Step Functions and S3).
 pub(crate) fn emulator_endpoints() -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL_KINESIS", Kinesalite::shared().endpoint()),
         ("AWS_ENDPOINT_URL_SQS", Fauxqs::shared().endpoint()),
         ("AWS_ENDPOINT_URL_DYNAMODB", Moto::shared().endpoint()),
         ("AWS_ENDPOINT_URL_SFN", Moto::shared().endpoint()),
+        ("AWS_ENDPOINT_URL_S3", Moto::shared().endpoint()),
     ]
 }
 

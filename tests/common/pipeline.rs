@@ -34,6 +34,9 @@ pub(crate) struct Pipeline {
     pub(crate) worker: Option<Daemon>,
     /// Step Functions endpoint the worker uses (moto, or a fault proxy in front of it).
     pub(crate) sfn_endpoint: String,
+    /// `s3://bucket/prefix` for the reader's and the consumer's claim-check, when set before
+    /// [`Pipeline::start`].
+    pub(crate) claim_check: Option<String>,
 }
 
 pub(crate) fn fmt(t: Timestamp) -> String {
@@ -89,6 +92,7 @@ impl Pipeline {
             consumer: None,
             worker: None,
             sfn_endpoint: moto.endpoint(),
+            claim_check: None,
             env,
         }
     }
@@ -105,20 +109,31 @@ impl Pipeline {
     }
 
     pub(crate) async fn start(&mut self) {
-        let reader_cfg = self.env.write_config(&current_position().await);
-        self.reader = Some(Daemon::spawn("reader", &reader_cfg, self.path("reader.log"), &[]));
-        let consumer_cfg =
-            ConsumerToml::new(&self.env.stream, &self.lease_table, &self.path("consumer-dead-letters.jsonl"))
-                .create_lease_table(true)
-                .lease_duration_ms(3000)
-                .checkpoint_interval_ms(200)
-                .route(
-                    RouteToml::new(&[&format!("{}.schedule", self.env.db)], &[&self.queue_url])
-                        .same_day_rule("reminders"),
-                )
-                .metrics()
-                .rule(&self.rule)
-                .write(self.path("consumer.toml"));
+        let start = current_position().await;
+        let (reader_cfg, reader_envs) = match &self.claim_check {
+            // Kinesis and S3 are two emulators: endpoints per service.
+            Some(location) => (
+                self.env.reader_toml(&start).endpoint_url(None).claim_check(location).write(self.path("reader.toml")),
+                self.aws_envs(),
+            ),
+            None => (self.env.write_config(&start), Vec::new()),
+        };
+        self.reader = Some(Daemon::spawn("reader", &reader_cfg, self.path("reader.log"), &reader_envs));
+        let mut consumer =
+            ConsumerToml::new(&self.env.stream, &self.lease_table, &self.path("consumer-dead-letters.jsonl"));
+        if let Some(location) = &self.claim_check {
+            consumer = consumer.claim_check(location);
+        }
+        let consumer_cfg = consumer
+            .create_lease_table(true)
+            .lease_duration_ms(3000)
+            .checkpoint_interval_ms(200)
+            .route(
+                RouteToml::new(&[&format!("{}.schedule", self.env.db)], &[&self.queue_url]).same_day_rule("reminders"),
+            )
+            .metrics()
+            .rule(&self.rule)
+            .write(self.path("consumer.toml"));
         self.consumer = Some(Daemon::spawn("consumer", &consumer_cfg, self.path("consumer.log"), &self.aws_envs()));
         self.start_worker();
     }
@@ -262,7 +277,7 @@ impl Pipeline {
         let n = std::fs::read_dir(self.env.dir.path()).unwrap().count();
         let log = self.path(&format!("{which}-{n}.log"));
         let config = self.path(&format!("{which}.toml"));
-        let envs = if which == "reader" { Vec::new() } else { self.aws_envs() };
+        let envs = if which == "reader" && self.claim_check.is_none() { Vec::new() } else { self.aws_envs() };
         let slot = match which {
             "reader" => &mut self.reader,
             "consumer" => &mut self.consumer,

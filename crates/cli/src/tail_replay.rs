@@ -12,8 +12,8 @@ use sameday_core::daemon;
 use sameday_core::StartPosition;
 use sameday_mysql::{Session, SourceConfig};
 use sameday_reader::{
-    prepare_source, publisher_config, replay, resolve_start, CountingSink, FileRange, FileReplay, FilterConfig,
-    KinesisSink, NullSink, ReaderConfig, ReplaySource, SourceRun, StdoutSink,
+    claim_checker, prepare_source, publisher_config, replay, resolve_start, CountingSink, FileRange, FileReplay,
+    FilterConfig, KinesisSink, NullSink, ReaderConfig, RecordSink as _, ReplaySource, SourceRun, StdoutSink,
 };
 
 #[derive(clap::Args)]
@@ -236,11 +236,15 @@ async fn replay_range(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             let (_, _, config) = source_of(&args.source)?;
             let config = config.context("--sink kinesis needs --config (for the stream name and AWS settings)")?;
             let aws = sameday_core::aws::sdk_config(&config.aws).await;
-            let sink = KinesisSink::new(
+            let mut sink = KinesisSink::new(
                 aws_sdk_kinesis::Client::new(&aws),
                 &config.kinesis.stream,
                 config.kinesis.max_record_bytes,
             );
+            sink.check().await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let mut cfg = cfg;
+            // The same claim-check as the live reader: same objects, same pointers.
+            cfg.claim_check = claim_checker(&config, sink.max_record_bytes()).await;
             replay(source, Arc::new(sink), cfg, shutdown).await?
         }
     };

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use sameday_core::aws::AwsConfig;
+use sameday_core::claim_check::ClaimCheckConfig;
 use sameday_core::rule::ScheduleRule;
 use serde::Deserialize;
 
@@ -137,6 +138,10 @@ pub struct ConsumerConfig {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub aws: AwsConfig,
+    /// Changes whose message body would pass the queues' size limit go through S3
+    /// (`docs/envelope.md`); without it they are dead-lettered.
+    #[serde(default)]
+    pub claim_check: Option<ClaimCheckConfig>,
 }
 
 impl ConsumerConfig {
@@ -190,6 +195,9 @@ impl ConsumerConfig {
             }
         }
         Routes::new(&self.routes, &self.rules, |_| 0)?;
+        if let Some(cc) = &self.claim_check {
+            cc.validate(Some(crate::sqs::MAX_BATCH_BYTES))?;
+        }
         match (&self.dead_letter.path, &self.dead_letter.queue) {
             (Some(_), None) | (None, Some(_)) => {}
             _ => return Err("dead_letter: set exactly one of path (a JSON-lines file) or queue (an SQS queue)".into()),

@@ -11,6 +11,9 @@ use std::time::Duration;
 use aws_sdk_kinesis::Client as KinesisClient;
 use sameday_core::aws::describe;
 
+use sameday_core::s3::ObjectStore;
+
+use crate::claim_check::ClaimChecker;
 use crate::config::ConsumerConfig;
 use crate::dead_letter::DeadLetterSink;
 use crate::fanout::Queues;
@@ -28,6 +31,8 @@ pub(crate) struct Context {
     pub(crate) queues: Queues,
     pub(crate) routes: Routes,
     pub(crate) dead_letters: DeadLetterSink,
+    /// Large changes through S3, when `[claim_check]` is set.
+    pub(crate) claim_check: Option<ClaimChecker>,
     pub(crate) metrics: ConsumerMetrics,
     pub(crate) worker_id: String,
     pub(crate) read_limit: i32,
@@ -54,6 +59,14 @@ pub(crate) async fn connect(cfg: &ConsumerConfig, metrics: ConsumerMetrics) -> R
     let routes = Routes::new(&cfg.routes, &cfg.rules, |q| names.iter().position(|n| n == q).expect("listed"))
         .map_err(ConsumerError::Config)?;
     let dead_letters = dead_letter_sink(cfg, &sqs).await?;
+    let claim_check = match &cfg.claim_check {
+        Some(cc) => {
+            let store = ObjectStore::new(sameday_core::s3::client(&cfg.aws).await, cc.location.clone());
+            tracing::info!(location = %cc.location, "large changes go through S3 (claim-check)");
+            Some(ClaimChecker::new(store, cc, queues.max_body_bytes()))
+        }
+        None => None,
+    };
     let leases = lease_table(cfg, aws_sdk_dynamodb::Client::new(&aws)).await?;
     kinesis
         .describe_stream_summary()
@@ -68,6 +81,7 @@ pub(crate) async fn connect(cfg: &ConsumerConfig, metrics: ConsumerMetrics) -> R
         queues,
         routes,
         dead_letters,
+        claim_check,
         metrics,
         worker_id: cfg.leases.worker_id.clone().unwrap_or_else(sameday_core::instance_id),
         read_limit: cfg.kinesis.read_limit,

@@ -18,7 +18,7 @@ use std::future::Future;
 use sameday_core::envelope::ChangeEnvelope;
 use sameday_core::ordered::OrderedQueue;
 
-use crate::message::fifo_ids;
+use crate::message::{fifo_ids, sqs_body_len};
 use crate::route::{Decision, Routes};
 use crate::shard_lease::SequenceNumber;
 use crate::sqs::{SendOutcome, SqsError, SqsMessage, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
@@ -35,6 +35,13 @@ pub(crate) trait MessageSender: Send + Sync {
         batch: &[SqsMessage],
     ) -> impl Future<Output = Result<Vec<SendOutcome>, SqsError>> + Send;
     fn is_fifo(&self, queue: usize) -> bool;
+}
+
+impl Queues {
+    /// The largest body every queue takes.
+    pub(crate) fn max_body_bytes(&self) -> usize {
+        self.0.iter().map(|q| q.max_body_bytes()).min().unwrap_or(MAX_BATCH_BYTES)
+    }
 }
 
 /// Every queue of the consumer, by index.
@@ -79,6 +86,8 @@ pub(crate) struct FanoutStats {
 
 pub(crate) struct Fanout {
     shard: String,
+    /// Bodies larger than this are dead-lettered here instead of refused by SQS.
+    max_body: usize,
     queue: OrderedQueue<Outgoing, SequenceNumber>,
     durable: Option<SequenceNumber>,
     pub(crate) stats: FanoutStats,
@@ -89,11 +98,18 @@ impl Fanout {
     pub(crate) fn new(shard: &str) -> Self {
         Self {
             shard: shard.to_owned(),
+            max_body: MAX_BATCH_BYTES,
             queue: OrderedQueue::default(),
             durable: None,
             stats: FanoutStats::default(),
             dead_letters: Vec::new(),
         }
+    }
+
+    /// Bodies over `max_body` bytes (the queues' limit) are dead-lettered with the fix.
+    pub(crate) fn with_max_body(mut self, max_body: usize) -> Self {
+        self.max_body = max_body;
+        self
     }
 
     /// The newest sequence number whose record and everything before it are handled.
@@ -121,6 +137,16 @@ impl Fanout {
             Ok(env) => match routes.decide(&env, now) {
                 Decision::Skip { .. } => self.stats.skipped += 1,
                 Decision::Invalid(reason) => self.dead_letter(&sequence, reason, data),
+                Decision::Send(_) if sqs_body_len(data) > self.max_body => {
+                    let reason = format!(
+                        "change {}: a message body of {} bytes passes the queues' maximum message size of {} bytes; \
+                         set [claim_check] in the consumer's config so large changes go through S3",
+                        env.id,
+                        sqs_body_len(data),
+                        self.max_body
+                    );
+                    self.dead_letter(&sequence, reason, data)
+                }
                 Decision::Send(queues) => {
                     let ids = fifo_ids(&env);
                     let body = crate::message::sqs_body(&String::from_utf8_lossy(data)).into_owned();
@@ -141,6 +167,14 @@ impl Fanout {
                 }
             },
         }
+        self.queue.push_mark(sequence);
+        self.advance();
+    }
+
+    /// Adds a record that cannot be forwarded (its claim-check failed for good), in shard order.
+    pub(crate) fn push_dead_letter(&mut self, sequence: SequenceNumber, reason: String, data: &[u8]) {
+        self.stats.records += 1;
+        self.dead_letter(&sequence, reason, data);
         self.queue.push_mark(sequence);
         self.advance();
     }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod run;
 pub mod shard_lease;
 
+mod claim_check;
 mod context;
 mod coordinator;
 mod dead_letter;

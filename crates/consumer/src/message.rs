@@ -60,6 +60,15 @@ pub(crate) fn sqs_body(json: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// The length of `sqs_body(json)`, without building it.
+pub(crate) fn sqs_body_len(json: &[u8]) -> usize {
+    match std::str::from_utf8(json) {
+        Ok(text) => text.chars().map(|c| if c < '\u{7f}' { 1 } else { 6 * c.len_utf16() }).sum(),
+        // Invalid UTF-8 is not an envelope; its length does not matter.
+        Err(_) => json.len(),
+    }
+}
+
 pub(crate) fn fifo_ids(env: &ChangeEnvelope) -> FifoIds {
     FifoIds { group_id: sqs_id(&env.partition_key()), dedup_id: sqs_id(&env.id) }
 }
@@ -99,6 +108,10 @@ mod tests {
             assert!(body.chars().all(|c| c == '\t' || c == '\n' || c == '\r' || (' '..='~').contains(&c)), "{body}");
             let back: serde_json::Value = serde_json::from_str(&body).unwrap();
             assert_eq!(back["after"]["note"], text);
+        }
+        for text in texts {
+            let json = serde_json::json!({"note": text}).to_string();
+            assert_eq!(sqs_body_len(json.as_bytes()), sqs_body(&json).len(), "{text}");
         }
         let ascii = r#"{"id":"x"}"#;
         assert!(matches!(sqs_body(ascii), std::borrow::Cow::Borrowed(_)));

@@ -77,7 +77,9 @@ impl Routes {
                 continue;
             }
             matched = true;
-            if let Some(rule) = rule {
+            // A claim-check pointer carries no images to judge: it goes on, and the worker
+            // judges the full change it reads from S3.
+            if let Some(rule) = rule.as_ref().filter(|_| env.claim_check.is_none()) {
                 match affects_window(rule, env.before.as_ref(), env.after.as_ref(), now) {
                     Ok(true) => {}
                     Ok(false) => continue,

@@ -19,6 +19,7 @@ use sameday_core::backoff::Backoff;
 use sameday_core::clock::now_ms;
 use tokio_util::sync::CancellationToken;
 
+use crate::claim_check::Checked;
 use crate::context::Context;
 use crate::fanout::{Fanout, FanoutStats, MessageSender};
 use crate::metrics::Shard;
@@ -65,7 +66,7 @@ impl ShardTask {
     pub(crate) fn new(ctx: Arc<Context>, lease: Lease) -> Self {
         let label = Shard { shard: lease.shard_id.clone() };
         Self {
-            fanout: Fanout::new(&lease.shard_id),
+            fanout: Fanout::new(&lease.shard_id).with_max_body(ctx.queues.max_body_bytes()),
             ctx,
             lease,
             last_renew: Instant::now(),
@@ -140,7 +141,10 @@ impl ShardTask {
                     b = reader.next_batch() => b,
                 };
                 match batch {
-                    Ok(batch) => ended = self.take_in(batch),
+                    Ok(batch) => match self.take_in(batch, stop).await {
+                        Some(end) => ended = end,
+                        None => return Halt::Requested,
+                    },
                     Err(e) if e.transient => {
                         tracing::warn!(shard = %self.shard(), error = %e, "reading the shard failed; retrying");
                         tokio::time::sleep(backoff.next_delay()).await;
@@ -203,8 +207,9 @@ impl ShardTask {
         self.release().await
     }
 
-    /// Queues one read's records for SQS; returns whether the shard ended.
-    fn take_in(&mut self, batch: ShardBatch) -> bool {
+    /// Queues one read's records for SQS (large ones through the claim-check); returns
+    /// whether the shard ended, or `None` when `stop` came during claim-check retries.
+    async fn take_in(&mut self, batch: ShardBatch, stop: &CancellationToken) -> Option<bool> {
         let ended = batch.shard_end;
         // More is waiting when the call was full or Kinesis says so.
         let full = batch.records.len() >= self.ctx.read_limit as usize;
@@ -220,10 +225,21 @@ impl ShardTask {
         let now = jiff::Timestamp::now();
         let queues = &self.ctx.queues;
         for r in batch.records {
-            self.fanout.push_record(r.sequence, &r.data, &self.ctx.routes, |q| queues.is_fifo(q), now);
+            let data = match &self.ctx.claim_check {
+                None => r.data,
+                Some(cc) => match cc.check(r.data, &self.ctx.routes, now, stop).await {
+                    Checked::Forward(data) => data,
+                    Checked::DeadLetter { reason, data } => {
+                        self.fanout.push_dead_letter(r.sequence, reason, &data);
+                        continue;
+                    }
+                    Checked::Stopped => return None,
+                },
+            };
+            self.fanout.push_record(r.sequence, &data, &self.ctx.routes, |q| queues.is_fifo(q), now);
         }
         self.report();
-        ended
+        Some(ended)
     }
     /// Sends every ready message (while the shard is behind and reading is not paused,
     /// only full batches: the rest go with the next read's); returns true when SQS made no

@@ -57,6 +57,9 @@ pub(crate) struct SqsQueue {
     client: Client,
     url: String,
     fifo: bool,
+    /// The largest body this consumer sends to the queue: the queue's MaximumMessageSize,
+    /// at most [`MAX_BATCH_BYTES`] (one message must fit a batch).
+    max_body_bytes: usize,
 }
 
 impl SqsQueue {
@@ -67,7 +70,8 @@ impl SqsQueue {
             message,
             transient: retry == Retry::Transient,
         })?;
-        Ok(Self { client, url: q.url, fifo: q.fifo })
+        let max_body_bytes = q.max_message_bytes.unwrap_or(MAX_BATCH_BYTES).min(MAX_BATCH_BYTES);
+        Ok(Self { client, url: q.url, fifo: q.fifo, max_body_bytes })
     }
 
     pub(crate) fn url(&self) -> &str {
@@ -76,6 +80,10 @@ impl SqsQueue {
 
     pub(crate) fn is_fifo(&self) -> bool {
         self.fifo
+    }
+
+    pub(crate) fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
     }
 
     /// Sends up to [`MAX_BATCH_ENTRIES`] messages; the outcomes follow their order.

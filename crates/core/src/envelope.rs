@@ -75,6 +75,22 @@ pub struct ChangeEnvelope {
     pub after: Option<Map<String, Value>>,
     pub source: SourceInfo,
     pub txn: TxnInfo,
+    /// Set on a claim-check pointer: the full change (this envelope with its images) is the
+    /// S3 object named here, and `before`/`after` are null (`crate::claim_check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_check: Option<ClaimCheck>,
+}
+
+/// Where a claim-checked change is kept: the object holds the change's full envelope JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimCheck {
+    pub bucket: String,
+    pub key: String,
+    /// Size of the object's body.
+    pub bytes: u64,
+    /// Hex SHA-256 of the object's body; a reader refuses any other content.
+    pub sha256: String,
 }
 
 #[derive(Debug, thiserror::Error)]

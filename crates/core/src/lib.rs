@@ -6,6 +6,7 @@ pub mod aws;
 pub mod backoff;
 pub mod checkpoint;
 pub mod checkpoint_dynamo;
+pub mod claim_check;
 pub mod clock;
 pub mod config_file;
 pub mod daemon;
@@ -26,7 +27,7 @@ pub mod shutdown;
 pub mod sqs;
 pub mod window;
 
-pub use envelope::{ChangeEnvelope, Op};
+pub use envelope::{ChangeEnvelope, ClaimCheck, Op};
 pub use position::{BinlogPosition, GtidSet, StartPosition};
 
 /// A name for this process in lease tables: host name (ECS sets `HOSTNAME`), process id and

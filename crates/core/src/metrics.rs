@@ -16,6 +16,7 @@ pub const READER_RETENTION_HEADROOM_SECONDS: &str = "sameday_reader_binlog_reten
 pub const READER_SCHEMA_CHANGES: &str = "sameday_reader_schema_changes";
 pub const READER_SKIPPED_ROWS: &str = "sameday_reader_skipped_rows";
 pub const READER_DEAD_LETTERS: &str = "sameday_reader_dead_letters";
+pub const READER_CLAIM_CHECKS: &str = "sameday_reader_claim_checks";
 pub const KINESIS_BATCH_RECORDS: &str = "sameday_kinesis_batch_records";
 pub const KINESIS_FAILED_RECORDS: &str = "sameday_kinesis_failed_records";
 pub const KINESIS_RETRIES: &str = "sameday_kinesis_retries";

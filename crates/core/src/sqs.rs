@@ -11,6 +11,8 @@ use crate::aws::{classify, describe, Retry};
 pub struct QueueRef {
     pub url: String,
     pub fifo: bool,
+    /// The queue's `MaximumMessageSize` in bytes, when it says.
+    pub max_message_bytes: Option<usize>,
 }
 
 /// Looks a queue up by name (GetQueueUrl) or takes a URL as is, and reads whether it is
@@ -31,6 +33,7 @@ pub async fn resolve_queue(client: &Client, name_or_url: &str) -> Result<QueueRe
         .get_queue_attributes()
         .queue_url(&url)
         .attribute_names(QueueAttributeName::FifoQueue)
+        .attribute_names(QueueAttributeName::MaximumMessageSize)
         .send()
         .await
         .map_err(|e| (classify(&e), format!("GetQueueAttributes: {}", describe(&e))))?;
@@ -38,5 +41,9 @@ pub async fn resolve_queue(client: &Client, name_or_url: &str) -> Result<QueueRe
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::FifoQueue))
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    Ok(QueueRef { url, fifo })
+    let max_message_bytes = attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::MaximumMessageSize))
+        .and_then(|v| v.parse::<usize>().ok());
+    Ok(QueueRef { url, fifo, max_message_bytes })
 }

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use sameday_mysql::SourceConfig;
 
 use sameday_core::aws::AwsConfig;
+use sameday_core::claim_check::ClaimCheckConfig;
 use sameday_core::StartPosition;
 use serde::Deserialize;
 
 use crate::filter::FilterConfig;
-use crate::kinesis::config::KinesisConfig;
+use crate::kinesis::config::{KinesisConfig, RecordFormat};
 
 pub(crate) const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
 
@@ -76,6 +77,9 @@ pub struct ReaderConfig {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub aws: AwsConfig,
+    /// Changes too large for a Kinesis record go through S3 (`docs/envelope.md`).
+    #[serde(default)]
+    pub claim_check: Option<ClaimCheckConfig>,
 }
 
 impl ReaderConfig {
@@ -86,6 +90,14 @@ impl ReaderConfig {
             return Err("source.server_id must be a non-zero replica id, unique among the source's replicas".into());
         }
         self.kinesis.validate()?;
+        if let Some(cc) = &self.claim_check {
+            if self.kinesis.format != RecordFormat::Sameday {
+                return Err(
+                    "claim_check needs kinesis.format = \"sameday\": the DMS format has no pointer records".into()
+                );
+            }
+            cc.validate(self.kinesis.max_record_bytes)?;
+        }
         crate::filter::TableFilter::new(&self.filter).map_err(|e| format!("filter: {e}"))?;
         if self.checkpoint.interval_ms() == 0 || self.checkpoint.interval_ms() > 60_000 {
             return Err(format!("checkpoint.interval_ms = {} is outside 1..=60000", self.checkpoint.interval_ms()));

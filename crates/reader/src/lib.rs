@@ -10,6 +10,7 @@
 //!
 //! What the `sameday` binary and the tests use is re-exported here; the modules are private.
 
+mod claim_check;
 mod config;
 mod dead_letter;
 mod decoder;
@@ -28,6 +29,7 @@ mod sink;
 mod source;
 mod store;
 
+pub use claim_check::ClaimChecker;
 pub use config::{CheckpointConfig, ReaderConfig};
 pub use decoder::{Commit, Decoder, Output, Record};
 pub use error::{DecodeError, ReaderError};
@@ -37,7 +39,7 @@ pub use kinesis::KinesisSink;
 pub use pipeline::run_pipeline;
 pub use publisher::{PublishSummary, Publisher, PublisherConfig};
 pub use replay::{publisher_config, replay, FileReplay, ReplaySource};
-pub use run::run_reader;
+pub use run::{claim_checker, run_reader};
 pub use sink::{CountingSink, FaultySink, NullSink, RecordOutcome, RecordSink, SinkError, SinkRecord, StdoutSink};
 pub use source::file::{replay_files, FileRange};
 pub use source::live::Start;

@@ -36,6 +36,7 @@ pub struct ReaderMetrics {
     pub retention_headroom_seconds: Gauge<f64, AtomicU64>,
     pub schema_changes: Family<Table, Counter>,
     pub dead_letters: Family<Table, Counter>,
+    pub claim_checks: Counter,
     pub batch_records: Histogram,
     pub failed_records: Family<Code, Counter>,
     pub retries: Counter,
@@ -54,6 +55,7 @@ impl ReaderMetrics {
             retention_headroom_seconds: Gauge::default(),
             schema_changes: Family::default(),
             dead_letters: Family::default(),
+            claim_checks: Counter::default(),
             batch_records: Histogram::new([1.0, 10.0, 50.0, 100.0, 250.0, 500.0]),
             failed_records: Family::default(),
             retries: Counter::default(),
@@ -91,6 +93,11 @@ impl ReaderMetrics {
             names::READER_DEAD_LETTERS,
             "Rows written to the dead-letter file instead of Kinesis",
             m.dead_letters.clone(),
+        );
+        registry.register(
+            names::READER_CLAIM_CHECKS,
+            "Changes larger than the claim-check threshold, stored in S3 and sent as pointers",
+            m.claim_checks.clone(),
         );
         registry.register(names::KINESIS_BATCH_RECORDS, "Records per PutRecords request", m.batch_records.clone());
         registry.register(

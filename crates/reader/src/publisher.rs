@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::claim_check::ClaimChecker;
 use crate::dead_letter::DeadLetterFile;
 use crate::decoder::{Commit, Output, Record};
 use crate::error::ReaderError;
@@ -52,6 +53,8 @@ pub struct PublisherConfig {
     pub held_back_warn: Duration,
     /// How long shutdown waits for in-flight records before saving what is durable.
     pub drain_timeout: Duration,
+    /// Records over its threshold go through S3 first (`crate::claim_check`).
+    pub claim_check: Option<ClaimChecker>,
 }
 
 impl Default for PublisherConfig {
@@ -64,6 +67,7 @@ impl Default for PublisherConfig {
             checkpoint_interval: Duration::from_secs(1),
             held_back_warn: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(7),
+            claim_check: None,
         }
     }
 }
@@ -183,9 +187,16 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
     /// `shutdown` fires (then drains in-flight work within `drain_timeout`).
     pub async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Vec<Output>>,
+        rx: mpsc::Receiver<Vec<Output>>,
         shutdown: CancellationToken,
     ) -> Result<PublishSummary, ReaderError> {
+        let (mut rx, claim_check) = match self.cfg.claim_check.take() {
+            Some(c) => {
+                let (rx, task) = c.with_counter(self.metrics.claim_checks.clone()).spawn(rx, shutdown.clone());
+                (rx, Some(task))
+            }
+            None => (rx, None),
+        };
         let mut intake_open = true;
         let mut drain_deadline: Option<Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(5).max(self.cfg.linger / 2));
@@ -227,6 +238,13 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         }
         self.save().await?;
         self.summary.last_durable = self.durable.clone();
+        if let Some(task) = claim_check {
+            // Ended by now (its output closed), unless it waits on S3 retries: then stop it.
+            task.abort();
+            if let Ok(Err(e)) = task.await {
+                return Err(e);
+            }
+        }
         Ok(self.summary)
     }
 

@@ -10,8 +10,10 @@ use sameday_core::checkpoint::CheckpointStore;
 use sameday_core::checkpoint_dynamo::AnyCheckpointStore;
 use sameday_core::daemon::Endpoint;
 use sameday_core::health::Health;
+use sameday_core::s3::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
+use crate::claim_check::ClaimChecker;
 use crate::config::{CheckpointConfig, ReaderConfig};
 use crate::dead_letter::DeadLetterFile;
 use crate::error::ReaderError;
@@ -20,6 +22,7 @@ use crate::lease::Lease;
 use crate::metrics::ReaderMetrics;
 use crate::pipeline::run_pipeline;
 use crate::publisher::{PublishSummary, Publisher, PublisherConfig};
+use crate::sink::RecordSink as _;
 use crate::source::prepare::{prepare_source, resolve};
 use crate::source::stream::SourceRun;
 use crate::store::open_store;
@@ -38,7 +41,8 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
     let info = prepare_source(&cfg.source, &cfg.filter).await?;
     tracing::info!(version = %info.version, server_id = info.server_id, "source ready");
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
-    let sink = KinesisSink::new(aws_sdk_kinesis::Client::new(&aws), &cfg.kinesis.stream, cfg.kinesis.max_record_bytes);
+    let mut sink =
+        KinesisSink::new(aws_sdk_kinesis::Client::new(&aws), &cfg.kinesis.stream, cfg.kinesis.max_record_bytes);
     let status =
         sink.check().await.map_err(|e| ReaderError::Sink { stream: cfg.kinesis.stream.clone(), message: e.message })?;
     tracing::info!(stream = %cfg.kinesis.stream, %status, "Kinesis stream ready");
@@ -61,7 +65,9 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
     let owner = lease.as_ref().map(|l| l.owner.clone());
     let keeper = lease.map(|l| tokio::spawn(l.keep(store.clone(), pipeline_stop.clone(), deposed.clone())));
     let source = SourceRun::for_reader(&cfg, info, start, gtid_set);
-    let publisher = Publisher::new(Arc::new(sink), publisher_config(&cfg))
+    let mut publisher_cfg = publisher_config(&cfg);
+    publisher_cfg.claim_check = claim_checker(&cfg, sink.max_record_bytes()).await;
+    let publisher = Publisher::new(Arc::new(sink), publisher_cfg)
         .with_checkpoints(store.clone())
         .with_metrics(metrics)
         .with_dead_letters(DeadLetterFile::new(&cfg.dead_letter_path))
@@ -89,6 +95,15 @@ fn publisher_config(cfg: &ReaderConfig) -> PublisherConfig {
         checkpoint_interval: Duration::from_millis(cfg.checkpoint.interval_ms()),
         ..Default::default()
     }
+}
+
+/// The claim-check stage, when `[claim_check]` is configured (`crate::claim_check`).
+pub async fn claim_checker(cfg: &ReaderConfig, max_record_bytes: usize) -> Option<ClaimChecker> {
+    let cc = cfg.claim_check.as_ref()?;
+    let store = ObjectStore::new(sameday_core::s3::client(&cfg.aws).await, cc.location.clone());
+    let checker = ClaimChecker::new(store, cc, max_record_bytes);
+    tracing::info!(location = %checker.location(), "large changes go through S3 (claim-check)");
+    Some(checker)
 }
 
 /// Opens the checkpoint store; with DynamoDB, waits (as a standby) until this reader holds

@@ -56,7 +56,9 @@ pub async fn run_worker(mut cfg: WorkerConfig, shutdown: CancellationToken) -> R
     let sfn = StepFunctions::with_limiters(aws_sdk_sfn::Client::from_conf(sfn_conf), limiters);
     tracing::info!(queue = %inbox.queue().url, fifo = inbox.queue().fifo, rules = cfg.rules.len(), "worker ready");
 
-    let scheduler = Arc::new(Scheduler::new(cfg, inbox.clone(), sfn, metrics, shutdown.clone()));
+    // Claim-check pointers name their bucket; the worker reads whichever the pointer names.
+    let s3 = sameday_core::s3::client(&cfg.aws).await;
+    let scheduler = Arc::new(Scheduler::new(cfg, inbox.clone(), sfn, s3, metrics, shutdown.clone()));
     health.set_ready(true);
     let keeper = tokio::spawn(inbox.clone().keep_visible());
     inbox.receive_until(&shutdown, &health, |held| scheduler.dispatch(held)).await;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use sameday_core::aws::Retry;
 use sameday_core::backoff::Backoff;
+use sameday_core::claim_check::{check_out, ClaimCheckError};
 use sameday_core::envelope::ChangeEnvelope;
 use sameday_core::row_version::RowVersion;
 use sameday_core::rule::ScheduleRule;
@@ -33,14 +34,15 @@ use crate::sfn::{SfnError, StepFunctions};
 const ATTEMPTS: u32 = 6;
 /// Longest pause between two in-place attempts.
 const RETRY_BACKOFF_CAP_SECS: u64 = 3;
-/// Step Functions effects of one message at most: stop the old execution, start the new.
-const MAX_EFFECTS_PER_MESSAGE: u64 = 2;
-/// How long one message can be worked on before it is deleted or handed back: per effect,
+/// Retried calls of one message at most: read a claim-checked change from S3, stop the old
+/// execution, start the new.
+const MAX_CALLS_PER_MESSAGE: u64 = 3;
+/// How long one message can be worked on before it is deleted or handed back: per call,
 /// `ATTEMPTS` attempts each followed by a backoff of at most `RETRY_BACKOFF_CAP_SECS` (one
 /// cap per attempt covers the pauses, which are one fewer, plus the calls' round trips).
 /// A visibility timeout below it lets SQS redeliver a message that is still being worked
 /// on whenever an extension is late; `sameday check` refuses such a queue or config.
-pub const PROCESSING_BOUND_SECS: u64 = MAX_EFFECTS_PER_MESSAGE * ATTEMPTS as u64 * RETRY_BACKOFF_CAP_SECS;
+pub const PROCESSING_BOUND_SECS: u64 = MAX_CALLS_PER_MESSAGE * ATTEMPTS as u64 * RETRY_BACKOFF_CAP_SECS;
 
 /// Why a message can never have an effect: the dead-letter metric's kind and the reason.
 struct Poison {
@@ -53,6 +55,8 @@ pub(crate) struct Scheduler {
     cfg: WorkerConfig,
     inbox: Arc<Inbox>,
     sfn: StepFunctions,
+    /// Reads claim-checked changes (`sameday_core::claim_check`).
+    s3: aws_sdk_s3::Client,
     metrics: WorkerMetrics,
     /// Per FIFO group, messages waiting for the group's task.
     groups: Mutex<HashMap<String, VecDeque<Held>>>,
@@ -65,10 +69,11 @@ impl Scheduler {
         cfg: WorkerConfig,
         inbox: Arc<Inbox>,
         sfn: StepFunctions,
+        s3: aws_sdk_s3::Client,
         metrics: WorkerMetrics,
         stopping: CancellationToken,
     ) -> Self {
-        Self { cfg, inbox, sfn, metrics, groups: Mutex::new(HashMap::new()), tasks: TaskTracker::new(), stopping }
+        Self { cfg, inbox, sfn, s3, metrics, groups: Mutex::new(HashMap::new()), tasks: TaskTracker::new(), stopping }
     }
 
     /// Queues a message behind its group's earlier ones, starting the group's task if none runs.
@@ -124,7 +129,16 @@ impl Scheduler {
     }
 
     async fn handle(&self, held: &Held) -> Handled {
-        let (env, rule, outcome) = match self.plan(held) {
+        let env = match self.change_of(held).await {
+            Ok(env) => env,
+            Err(Ok(Poison { kind, reason })) => return self.inbox.dead_letter(held, kind, reason).await,
+            Err(Err(e)) => {
+                self.metrics.error("s3");
+                tracing::error!(message = held.id(), error = %e, "cannot read the claim-checked change; the message goes back to the queue");
+                return self.inbox.hand_back(held).await;
+            }
+        };
+        let (env, rule, outcome) = match self.plan(env) {
             Ok(planned) => planned,
             Err(Poison { kind, reason }) => return self.inbox.dead_letter(held, kind, reason).await,
         };
@@ -163,11 +177,32 @@ impl Scheduler {
         self.inbox.delete(held).await
     }
 
-    /// The message's change, its rule and the effects it calls for, or why it is poison.
-    fn plan(&self, held: &Held) -> Result<(ChangeEnvelope, &ScheduleRule, Outcome), Poison> {
-        let poison = |kind, reason| Poison { kind, reason };
+    /// The message's change, read from S3 when the message is a claim-check pointer (retried
+    /// in place while S3 may recover); `Err(Ok(_))` is poison, `Err(Err(_))` worth a retry.
+    async fn change_of(&self, held: &Held) -> Result<ChangeEnvelope, Result<Poison, ClaimCheckError>> {
         let env = ChangeEnvelope::from_slice(held.body().as_bytes())
-            .map_err(|e| poison("not_envelope", format!("not a sameday change envelope: {e}")))?;
+            .map_err(|e| Ok(Poison { kind: "not_envelope", reason: format!("not a sameday change envelope: {e}") }))?;
+        if env.claim_check.is_none() {
+            return Ok(env);
+        }
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(RETRY_BACKOFF_CAP_SECS));
+        let mut attempt = 1;
+        loop {
+            match check_out(&self.s3, env.clone()).await {
+                Ok(full) => return Ok(full),
+                Err(e) if e.retry() == Retry::Transient && attempt < ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Err(e) if e.retry() == Retry::Transient => return Err(Err(e)),
+                Err(e) => return Err(Ok(Poison { kind: "claim_check", reason: e.to_string() })),
+            }
+        }
+    }
+
+    /// The change's rule and the effects it calls for, or why it is poison.
+    fn plan(&self, env: ChangeEnvelope) -> Result<(ChangeEnvelope, &ScheduleRule, Outcome), Poison> {
+        let poison = |kind, reason| Poison { kind, reason };
         let Some(rule) = self.cfg.rule_for(&env.db, &env.table) else {
             let reason = format!("no [[rule]] for table {}.{}; route only scheduled tables here", env.db, env.table);
             return Err(poison("no_rule", reason));

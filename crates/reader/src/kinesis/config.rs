@@ -14,9 +14,6 @@ pub(crate) const DEFAULT_MAX_IN_FLIGHT_REQUESTS: usize = 4;
 fn default_linger_ms() -> u64 {
     DEFAULT_LINGER_MS
 }
-fn default_max_record_bytes() -> usize {
-    DEFAULT_MAX_RECORD_BYTES
-}
 fn default_in_flight() -> usize {
     DEFAULT_MAX_IN_FLIGHT_REQUESTS
 }
@@ -41,9 +38,11 @@ pub struct KinesisConfig {
     /// How long a record may wait for companions before its batch is sent.
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
-    /// The stream's maximum record size; larger records are dead-lettered.
-    #[serde(default = "default_max_record_bytes")]
-    pub max_record_bytes: usize,
+    /// The largest record to send (data plus partition key). Default: the stream's own
+    /// maximum (DescribeStreamSummary; 1 MiB unless raised). Larger records go through the
+    /// claim-check when `[claim_check]` is set, else to the dead-letter file.
+    #[serde(default)]
+    pub max_record_bytes: Option<usize>,
     /// Concurrent PutRecords requests.
     #[serde(default = "default_in_flight")]
     pub max_in_flight_requests: usize,
@@ -56,8 +55,8 @@ impl KinesisConfig {
         if self.stream.is_empty() {
             return Err("kinesis.stream must name the Kinesis stream".into());
         }
-        if !(1..=10 * 1024 * 1024).contains(&self.max_record_bytes) {
-            return Err(format!("kinesis.max_record_bytes = {} is outside 1..=10485760", self.max_record_bytes));
+        if let Some(max) = self.max_record_bytes.filter(|m| !(1..=10 * 1024 * 1024).contains(m)) {
+            return Err(format!("kinesis.max_record_bytes = {max} is outside 1..=10485760"));
         }
         if !(1..=64).contains(&self.max_in_flight_requests) {
             return Err(format!("kinesis.max_in_flight_requests = {} is outside 1..=64", self.max_in_flight_requests));
