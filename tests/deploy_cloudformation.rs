@@ -94,12 +94,13 @@ fn cloudformation_template_passes_cfn_lint() {
 
 /// Resource types moto's CloudFormation does not implement: it skips them (and lists them
 /// without ids). Everything else in the template must really be created.
-const MOTO_SKIPS: [&str; 5] = [
+const MOTO_SKIPS: [&str; 6] = [
     "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy",
     "AWS::Scheduler::Schedule",
     "AWS::CloudWatch::Alarm",
     "AWS::Logs::MetricFilter",
+    "AWS::S3::BucketPolicy",
 ];
 
 #[test]
@@ -264,6 +265,9 @@ fn as_list(v: &Value) -> Vec<String> {
     }
 }
 
+/// The data bucket's large changes (`claim_check.location`).
+const CHANGES: &str = "Sub ${DataBucket.Arn}/changes/*";
+
 const EXECUTION_ARN: &str =
     "Sub arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${StateMachineName}:*";
 
@@ -280,6 +284,8 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
             grant(&["kinesis:PutRecords", "kinesis:DescribeStreamSummary"], &["Stream.Arn"]),
             // Checkpoints: open (UpdateItem ADD fence), load/explain (GetItem), save (UpdateItem).
             grant(&["dynamodb:GetItem", "dynamodb:UpdateItem"], &["CheckpointTable.Arn"]),
+            // Large changes (core's claim_check, through core::s3).
+            grant(&["s3:PutObject"], &[CHANGES]),
             // The CloudWatch agent sidecar shares the task role (lag metric as EMF records).
             grant(&["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"], &["MetricsLogGroup.Arn"]),
         ]
@@ -305,6 +311,7 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
                 &["sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:SendMessage"],
                 &["ScheduleQueue.Arn", "ConsumerDeadLetterQueue.Arn"],
             ),
+            grant(&["s3:PutObject"], &[CHANGES]),
         ]
         .concat(),
     );
@@ -322,6 +329,7 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
                 &["ScheduleQueue.Arn"],
             ),
             grant(&["sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:SendMessage"], &["ScheduleDeadLetterQueue.Arn"]),
+            grant(&["s3:GetObject"], &[CHANGES]),
             grant(&["states:StartExecution"], &["Ref StateMachine"]),
             grant(&["states:StopExecution", "states:DescribeExecution"], &[EXECUTION_ARN]),
         ]
@@ -498,8 +506,9 @@ fn iam_roles_grant_only_what_each_daemon_needs() {
 }
 
 /// The AWS SDK crates the daemons use, with the IAM service prefix of their actions.
-const SDKS: [(&str, &str); 4] = [
+const SDKS: [(&str, &str); 5] = [
     ("aws-sdk-kinesis", "kinesis"),
+    ("aws-sdk-s3", "s3"),
     ("aws-sdk-dynamodb", "dynamodb"),
     ("aws-sdk-sqs", "sqs"),
     ("aws-sdk-sfn", "states"),
@@ -631,6 +640,9 @@ fn sdk_calls_are_in_the_allow_lists() {
     let through_shared_code = |daemon: &str| -> &[&str] {
         match daemon {
             "nightly" => &["states:StartExecution", "states:DescribeExecution", "states:StopExecution"],
+            // Large changes go through core's claim_check (core::s3).
+            "reader" | "consumer" => &["s3:PutObject"],
+            "worker" => &["s3:GetObject"],
             _ => &[],
         }
     };

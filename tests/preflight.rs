@@ -145,6 +145,30 @@ async fn reader_missing_stream_is_an_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn reader_claim_check_bucket_missing_is_an_error_and_present_is_clean() {
+    set_aws_env();
+    let env = Env::new("pf-reader-s3", 1).await;
+    let position: BinlogPosition = common::current_position().await.parse().unwrap();
+    let cp = Checkpoint { position, gtid_set: None, commit_ts_ms: now_ms(), saved_at_ms: now_ms() };
+    FileCheckpointStore::new(env.checkpoint_path()).force_save(&cp).await.unwrap();
+    let bucket = names::unique("pf-s3").replace('_', "-");
+    // Kinesis and S3 are two emulators: endpoints per service.
+    let config = |name: &str| {
+        let text =
+            env.reader_toml("latest").endpoint_url(None).claim_check(&format!("s3://{bucket}/changes")).to_string();
+        write(env.dir.path(), name, &text)
+    };
+    let out = check(&config("missing.toml")).await;
+    out.assert_exit(2);
+    out.assert_line(
+        "ERROR",
+        &[&format!("claim_check.location s3://{bucket}/changes/"), "NoSuchBucket", "s3:PutObject"],
+    );
+    sameday_testkit::Moto::shared().create_bucket(&bucket).await;
+    check(&config("present.toml")).await.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn reader_checkpoint_table_with_the_wrong_key_is_an_error() {
     set_aws_env();
     let env = Env::new("pf-reader-ddb", 1).await;

@@ -10,6 +10,9 @@ use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::QueueAttributeName;
 use sameday_core::aws::describe;
 
+use sameday_core::claim_check::ClaimCheckConfig;
+use sameday_core::s3::ObjectStore;
+
 use super::Problem;
 
 /// Kinesis's limit when the stream does not report one.
@@ -22,6 +25,21 @@ fn unreachable(what: &str, call: &str, detail: String) -> Problem {
         "{what}: {call} failed: {detail}; check [aws] region/endpoint_url, the credentials and that the task \
          role allows {call}"
     ))
+}
+
+/// The claim-check location takes objects: a small probe object is written under its prefix
+/// (PutObject is the one S3 call the reader and the consumer make).
+pub(super) async fn claim_check(aws: &sameday_core::aws::AwsConfig, cc: &ClaimCheckConfig) -> Vec<Problem> {
+    let store = ObjectStore::new(sameday_core::s3::client(aws).await, cc.location.clone());
+    match store.put(".sameday-check", b"written by sameday check".to_vec(), "text/plain").await {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![Problem::error(format!(
+            "claim_check.location {}: {e}; create the bucket (deploy/cloudformation makes DataBucket) and allow \
+             s3:PutObject on {}*",
+            cc.location,
+            cc.location.url_of(&cc.location.prefix).replacen("s3://", "arn:aws:s3:::", 1)
+        ))],
+    }
 }
 
 /// The stream exists, accepts records, and takes records as large as the reader sends.

@@ -9,6 +9,9 @@ use super::{aws, Problem};
 pub(crate) async fn consumer(cfg: &ConsumerConfig) -> Vec<Problem> {
     let sdk = sameday_core::aws::sdk_config(&cfg.aws).await;
     let mut problems = aws::stream(&aws_sdk_kinesis::Client::new(&sdk), &cfg.kinesis.stream, None).await;
+    if let Some(cc) = &cfg.claim_check {
+        problems.extend(aws::claim_check(&cfg.aws, cc).await);
+    }
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     problems.extend(
         aws::table_key(&dynamodb, "leases.table", &cfg.leases.table, SHARD_ID_ATTR, cfg.leases.create_table).await,

@@ -29,6 +29,9 @@ pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
     let sdk = sameday_core::aws::sdk_config(&cfg.aws).await;
     let kinesis = aws_sdk_kinesis::Client::new(&sdk);
     problems.extend(aws::stream(&kinesis, &cfg.kinesis.stream, cfg.kinesis.max_record_bytes).await);
+    if let Some(cc) = &cfg.claim_check {
+        problems.extend(aws::claim_check(&cfg.aws, cc).await);
+    }
     let store_problems = match &cfg.checkpoint {
         CheckpointConfig::File { path, .. } => aws::writable_dir("checkpoint.path", path).into_iter().collect(),
         CheckpointConfig::Dynamodb { table, .. } => {
