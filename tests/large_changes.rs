@@ -93,3 +93,79 @@ async fn large_rows_are_rescheduled_through_s3_and_replayed_the_same() {
     assert_schedule_matches_table(&p, "after the replay").await;
     p.stop().await;
 }
+
+/// A pointer whose object expired (or was deleted) or was replaced is poison with the reason
+/// and the fix; the worker keeps going.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pointer_whose_object_is_gone_or_altered_is_dead_lettered_with_the_fix() {
+    let mut p = Pipeline::new("lostobj").await;
+    let bucket = names::unique("lostobj").replace('_', "-");
+    Moto::shared().create_bucket(&bucket).await;
+    p.claim_check = Some(format!("s3://{bucket}/changes"));
+    p.start().await;
+    let store = ObjectStore::new(Moto::shared().s3_client().await, format!("s3://{bucket}/changes").parse().unwrap());
+    let pointer = |id: &str, key: &str, bytes: u64, sha: &str| {
+        serde_json::json!({
+            "v": 1, "id": id, "op": "insert", "db": p.env.db, "table": "schedule", "key": {"id": 1},
+            "before": null, "after": null,
+            "source": {"server_id": 1, "file": "mysql-bin.000001", "pos": 4, "ts_ms": 0},
+            "txn": {"id": id, "index": 0},
+            "claim_check": {"bucket": bucket, "key": key, "bytes": bytes, "sha256": sha}
+        })
+        .to_string()
+    };
+    let (key, sha) =
+        store.put("0-1-2/0/0.json", b"{\"not\":\"the change\"}".to_vec(), "application/json").await.unwrap();
+    let bodies = [
+        ("g1", pointer("0-1-1/0/0", "changes/0-1-1/0/0.json", 10, &"0".repeat(64))),
+        ("g2", pointer("0-1-2/0/0", &key, 20, &"1".repeat(64))),
+        ("g3", pointer("0-1-3/0/0", &key, 20, &sha)),
+    ];
+    for (group, body) in &bodies {
+        p.sqs
+            .send_message()
+            .queue_url(&p.queue_url)
+            .message_group_id(*group)
+            .message_deduplication_id(names::unique("d"))
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut reasons = Vec::new();
+    for _ in 0..30 {
+        let out = p
+            .sqs
+            .receive_message()
+            .queue_url(&p.dlq_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages() {
+            reasons.push(m.message_attributes().unwrap()["sameday_reason"].string_value().unwrap().to_owned());
+            p.sqs
+                .delete_message()
+                .queue_url(&p.dlq_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        if reasons.len() >= 3 {
+            break;
+        }
+    }
+    reasons.sort();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("changes/0-1-1/0/0.json does not exist") && r.contains("sameday reconcile")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("replaced or truncated")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("not a sameday change envelope")), "{reasons:?}");
+    p.worker.as_mut().unwrap().assert_running();
+    p.stop().await;
+}
