@@ -284,8 +284,8 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
             grant(&["kinesis:PutRecords", "kinesis:DescribeStreamSummary"], &["Stream.Arn"]),
             // Checkpoints: open (UpdateItem ADD fence), load/explain (GetItem), save (UpdateItem).
             grant(&["dynamodb:GetItem", "dynamodb:UpdateItem"], &["CheckpointTable.Arn"]),
-            // Large changes (core's claim_check, through core::s3).
-            grant(&["s3:PutObject"], &[CHANGES]),
+            // Large changes (core's claim_check) and dead letters, through core::s3.
+            grant(&["s3:PutObject"], &[CHANGES, "Sub ${DataBucket.Arn}/dead-letters/reader/*"]),
             // The CloudWatch agent sidecar shares the task role (lag metric as EMF records).
             grant(&["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"], &["MetricsLogGroup.Arn"]),
         ]

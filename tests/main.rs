@@ -9,6 +9,7 @@ mod common;
 mod binlog_fixtures;
 mod checkpoint_dynamodb;
 mod consumer_daemon;
+mod dead_letters;
 mod deploy_cloudformation;
 mod large_changes;
 mod object_store;

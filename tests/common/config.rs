@@ -192,6 +192,13 @@ impl ReaderToml {
         self
     }
 
+    /// `dead_letter_location` (S3) instead of `dead_letter_path`.
+    pub(crate) fn dead_letter_location(mut self, location: &str) -> Self {
+        self.0.remove("dead_letter_path");
+        self.0.set("dead_letter_location", location);
+        self
+    }
+
     /// `[claim_check] location`: changes too large for a Kinesis record go through S3.
     pub(crate) fn claim_check(mut self, location: &str) -> Self {
         self.0.set("claim_check.location", location);

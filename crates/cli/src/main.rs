@@ -1,6 +1,7 @@
 //! The `sameday` command. Each subcommand parses arguments and wires stages together; the
 //! logic lives in the crates.
 
+mod dead_letters;
 mod preflight;
 mod tail_replay;
 
@@ -108,6 +109,9 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         settle_seconds: u64,
     },
+    /// What the reader or the consumer could not deliver: list it, or send it again after a fix.
+    #[command(subcommand)]
+    DeadLetters(dead_letters::DeadLettersCmd),
     /// Show (or, with --set, move) the reader's stored checkpoint.
     Positions {
         #[arg(long, env = "SAMEDAY_CONFIG")]
@@ -171,6 +175,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             };
             reconcile(&config, &options, json, cloudwatch_metrics).await
         }
+        Command::DeadLetters(cmd) => dead_letters::run(cmd).await,
         Command::Positions { config, set } => positions(&config, set).await,
         Command::Health { url } => health(&url).await,
     }

@@ -6,33 +6,46 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::fanout::DeadLetter;
 use crate::message::sqs_id;
 use crate::sqs::{SendOutcome, SqsMessage, SqsQueue};
 
-#[derive(Serialize)]
-struct Line<'a> {
-    ts_ms: u64,
-    stream: &'a str,
-    shard: &'a str,
-    sequence: &'a str,
-    reason: &'a str,
+/// One dead letter as stored (a file line, a queue message's body): what
+/// `sameday dead-letters list|replay` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterLine {
+    pub ts_ms: u64,
+    pub stream: String,
+    pub shard: String,
+    pub sequence: String,
+    pub reason: String,
     /// The record as text when it is UTF-8, else absent (see `record_base64`).
-    record: Option<&'a str>,
-    record_base64: Option<String>,
+    pub record: Option<String>,
+    pub record_base64: Option<String>,
+}
+
+impl DeadLetterLine {
+    /// The Kinesis record's bytes.
+    pub fn data(&self) -> Option<Vec<u8>> {
+        match (&self.record, &self.record_base64) {
+            (Some(text), _) => Some(text.clone().into_bytes()),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b).ok(),
+            (None, None) => None,
+        }
+    }
 }
 
 fn line(stream: &str, d: &DeadLetter) -> Vec<u8> {
     let text = std::str::from_utf8(&d.data).ok();
-    let line = Line {
+    let line = DeadLetterLine {
         ts_ms: sameday_core::clock::now_ms(),
-        stream,
-        shard: &d.shard,
-        sequence: d.sequence.as_str(),
-        reason: &d.reason,
-        record: text,
+        stream: stream.to_owned(),
+        shard: d.shard.clone(),
+        sequence: d.sequence.as_str().to_owned(),
+        reason: d.reason.clone(),
+        record: text.map(str::to_owned),
         record_base64: text.is_none().then(|| base64::engine::general_purpose::STANDARD.encode(&d.data)),
     };
     serde_json::to_vec(&line).expect("dead-letter lines serialize")
@@ -78,7 +91,9 @@ impl DeadLetterSink {
                     let msgs: Vec<SqsMessage> = chunk
                         .iter()
                         .map(|d| {
-                            let body = String::from_utf8(line(stream, d)).expect("JSON is UTF-8");
+                            let json = String::from_utf8(line(stream, d)).expect("JSON is UTF-8");
+                            // Any text the record holds, as SQS takes it (message::sqs_body).
+                            let body = crate::message::sqs_body(&json).into_owned();
                             let fifo = queue.is_fifo();
                             SqsMessage {
                                 // Per-shard order; the record's position is its identity.

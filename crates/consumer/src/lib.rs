@@ -14,7 +14,7 @@ pub mod shard_lease;
 mod claim_check;
 mod context;
 mod coordinator;
-mod dead_letter;
+pub mod dead_letter;
 mod fanout;
 mod message;
 mod metrics;

@@ -6,6 +6,7 @@ use sameday_mysql::SourceConfig;
 
 use sameday_core::aws::AwsConfig;
 use sameday_core::claim_check::ClaimCheckConfig;
+use sameday_core::s3::S3Location;
 use sameday_core::StartPosition;
 use serde::Deserialize;
 
@@ -71,8 +72,14 @@ pub struct ReaderConfig {
     pub filter: FilterConfig,
     pub kinesis: KinesisConfig,
     pub checkpoint: CheckpointConfig,
-    /// JSON-lines file for rows that cannot be delivered (too large, undecodable).
-    pub dead_letter_path: PathBuf,
+    /// JSON-lines file for rows that cannot be delivered (undecodable; too large without
+    /// `[claim_check]`). Set this or `dead_letter_location`.
+    #[serde(default)]
+    pub dead_letter_path: Option<PathBuf>,
+    /// `s3://bucket/prefix/` for the same, one object per row: what a container without a
+    /// lasting disk (Fargate) needs.
+    #[serde(default)]
+    pub dead_letter_location: Option<S3Location>,
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
@@ -90,6 +97,12 @@ impl ReaderConfig {
             return Err("source.server_id must be a non-zero replica id, unique among the source's replicas".into());
         }
         self.kinesis.validate()?;
+        if self.dead_letter_path.is_some() == self.dead_letter_location.is_some() {
+            return Err(
+                "set exactly one of dead_letter_path (a JSON-lines file) or dead_letter_location (s3://bucket/prefix/)"
+                    .into(),
+            );
+        }
         if let Some(cc) = &self.claim_check {
             if self.kinesis.format != RecordFormat::Sameday {
                 return Err(

@@ -12,7 +12,7 @@
 
 mod claim_check;
 mod config;
-mod dead_letter;
+pub mod dead_letter;
 mod decoder;
 mod encode;
 mod error;

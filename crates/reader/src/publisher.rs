@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::claim_check::ClaimChecker;
-use crate::dead_letter::DeadLetterFile;
+use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::decoder::{Commit, Output, Record};
 use crate::error::ReaderError;
 use crate::kinesis::config::{MAX_BYTES_PER_REQUEST, MAX_RECORDS_PER_REQUEST};
@@ -90,7 +90,7 @@ pub struct Publisher<S, C> {
     store: Option<Arc<C>>,
     cfg: PublisherConfig,
     metrics: ReaderMetrics,
-    dead_letters: Option<DeadLetterFile>,
+    dead_letters: Option<DeadLetters>,
     health: Option<Arc<Health>>,
     // state
     /// Records and commits in binlog order (see `sameday_core::ordered`).
@@ -148,7 +148,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         self
     }
 
-    pub fn with_dead_letters(mut self, dead_letters: DeadLetterFile) -> Self {
+    pub fn with_dead_letters(mut self, dead_letters: DeadLetters) -> Self {
         self.dead_letters = Some(dead_letters);
         self
     }
@@ -289,7 +289,8 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         self.metrics.bytes.inc_by(r.data.len() as u64);
         if size > self.sink.max_record_bytes() {
             let reason = format!(
-                "record of {size} bytes exceeds the stream's maximum record size of {} bytes",
+                "record of {size} bytes exceeds the stream's maximum record size of {} bytes; set [claim_check] so \
+                 large changes go through S3",
                 self.sink.max_record_bytes()
             );
             self.dead_letter(&r.table, &r.position, Some(&r.id), Some(&r.partition_key), &reason, Some(&r.data));
@@ -313,15 +314,12 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
     ) {
         self.metrics.dead_letters.get_or_create(&Table { table: table.to_owned() }).inc();
         self.summary.dead_lettered += 1;
-        let file = self
-            .dead_letters
-            .as_ref()
-            .map(|f| f.path().display().to_string())
-            .unwrap_or_else(|| "(none configured)".into());
-        tracing::error!(table, %position, id, partition_key = key, reason, dead_letter_file = %file, "change dead-lettered; the stream continues");
-        if let Some(f) = &self.dead_letters {
-            if let Err(e) = f.write(table, position, id, key, reason, record) {
-                tracing::error!(error = %e, file = %f.path().display(), "cannot write the dead-letter file");
+        let target =
+            self.dead_letters.as_ref().map(DeadLetters::describe).unwrap_or_else(|| "(none configured)".into());
+        tracing::error!(table, %position, id, partition_key = key, reason, dead_letters = %target, "change dead-lettered; the stream continues");
+        if let Some(d) = &mut self.dead_letters {
+            if let Err(e) = d.write(DeadLetter::new(table, position, id, key, reason, record)) {
+                tracing::error!(error = %e, "cannot write the dead letter");
             }
         }
     }
@@ -456,6 +454,10 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
 
     async fn save(&mut self) -> Result<(), ReaderError> {
         self.last_save = Instant::now();
+        // The checkpoint may pass a dead-lettered row only once its dead letter is stored.
+        if let Some(d) = &mut self.dead_letters {
+            d.flush().await?;
+        }
         let (Some(store), Some(durable)) = (&self.store, &self.durable) else { return Ok(()) };
         if self.saved.as_ref().is_some_and(|s| s.next == durable.next) {
             return Ok(());

@@ -132,7 +132,7 @@ async fn oversize_records_are_dead_lettered_and_the_stream_continues() {
     let publisher =
         Publisher::new(sink.clone(), PublisherConfig { linger: Duration::from_millis(1), ..Default::default() })
             .with_metrics(metrics.clone())
-            .with_dead_letters(crate::dead_letter::DeadLetterFile::new(&dlq));
+            .with_dead_letters(crate::dead_letter::DeadLetters::file(&dlq));
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let run = tokio::spawn(publisher.run(rx, CancellationToken::new()));
     let mut big = record(1, 1);

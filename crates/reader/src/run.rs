@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::claim_check::ClaimChecker;
 use crate::config::{CheckpointConfig, ReaderConfig};
-use crate::dead_letter::DeadLetterFile;
+use crate::dead_letter::DeadLetters;
 use crate::error::ReaderError;
 use crate::kinesis::KinesisSink;
 use crate::lease::Lease;
@@ -70,7 +70,7 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
     let publisher = Publisher::new(Arc::new(sink), publisher_cfg)
         .with_checkpoints(store.clone())
         .with_metrics(metrics)
-        .with_dead_letters(DeadLetterFile::new(&cfg.dead_letter_path))
+        .with_dead_letters(dead_letters(&cfg).await)
         .with_health(health.clone());
     let result = run_pipeline(source, publisher, pipeline_stop.clone()).await;
     pipeline_stop.cancel();
@@ -94,6 +94,17 @@ fn publisher_config(cfg: &ReaderConfig) -> PublisherConfig {
         max_in_flight_requests: cfg.kinesis.max_in_flight_requests,
         checkpoint_interval: Duration::from_millis(cfg.checkpoint.interval_ms()),
         ..Default::default()
+    }
+}
+
+/// The dead-letter file or S3 location (`crate::dead_letter`).
+pub(crate) async fn dead_letters(cfg: &ReaderConfig) -> DeadLetters {
+    match (&cfg.dead_letter_location, &cfg.dead_letter_path) {
+        (Some(location), _) => {
+            DeadLetters::s3(ObjectStore::new(sameday_core::s3::client(&cfg.aws).await, location.clone()))
+        }
+        (None, Some(path)) => DeadLetters::file(path),
+        (None, None) => unreachable!("validated: one of dead_letter_path and dead_letter_location"),
     }
 }
 

@@ -10,8 +10,7 @@ use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::QueueAttributeName;
 use sameday_core::aws::describe;
 
-use sameday_core::claim_check::ClaimCheckConfig;
-use sameday_core::s3::ObjectStore;
+use sameday_core::s3::{ObjectStore, S3Location};
 
 use super::Problem;
 
@@ -27,17 +26,20 @@ fn unreachable(what: &str, call: &str, detail: String) -> Problem {
     ))
 }
 
-/// The claim-check location takes objects: a small probe object is written under its prefix
-/// (PutObject is the one S3 call the reader and the consumer make).
-pub(super) async fn claim_check(aws: &sameday_core::aws::AwsConfig, cc: &ClaimCheckConfig) -> Vec<Problem> {
-    let store = ObjectStore::new(sameday_core::s3::client(aws).await, cc.location.clone());
+/// `location` (config field `field`) takes objects: a small probe object is written under its
+/// prefix (PutObject is the one S3 call the reader and the consumer make there).
+pub(super) async fn writable_location(
+    aws: &sameday_core::aws::AwsConfig,
+    field: &str,
+    location: &S3Location,
+) -> Vec<Problem> {
+    let store = ObjectStore::new(sameday_core::s3::client(aws).await, location.clone());
     match store.put(".sameday-check", b"written by sameday check".to_vec(), "text/plain").await {
         Ok(_) => Vec::new(),
         Err(e) => vec![Problem::error(format!(
-            "claim_check.location {}: {e}; create the bucket (deploy/cloudformation makes DataBucket) and allow \
+            "{field} {location}: {e}; create the bucket (deploy/cloudformation makes DataBucket) and allow \
              s3:PutObject on {}*",
-            cc.location,
-            cc.location.url_of(&cc.location.prefix).replacen("s3://", "arn:aws:s3:::", 1)
+            location.url_of(&location.prefix).replacen("s3://", "arn:aws:s3:::", 1)
         ))],
     }
 }

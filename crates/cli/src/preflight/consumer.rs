@@ -10,7 +10,7 @@ pub(crate) async fn consumer(cfg: &ConsumerConfig) -> Vec<Problem> {
     let sdk = sameday_core::aws::sdk_config(&cfg.aws).await;
     let mut problems = aws::stream(&aws_sdk_kinesis::Client::new(&sdk), &cfg.kinesis.stream, None).await;
     if let Some(cc) = &cfg.claim_check {
-        problems.extend(aws::claim_check(&cfg.aws, cc).await);
+        problems.extend(aws::writable_location(&cfg.aws, "claim_check.location", &cc.location).await);
     }
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     problems.extend(

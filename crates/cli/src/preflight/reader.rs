@@ -30,7 +30,7 @@ pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
     let kinesis = aws_sdk_kinesis::Client::new(&sdk);
     problems.extend(aws::stream(&kinesis, &cfg.kinesis.stream, cfg.kinesis.max_record_bytes).await);
     if let Some(cc) = &cfg.claim_check {
-        problems.extend(aws::claim_check(&cfg.aws, cc).await);
+        problems.extend(aws::writable_location(&cfg.aws, "claim_check.location", &cc.location).await);
     }
     let store_problems = match &cfg.checkpoint {
         CheckpointConfig::File { path, .. } => aws::writable_dir("checkpoint.path", path).into_iter().collect(),
@@ -41,7 +41,12 @@ pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
     };
     let store_usable = store_problems.is_empty();
     problems.extend(store_problems);
-    problems.extend(aws::writable_dir("dead_letter_path", &cfg.dead_letter_path));
+    if let Some(path) = &cfg.dead_letter_path {
+        problems.extend(aws::writable_dir("dead_letter_path", path));
+    }
+    if let Some(location) = &cfg.dead_letter_location {
+        problems.extend(aws::writable_location(&cfg.aws, "dead_letter_location", location).await);
+    }
 
     // Read the checkpoint without taking the fencing token: a running reader stays active.
     if let (Some(session), true) = (session.as_mut(), store_usable) {
