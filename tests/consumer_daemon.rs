@@ -422,3 +422,65 @@ async fn consumer_forwards_only_same_day_changes_and_dead_letters_bad_records() 
     a.assert_running();
     a.terminate();
 }
+
+/// The consumer's dead letters in its SQS dead-letter queue (as deployed) survive a `kill -9`,
+/// are listed by `sameday dead-letters list`, and `replay` puts the chosen change back into
+/// the stream under its partition key, leaving the one that is no envelope in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_dead_letters_in_a_queue_are_listed_and_replayed_into_the_stream() {
+    let s = Setup::new("cdlq", 1).await;
+    let dlq = names::unique("cdlq-dlq");
+    s.sqs.create_queue().queue_name(&dlq).send().await.expect("create the dead-letter queue");
+    let rule = json!({
+        "name": "reminders", "db": "app", "table": "schedule", "key_columns": ["id"],
+        "due_column": "due_at", "due_type": "timestamp", "time_zone": "UTC", "batch_time": "00:00",
+        "overlap_minutes": 60, "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:reminders",
+    });
+    let toml = s.toml("a", 3000, s.route().same_day_rule("reminders")).rule(&rule).dead_letter_queue(&dlq);
+    let config = s.write("a", toml);
+    let mut a = s.spawn("a", &config);
+    let bad_due = serde_json::to_vec(&json!({
+        "v": 1, "id": "e1", "op": "insert", "db": "app", "table": "schedule", "key": {"id": 1},
+        "before": null, "after": {"id": 1, "due_at": "not a time 🎉"},
+        "source": {"server_id": 1, "file": "mysql-bin.000001", "pos": 4, "gtid": null, "ts_ms": 0},
+        "txn": {"id": "e1", "index": 0}
+    }))
+    .unwrap();
+    s.put_raw("app.schedule:1", bad_due.clone()).await;
+    s.put_raw("garbage", b"{this is not an envelope".to_vec()).await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(common::sameday_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .envs(common::emulator_endpoints())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let mut listed = String::new();
+    wait_until(Duration::from_secs(20), "two dead letters in the queue", || {
+        listed = cli(&["dead-letters", "list"]).1;
+        let done = listed.contains("2 dead letter(s)");
+        async move { done }
+    })
+    .await;
+    a.kill9();
+    let (ok, listed) = cli(&["dead-letters", "list"]);
+    assert!(ok && listed.contains("2 dead letter(s)"), "still there after kill -9: {listed}");
+    assert!(listed.contains("not a sameday change envelope"), "{listed}");
+
+    let before = Kinesalite::shared().read_all(&s.stream).await.len();
+    let (ok, replayed) = cli(&["dead-letters", "replay"]);
+    assert!(ok, "{replayed}");
+    assert!(replayed.contains("replayed 1 dead letter(s)") && replayed.contains("left in place"), "{replayed}");
+    let records = Kinesalite::shared().read_all(&s.stream).await;
+    assert_eq!(records.len(), before + 1, "one record back in the stream");
+    let (_, _, key, data) = records.last().unwrap();
+    assert_eq!((key.as_str(), data), ("app.schedule:1", &bad_due), "the change as it was, under its key");
+    let (ok, listed) = cli(&["dead-letters", "list"]);
+    assert!(ok && listed.contains("1 dead letter(s)"), "only the garbage is left: {listed}");
+}

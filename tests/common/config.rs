@@ -287,6 +287,13 @@ impl ConsumerToml {
         self
     }
 
+    /// `[dead_letter] queue` instead of its `path`.
+    pub(crate) fn dead_letter_queue(mut self, queue: &str) -> Self {
+        self.0.remove("dead_letter.path");
+        self.0.set("dead_letter.queue", queue);
+        self
+    }
+
     /// `[claim_check] location`: changes too large for an SQS message go through S3.
     pub(crate) fn claim_check(mut self, location: &str) -> Self {
         self.0.set("claim_check.location", location);
