@@ -129,7 +129,7 @@ else
     "$VENV/bin/python" -m pip "${pip_args[@]}" -r "$REQS" >>"$CACHE/pip-install.log" 2>&1 \
       || { tail -30 "$CACHE/pip-install.log" >&2; die "pip install failed"; }
   fi
-  "$VENV/bin/python" -c 'import boto3, moto, cfnlint' || die "venv import check failed"
+  "$VENV/bin/python" -c 'import boto3, moto, cfnlint, aws_kinesis_agg' || die "venv import check failed"
   printf '%s\n' "$venv_stamp_want" >"$VENV/.sameday-stamp"
   say "python venv: installed"
 fi

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod envelope;
 pub mod execution;
 pub mod health;
+pub mod kpl;
 pub mod logging;
 pub mod metrics;
 pub mod ordered;
