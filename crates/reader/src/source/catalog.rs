@@ -1,0 +1,63 @@
+//! Reads table definitions from the live source's `information_schema` when the decoder
+//! asks ([`crate::decoder::CatalogRequest`]: a table map without column names, once per
+//! table-map id), on a connection of its own beside the binlog stream, opened on the first
+//! request and kept.
+//!
+//! A failed read is never skipped: a transient error (the connection broke) makes the stream
+//! reconnect and resume at its last transaction boundary, where the table map comes again and
+//! so does the request; any other error stops the stream.
+
+use sameday_mysql::catalog::{read_catalog, TableCatalog};
+use sameday_mysql::{Session, SourceConfig};
+
+use crate::decoder::CatalogRequest;
+use crate::error::ReaderError;
+
+/// Connection attempts before a read gives up (transiently) and the stream reconnects.
+const CONNECT_ATTEMPTS: u32 = 3;
+
+pub(crate) struct CatalogReader {
+    cfg: SourceConfig,
+    session: Option<Session>,
+    /// Definitions read so far, for the log.
+    reads: u64,
+}
+
+impl CatalogReader {
+    pub(crate) fn new(cfg: &SourceConfig) -> Self {
+        Self { cfg: cfg.clone(), session: None, reads: 0 }
+    }
+
+    /// The current definition of the requested table (no columns when it does not exist).
+    pub(crate) async fn read(&mut self, request: &CatalogRequest) -> Result<TableCatalog, ReaderError> {
+        let session = match &mut self.session {
+            Some(session) => session,
+            None => self.session.insert(Session::connect_with_retry(&self.cfg, CONNECT_ATTEMPTS).await?),
+        };
+        match read_catalog(session, &request.db, &request.table).await {
+            Ok(catalog) => {
+                self.reads += 1;
+                tracing::info!(
+                    table = %format!("{}.{}", request.db, request.table),
+                    table_id = request.table_id,
+                    columns = catalog.columns.len(),
+                    reads = self.reads,
+                    "the binlog names no columns (binlog_row_metadata is not FULL); read them from information_schema"
+                );
+                Ok(catalog)
+            }
+            Err(e) => {
+                // Maybe broken: the next read connects anew.
+                self.session = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Closes the connection (errors ignored: the stream is done either way).
+    pub(crate) async fn close(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.close().await;
+        }
+    }
+}
