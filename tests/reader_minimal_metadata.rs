@@ -16,7 +16,7 @@ use sameday_testkit::{Kinesalite, MariaDb, MariaDbOptions};
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{master_status_of, set_aws_env, Env};
+use crate::common::{master_status_of, set_aws_env, Daemon, Env};
 
 /// This module's MINIMAL server for the tests that never change its settings.
 fn minimal_server() -> &'static MariaDb {
@@ -169,7 +169,8 @@ async fn minimal_and_no_log_metadata_records_equal_full_metadata_records() {
 /// The reader is behind: rows were written, then each table altered, before the reader
 /// looks at them. A row whose table map disagrees with the altered table is dead-lettered
 /// with what differs; a rename of a column (types unchanged) cannot be seen, so that row
-/// carries the new name (documented); every row after the ALTER is right.
+/// carries the new name (documented) and the reader logs the range once it meets the ALTER;
+/// every row after the ALTER is right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alter_table_between_events_gives_the_right_names_or_a_dead_letter() {
     set_aws_env();
@@ -198,10 +199,11 @@ async fn an_alter_table_between_events_gives_the_right_names_or_a_dead_letter() 
             ))
             .await;
     }
-    let (shutdown, reader) = start_reader(&env, &start);
+    // A process of its own, for its log.
+    let config = env.write_config(&start);
+    let mut reader = Daemon::spawn("reader", &config, env.dir.path().join("reader.log"), &[]);
     env.wait_for_records(6, Duration::from_secs(30)).await;
-    shutdown.cancel();
-    reader.await.unwrap().unwrap();
+    reader.terminate();
 
     for (t, alter, _, after) in &alters {
         let changes = changes_of(&env, t).await;
@@ -234,6 +236,17 @@ async fn an_alter_table_between_events_gives_the_right_names_or_a_dead_letter() 
         );
         assert!(line["position"].as_str().unwrap().contains("mysql-bin."), "{line}");
     }
+    // The renamed table's first row was named from the definition after the rename: once
+    // the reader meets the ALTER, it says which range to check, and only for that table.
+    let log = reader.log_text();
+    let reports: Vec<&str> = log.lines().filter(|l| l.contains("were named from its information_schema")).collect();
+    assert_eq!(reports.len(), 1, "{log}");
+    assert!(
+        reports[0].contains(&format!("{db}.renamed")) && reports[0].contains("\"level\":\"ERROR\""),
+        "{}",
+        reports[0]
+    );
+    assert!(reports[0].contains("sameday replay --config reader.toml --from mysql-bin."), "{}", reports[0]);
 }
 
 /// The reader keeps up: each table map is looked up before the ALTER that follows it, and

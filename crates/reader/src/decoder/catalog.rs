@@ -25,12 +25,19 @@
 //!
 //! What cannot be detected (see [`sameday_mysql::catalog`]): an ALTER that only renames or
 //! reorders identically defined columns. `binlog_row_metadata=FULL` is the only setting that
-//! rules it out.
+//! rules it out. What can be told afterwards: the source also says where its binlog ended
+//! when the definition was read; a DDL on the table *before* that end, met later in the
+//! stream, was already in effect when the definition was read (`information_schema` shows a
+//! table only once its DDL is in the binlog, which is written under the DDL's metadata
+//! lock), so the rows named with it since its first table map may carry names of the
+//! definition after that DDL. That range is logged as an error with the replay and
+//! reconcile commands to check and repair it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use mysql_common::binlog::events::{Event, TableMapEvent};
+use sameday_core::BinlogPosition;
 use sameday_mysql::catalog::TableCatalog;
 use sameday_mysql::schema::SchemaError;
 
@@ -49,7 +56,15 @@ pub(crate) struct CatalogRequest {
 pub(super) struct Catalogs {
     /// Off for binlog files without a server: their columns keep ordinal names.
     enabled: bool,
-    by_id: HashMap<u64, Arc<TableCatalog>>,
+    by_id: HashMap<u64, Entry>,
+}
+
+struct Entry {
+    catalog: Arc<TableCatalog>,
+    /// The source's end of binlog right after the definition was read.
+    binlog_end: Option<BinlogPosition>,
+    /// The first table map named with it.
+    named_from: Option<BinlogPosition>,
 }
 
 impl Catalogs {
@@ -64,17 +79,54 @@ impl Catalogs {
     /// The definition read for this table-map id, if it was read for this very table (ids
     /// are reused after a server restart).
     pub(super) fn get(&self, table_id: u64, db: &str, table: &str) -> Option<&TableCatalog> {
-        self.by_id.get(&table_id).map(|c| &**c).filter(|c| c.db == db && c.table == table)
+        self.by_id.get(&table_id).map(|e| &*e.catalog).filter(|c| c.db == db && c.table == table)
     }
 
-    pub(super) fn insert(&mut self, table_id: u64, catalog: TableCatalog) {
-        self.by_id.insert(table_id, Arc::new(catalog));
+    /// The table map at `at` was named with the definition of its id.
+    pub(super) fn named(&mut self, table_id: u64, at: BinlogPosition) {
+        if let Some(entry) = self.by_id.get_mut(&table_id) {
+            entry.named_from.get_or_insert(at);
+        }
     }
 
-    /// A DDL changed `db.table` (or, with `table` `None`, maybe any table of `db`).
-    pub(super) fn forget(&mut self, db: &str, table: Option<&str>) {
-        self.by_id.retain(|_, c| !(c.db == db && table.is_none_or(|t| t == c.table)));
+    /// A DDL at `at` changed `db.table` (or, with `table` `None`, maybe any table of `db`):
+    /// forgets its definitions, and reports the rows named with one read after this DDL.
+    pub(super) fn forget(&mut self, db: &str, table: Option<&str>, at: &BinlogPosition) {
+        self.by_id.retain(|_, e| {
+            let hit = e.catalog.db == db && table.is_none_or(|t| t == e.catalog.table);
+            if hit && named_after(e, at) {
+                report_named_after_ddl(e, at);
+            }
+            !hit
+        });
     }
+}
+
+/// Whether rows were named with `entry` although the DDL at `at`, met after them, was
+/// already in the binlog when it was read.
+fn named_after(entry: &Entry, at: &BinlogPosition) -> bool {
+    match (&entry.named_from, &entry.binlog_end) {
+        (Some(from), Some(end)) => at.cmp_same_server(end).is_lt() && at.cmp_same_server(from).is_gt(),
+        _ => false,
+    }
+}
+
+/// Logs the rows named with a definition read when the DDL at `at` was already in the
+/// binlog (see the module note).
+fn report_named_after_ddl(entry: &Entry, at: &BinlogPosition) {
+    let (Some(from), Some(end)) = (&entry.named_from, &entry.binlog_end) else { return };
+    let table = format!("{}.{}", entry.catalog.db, entry.catalog.table);
+    tracing::error!(
+        %table,
+        from = %from,
+        to = %at,
+        definition_read_at = %end,
+        "rows of {table} from {from} to {at} were named from its information_schema definition, read when the \
+         binlog already held the DDL at {at} (the reader was behind; binlog_row_metadata is not FULL). Their column \
+         types match, but if that DDL renamed, reordered or swapped identically defined columns, they carry the \
+         new names: check them with `sameday replay --config reader.toml --from {from} --to {at} --dry-run`, \
+         repair the schedule with `sameday reconcile --fix`, and SET GLOBAL binlog_row_metadata='FULL'"
+    );
 }
 
 /// A watched table's table map that disagrees with the table's current definition.
@@ -117,17 +169,24 @@ impl Decoder {
     }
 
     /// The definition read for `request`.
-    pub(crate) fn set_catalog(&mut self, request: &CatalogRequest, catalog: TableCatalog) {
-        self.catalogs.insert(request.table_id, catalog);
+    /// `binlog_end` is where the source's binlog ended right after the read.
+    pub(crate) fn set_catalog(
+        &mut self,
+        request: &CatalogRequest,
+        catalog: TableCatalog,
+        binlog_end: Option<BinlogPosition>,
+    ) {
+        let entry = Entry { catalog: Arc::new(catalog), binlog_end, named_from: None };
+        self.catalogs.by_id.insert(request.table_id, entry);
     }
 
     /// A DDL on `db.table` (`None`: maybe on any table of `db`): its schemas and definitions
     /// are rebuilt from the next table map (MINIMAL table maps do not change when a column is
     /// only renamed).
-    pub(super) fn forget_table(&mut self, db: &str, table: Option<&str>) {
+    pub(super) fn forget_table(&mut self, db: &str, table: Option<&str>, at: &BinlogPosition) {
         let hit = |d: &str, t: &str| d == db && table.is_none_or(|x| x == t);
         self.tables.retain(|_, s| !hit(&s.db, &s.table));
-        self.catalogs.forget(db, table);
+        self.catalogs.forget(db, table, at);
     }
 
     /// Quarantines a table map whose rows cannot be named (see the module note).
@@ -155,4 +214,49 @@ fn table_map_of(event: &Event) -> Option<TableMapEvent<'_>> {
         return None;
     }
     event.read_event::<TableMapEvent<'_>>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(db: &str, table: &str) -> TableCatalog {
+        TableCatalog { db: db.into(), table: table.into(), columns: Vec::new(), key: Vec::new() }
+    }
+
+    fn entry(named_from: Option<u64>, binlog_end: Option<u64>) -> Entry {
+        let at = |p| BinlogPosition::new("bin.000002", p);
+        Entry { catalog: Arc::new(catalog("app", "t")), named_from: named_from.map(at), binlog_end: binlog_end.map(at) }
+    }
+
+    #[test]
+    fn a_definition_is_reused_only_for_its_own_table_and_forgotten_on_its_ddl() {
+        let mut c = Catalogs::default();
+        c.by_id.insert(7, entry(None, None));
+        c.by_id.insert(8, Entry { catalog: Arc::new(catalog("app", "u")), named_from: None, binlog_end: None });
+        assert!(c.get(7, "app", "t").is_some());
+        // Table-map ids start over after a server restart: another table under id 7 reads anew.
+        assert!(c.get(7, "app", "other").is_none());
+        c.forget("app", Some("t"), &BinlogPosition::new("bin.000002", 900));
+        assert!(c.get(7, "app", "t").is_none() && c.get(8, "app", "u").is_some());
+        c.forget("app", None, &BinlogPosition::new("bin.000002", 950));
+        assert!(c.by_id.is_empty(), "a DDL without a table forgets the whole database");
+    }
+
+    #[test]
+    fn rows_are_reported_only_when_their_ddl_was_in_the_binlog_before_the_definition_was_read() {
+        let ddl = |pos| BinlogPosition::new("bin.000002", pos);
+        // Named from 100, definition read when the binlog ended at 500.
+        assert!(named_after(&entry(Some(100), Some(500)), &ddl(300)), "DDL between the rows and the read");
+        assert!(!named_after(&entry(Some(100), Some(500)), &ddl(500)), "DDL written after the read");
+        assert!(!named_after(&entry(Some(100), Some(500)), &ddl(800)));
+        assert!(!named_after(&entry(None, Some(500)), &ddl(300)), "nothing was named (drifted)");
+        assert!(!named_after(&entry(Some(100), None), &ddl(300)), "binlog end unknown");
+        assert!(
+            !named_after(&entry(Some(100), Some(500)), &BinlogPosition::new("bin.000001", 900)),
+            "DDL before the rows"
+        );
+        let next_file = Entry { binlog_end: Some(BinlogPosition::new("bin.000003", 4)), ..entry(Some(100), None) };
+        assert!(named_after(&next_file, &ddl(300)), "the read saw a later binlog file");
+    }
 }

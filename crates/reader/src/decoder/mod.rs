@@ -269,8 +269,9 @@ impl Decoder {
                         Some((db, table)) => (db.unwrap_or(schema), Some(table)),
                         None => (schema, None),
                     };
-                    self.forget_table(&db, table.as_deref());
-                    out.push(Output::SchemaChange { db, kind: ddl.kind, table, position: self.position(at.start) });
+                    let position = self.position(at.start);
+                    self.forget_table(&db, table.as_deref(), &position);
+                    out.push(Output::SchemaChange { db, kind: ddl.kind, table, position });
                 }
             }
             if self.txn.as_ref().is_none_or(|t| t.standalone) {
@@ -301,6 +302,7 @@ impl Decoder {
         let filter = &self.filter;
         let json_columns = &self.json_columns;
         let catalog = self.catalogs.get(table_id, &db, &table);
+        let named = catalog.is_some();
         let schema = match TableSchema::from_table_map(tme, raw, catalog, |col| {
             (filter.column_excluded(&db, &table, col), json_columns.contains(&format!("{db}.{table}.{col}")))
         }) {
@@ -320,6 +322,9 @@ impl Decoder {
             }
         };
         self.drifted.remove(&table_id);
+        if named {
+            self.catalogs.named(table_id, self.position(start));
+        }
         let name = format!("{db}.{table}");
         if let Some(prev) = self.shapes.get(&name) {
             if !prev.same_shape(&schema) {

@@ -7,6 +7,7 @@
 //! reconnect and resume at its last transaction boundary, where the table map comes again and
 //! so does the request; any other error stops the stream.
 
+use sameday_core::BinlogPosition;
 use sameday_mysql::catalog::{read_catalog, TableCatalog};
 use sameday_mysql::{Session, SourceConfig};
 
@@ -28,14 +29,23 @@ impl CatalogReader {
         Self { cfg: cfg.clone(), session: None, reads: 0 }
     }
 
-    /// The current definition of the requested table (no columns when it does not exist).
-    pub(crate) async fn read(&mut self, request: &CatalogRequest) -> Result<TableCatalog, ReaderError> {
+    /// The current definition of the requested table (no columns when it does not exist), and
+    /// the end of the source's binlog right after it was read.
+    pub(crate) async fn read(
+        &mut self,
+        request: &CatalogRequest,
+    ) -> Result<(TableCatalog, Option<BinlogPosition>), ReaderError> {
         let session = match &mut self.session {
             Some(session) => session,
             None => self.session.insert(Session::connect_with_retry(&self.cfg, CONNECT_ATTEMPTS).await?),
         };
-        match read_catalog(session, &request.db, &request.table).await {
-            Ok(catalog) => {
+        // The binlog end after the definition: a DDL visible in the definition is before it.
+        let read = match read_catalog(session, &request.db, &request.table).await {
+            Ok(catalog) => session.binary_logs().await.map(|logs| (catalog, logs.last().cloned())),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok((catalog, end)) => {
                 self.reads += 1;
                 tracing::info!(
                     table = %format!("{}.{}", request.db, request.table),
@@ -44,7 +54,7 @@ impl CatalogReader {
                     reads = self.reads,
                     "the binlog names no columns (binlog_row_metadata is not FULL); read them from information_schema"
                 );
-                Ok(catalog)
+                Ok((catalog, end.map(|(file, size)| BinlogPosition::new(file, size))))
             }
             Err(e) => {
                 // Maybe broken: the next read connects anew.

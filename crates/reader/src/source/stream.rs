@@ -234,8 +234,8 @@ impl Source {
         tracing::trace!(event_type = ev.header().event_type_raw(), log_pos = ev.header().log_pos(), file = %self.decoder.file(), "event");
         let scanned = self.out.len();
         if let Some(request) = self.decoder.catalog_request(ev) {
-            let catalog = self.catalogs.read(&request).await?;
-            self.decoder.set_catalog(&request, catalog);
+            let (catalog, binlog_end) = self.catalogs.read(&request).await?;
+            self.decoder.set_catalog(&request, catalog, binlog_end);
         }
         self.decoder.handle(ev, &mut self.out)?;
         if let Some(h) = &self.health {
