@@ -16,17 +16,33 @@ use crate::error::ReaderError;
 
 /// Connection attempts before a read gives up (transiently) and the stream reconnects.
 const CONNECT_ATTEMPTS: u32 = 3;
+/// MySQL 8.0.30+ hides a generated invisible primary key (`my_row_id`) from
+/// information_schema when this is OFF (globally, by choice), but writes it to the binlog:
+/// show it on this session, so the columns match.
+const SHOW_GIPK: &str = "SET SESSION show_gipk_in_create_table_and_information_schema = ON";
 
 pub(crate) struct CatalogReader {
     cfg: SourceConfig,
+    mariadb: bool,
     session: Option<Session>,
     /// Definitions read so far, for the log.
     reads: u64,
 }
 
 impl CatalogReader {
-    pub(crate) fn new(cfg: &SourceConfig) -> Self {
-        Self { cfg: cfg.clone(), session: None, reads: 0 }
+    pub(crate) fn new(cfg: &SourceConfig, mariadb: bool) -> Self {
+        Self { cfg: cfg.clone(), mariadb, session: None, reads: 0 }
+    }
+
+    async fn connect(&self) -> Result<Session, ReaderError> {
+        let mut session = Session::connect_with_retry(&self.cfg, CONNECT_ATTEMPTS).await?;
+        if !self.mariadb {
+            // Before 8.0.30 the variable does not exist, and there are no such keys either.
+            if let Err(e) = session.run(&[SHOW_GIPK]).await {
+                tracing::debug!(error = %e, "no generated invisible primary keys to show");
+            }
+        }
+        Ok(session)
     }
 
     /// The current definition of the requested table (no columns when it does not exist), and
@@ -37,7 +53,10 @@ impl CatalogReader {
     ) -> Result<(TableCatalog, Option<BinlogPosition>), ReaderError> {
         let session = match &mut self.session {
             Some(session) => session,
-            None => self.session.insert(Session::connect_with_retry(&self.cfg, CONNECT_ATTEMPTS).await?),
+            None => {
+                let session = self.connect().await?;
+                self.session.insert(session)
+            }
         };
         // The binlog end after the definition: a DDL visible in the definition is before it.
         let read = match read_catalog(session, &request.db, &request.table).await {

@@ -96,7 +96,7 @@ pub(crate) async fn stream_source(
     decoder.read_catalogs();
     let mut source = Source {
         start: run.start.clone(),
-        catalogs: CatalogReader::new(&run.cfg),
+        catalogs: CatalogReader::new(&run.cfg, run.info.mariadb),
         run,
         decoder,
         last_commit: None,
