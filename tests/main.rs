@@ -16,6 +16,7 @@ mod object_store;
 mod preflight;
 mod reader_differential;
 mod reader_faults;
+mod reader_minimal_metadata;
 mod reader_pipeline;
 mod reader_standby;
 mod reader_types;

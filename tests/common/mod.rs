@@ -27,6 +27,8 @@ pub(crate) struct Env {
     pub dir: tempfile::TempDir,
     pub server_id: u32,
     own_server: Option<MariaDb>,
+    /// A server a test module keeps for its own tests (other binlog settings).
+    module_server: Option<&'static MariaDb>,
 }
 
 static NEXT_SERVER_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
@@ -42,18 +44,33 @@ impl Env {
         Self::on(Some(MariaDb::start()), prefix, shards).await
     }
 
+    /// On `server`, a MariaDB this test started with settings of its own.
+    pub(crate) async fn on_server(server: MariaDb, prefix: &str, shards: i32) -> Self {
+        Self::on(Some(server), prefix, shards).await
+    }
+
+    /// On `server`, a MariaDB the test module shares among its tests.
+    pub(crate) async fn on_module_server(server: &'static MariaDb, prefix: &str, shards: i32) -> Self {
+        let db = server.create_database(prefix).await;
+        Self { module_server: Some(server), ..Self::with_db(db, None, prefix, shards).await }
+    }
+
     async fn on(own_server: Option<MariaDb>, prefix: &str, shards: i32) -> Self {
         let db = own_server.as_ref().unwrap_or_else(|| MariaDb::shared()).create_database(prefix).await;
+        Self::with_db(db, own_server, prefix, shards).await
+    }
+
+    async fn with_db(db: String, own_server: Option<MariaDb>, prefix: &str, shards: i32) -> Self {
         let stream = names::unique(prefix);
         Kinesalite::shared().create_stream(&stream, shards).await;
         let server_id =
             NEXT_SERVER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + std::process::id() % 1000 * 1000;
-        Self { db, stream, dir: tempfile::tempdir().expect("tempdir"), server_id, own_server }
+        Self { db, stream, dir: tempfile::tempdir().expect("tempdir"), server_id, own_server, module_server: None }
     }
 
     /// The server this test's database is on.
     pub(crate) fn maria(&self) -> &MariaDb {
-        self.own_server.as_ref().unwrap_or_else(|| MariaDb::shared())
+        self.own_server.as_ref().or(self.module_server).unwrap_or_else(|| MariaDb::shared())
     }
 
     pub(crate) fn checkpoint_path(&self) -> PathBuf {

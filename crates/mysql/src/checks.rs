@@ -75,9 +75,7 @@ async fn binlog_settings(session: &mut Session, info: &ServerInfo) -> Result<Vec
     }
     match session.variable("binlog_row_metadata").await? {
         Some(v) if v.eq_ignore_ascii_case("FULL") => {}
-        Some(v) => problems.push(Problem::error(format!(
-            "binlog_row_metadata is {v} on {addr}; sameday needs FULL so that column names and ENUM/SET labels travel with every row (SET GLOBAL binlog_row_metadata='FULL')"
-        ))),
+        Some(v) => problems.push(row_metadata_warning(&v, &addr)),
         None => problems.push(Problem::warning(format!(
             "binlog_row_metadata does not exist on {addr} ({}): column names come out as @1, @2, ...; upgrade to MySQL 8.0.1+ or MariaDB 10.5+",
             info.version
@@ -90,6 +88,18 @@ async fn binlog_settings(session: &mut Session, info: &ServerInfo) -> Result<Vec
         problems.push(Problem::error(format!("log_bin_compress is ON on {addr}; sameday cannot read MariaDB compressed events (SET GLOBAL log_bin_compress=OFF)")));
     }
     Ok(problems)
+}
+
+/// `binlog_row_metadata` below FULL (MINIMAL, MariaDB's NO_LOG): supported, and what it costs.
+fn row_metadata_warning(value: &str, addr: &str) -> Problem {
+    Problem::warning(format!(
+        "binlog_row_metadata is {value} on {addr}: supported, but the binlog then names no columns, ENUM/SET labels \
+         or primary key, so the reader reads them from information_schema (two queries per table each time its \
+         table map changes: at start, after a reconnect, after DDL) and checks them against the table map. Rows \
+         written before an ALTER TABLE and read after it (the reader was behind) are dead-lettered when the \
+         columns' types differ, and carry the new names when the ALTER only renamed or reordered identically \
+         defined columns. SET GLOBAL binlog_row_metadata='FULL' (recommended) removes both"
+    ))
 }
 
 /// The replica id must differ from the source's own and from other connected replicas'.
@@ -255,6 +265,17 @@ mod tests {
         assert!(p.message.contains("nightly"), "{p}");
         let other = horizon_problem("h:1", &files(), 0, &cp("other.000009", 0), 0).unwrap();
         assert!(other.blocking && other.message.contains("not among"), "{other}");
+    }
+
+    #[test]
+    fn row_metadata_below_full_is_a_warning_that_says_what_it_costs() {
+        let p = row_metadata_warning("MINIMAL", "h:1");
+        assert!(!p.blocking);
+        for fragment in ["binlog_row_metadata is MINIMAL on h:1", "information_schema", "ALTER TABLE", "dead-lettered"]
+        {
+            assert!(p.message.contains(fragment), "{fragment:?} missing: {p}");
+        }
+        assert!(p.message.contains("SET GLOBAL binlog_row_metadata='FULL' (recommended)"), "{p}");
     }
 
     #[test]

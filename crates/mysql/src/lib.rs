@@ -7,8 +7,12 @@
 //! - [`checks`]: the server checks as [`Problem`]s, one implementation for `sameday check`
 //!   and for each daemon's start-up.
 //! - [`schema`]: a table's columns as a binlog table map describes them.
+//! - [`catalog`]: a table's current definition from `information_schema`, which names the
+//!   columns of table maps without names (`binlog_row_metadata=MINIMAL`) once checked
+//!   against them.
 //! - [`value`]: binlog values and SQL row values to the envelope's JSON, which must agree.
 
+pub mod catalog;
 pub mod checks;
 pub mod config;
 pub mod error;

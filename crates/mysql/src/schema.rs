@@ -6,12 +6,20 @@
 //! come from the table map's optional metadata (`binlog_row_metadata=FULL`), so a schema
 //! change (ALTER TABLE) is picked up with the next table map and columns are never
 //! mis-labelled.
+//!
+//! Without names in the table map (`MINIMAL`, MariaDB's `NO_LOG`), a live source hands in
+//! the table's current definition ([`TableCatalog`]); it is used only when it agrees with
+//! the table map ([`TableCatalog::check`]), else the schema is refused as
+//! [`SchemaError::drifted`]. Without either (binlog files, no server) columns are named by
+//! ordinal: `@1`, `@2`, ...
 
 use std::sync::Arc;
 
 use mysql_common::binlog::events::{OptionalMetadataField, TableMapEvent};
 use mysql_common::collations::{Collation, CollationId};
 use mysql_common::constants::ColumnType;
+
+use crate::catalog::{BinlogColumn, TableCatalog};
 
 /// How the bytes of a character or binary column become JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +76,10 @@ pub struct SchemaError {
     pub db: String,
     pub table: String,
     pub reason: String,
+    /// The table map is readable, but the table's current definition (which had to name its
+    /// columns) disagrees with it: the table changed after the event was written. Its rows
+    /// cannot be named; the rest of the stream can go on.
+    pub drifted: bool,
 }
 
 /// The optional metadata of a table map (`binlog_row_metadata`), gathered per kind.
@@ -158,12 +170,13 @@ struct Ordinals {
 }
 
 impl Ordinals {
-    fn unsigned(&mut self, meta: &OptionalMeta, ty: ColumnType) -> bool {
+    /// `None` for a numeric column when the table map carries no signedness.
+    fn unsigned(&mut self, meta: &OptionalMeta, ty: ColumnType) -> Option<bool> {
         if !ty.is_numeric_type() {
-            return false;
+            return Some(false);
         }
         self.numeric += 1;
-        meta.signedness.as_ref().and_then(|s| s.get(self.numeric - 1).copied()).unwrap_or(false)
+        meta.signedness.as_ref().and_then(|s| s.get(self.numeric - 1).copied())
     }
 
     fn text(&mut self, meta: &OptionalMeta, ty: ColumnType) -> TextKind {
@@ -202,46 +215,100 @@ impl Ordinals {
     }
 }
 
+/// One column as the table map alone describes it.
+struct MapColumn {
+    ty: ColumnType,
+    meta: Vec<u8>,
+    nullable: bool,
+    unsigned: Option<bool>,
+    text: TextKind,
+    labels: Option<Labels>,
+    json_ordinal: Option<usize>,
+}
+
 impl TableSchema {
-    /// Builds the schema of a table map event. `hints(name)` says, per column name, whether
-    /// the filter excludes it and whether it is a MariaDB JSON column.
+    /// Builds the schema of a table map event. `catalog` is the table's current definition,
+    /// used only when the table map names no columns (and refused when it disagrees).
+    /// `hints(name)` says, per column name, whether the filter excludes it and whether it is
+    /// a MariaDB JSON column.
     pub fn from_table_map(
         tme: &TableMapEvent<'_>,
         raw: &[u8],
+        catalog: Option<&TableCatalog>,
         hints: impl Fn(&str) -> (bool, bool),
     ) -> Result<Arc<Self>, SchemaError> {
         let db = tme.database_name().into_owned();
         let table = tme.table_name().into_owned();
-        let bad = |reason: String| SchemaError { db: db.clone(), table: table.clone(), reason };
+        let bad = |reason: String| SchemaError { db: db.clone(), table: table.clone(), reason, drifted: false };
         let n = tme.columns_count() as usize;
         let mut meta = OptionalMeta::read(tme).map_err(bad)?;
         let names = meta.names.take().filter(|v| v.len() == n);
         let mut ordinals = Ordinals::default();
-        let mut columns = Vec::with_capacity(n);
+        let nulls = tme.null_bitmask();
+        let mut map = Vec::with_capacity(n);
         for i in 0..n {
             let ty = match tme.get_column_type(i) {
                 Ok(Some(ty)) => ty,
                 Ok(None) => return Err(bad(format!("column {i} has no type"))),
                 Err(e) => return Err(bad(format!("column {i}: {e}"))),
             };
-            let name = names.as_ref().map(|v| v[i].clone()).unwrap_or_else(|| format!("@{}", i + 1));
+            map.push(MapColumn {
+                ty,
+                meta: tme.get_column_metadata(i).unwrap_or(&[]).to_vec(),
+                nullable: nulls.get(i).is_some_and(|b| *b),
+                unsigned: ordinals.unsigned(&meta, ty),
+                text: ordinals.text(&meta, ty),
+                labels: ordinals.labels(&meta, ty),
+                json_ordinal: ordinals.json(ty),
+            });
+        }
+        // The current definition stands in only for a table map without names, and only
+        // when it describes the same columns.
+        let catalog = catalog.filter(|_| names.is_none());
+        if let Some(catalog) = catalog {
+            let binlog: Vec<BinlogColumn<'_>> = map
+                .iter()
+                .map(|c| BinlogColumn {
+                    ty: c.ty,
+                    meta: &c.meta,
+                    nullable: c.nullable,
+                    unsigned: c.unsigned,
+                    text: c.text,
+                })
+                .collect();
+            catalog.check(&binlog).map_err(|d| SchemaError { drifted: true, ..bad(d.0) })?;
+        }
+        let mut columns = Vec::with_capacity(n);
+        for (i, c) in map.into_iter().enumerate() {
+            let current = catalog.map(|cat| &cat.columns[i]);
+            let name = match (&names, current) {
+                (Some(names), _) => names[i].clone(),
+                (None, Some(cur)) => cur.name.clone(),
+                (None, None) => format!("@{}", i + 1),
+            };
             let json_key = format!("{}:", serde_json::to_string(&name).expect("strings serialize"));
             let (excluded, json_hint) = hints(&name);
-            let text = ordinals.text(&meta, ty);
+            let text = match (c.text, current) {
+                (TextKind::Unknown, Some(cur)) if c.ty.is_character_type() => cur.text_kind(),
+                (text, _) => text,
+            };
             columns.push(ColumnInfo {
                 json_key,
-                meta: tme.get_column_metadata(i).unwrap_or(&[]).to_vec(),
-                unsigned: ordinals.unsigned(&meta, ty),
-                labels: ordinals.labels(&meta, ty),
-                json_text: json_hint && ty.is_character_type() && text != TextKind::Binary,
-                json_ordinal: ordinals.json(ty),
+                unsigned: c.unsigned.or(current.map(|cur| cur.unsigned)).unwrap_or(false),
+                labels: c.labels.or_else(|| current.and_then(|cur| cur.labels.clone()).map(Labels)),
+                json_text: json_hint && c.ty.is_character_type() && text != TextKind::Binary,
+                json_ordinal: c.json_ordinal,
+                meta: c.meta,
                 name,
-                ty,
+                ty: c.ty,
                 text,
                 excluded,
             });
         }
         let mut key = std::mem::take(&mut meta.key);
+        if let Some(cat) = catalog {
+            key.clone_from(&cat.key);
+        }
         key.retain(|&k| k < n);
         Ok(Arc::new(Self { db, table, columns, key, json_columns: ordinals.json, raw_table_map: raw.to_vec() }))
     }

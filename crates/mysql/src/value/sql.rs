@@ -17,7 +17,7 @@
 //! - text as UTF-8 strings (the server converted them from the column's charset); anything in
 //!   the binary charset (BINARY, VARBINARY, BLOB, GEOMETRY) as base64;
 //! - ENUM as its label, SET as an array of labels (what the reader writes with the labels
-//!   from `binlog_row_metadata=FULL`);
+//!   from `binlog_row_metadata=FULL`, or with MINIMAL from `information_schema`);
 //! - JSON columns (MySQL's type, or a MariaDB LONGTEXT with a `json_valid` check, named by the
 //!   caller) as the document itself when it parses, else as the text.
 //!

@@ -12,7 +12,11 @@
 //!   filtered tables too, so filters do not change ids) and the row's index in that event.
 //! - A row that cannot be decoded becomes a [`DeadLetter`] naming table and position; the
 //!   stream goes on. Only a broken stream (unparseable event) is an error.
+//! - Columns are named from the table map, or (table maps without names, on a live source)
+//!   from the table's current definition only when it agrees with the table map
+//!   ([`catalog`]); never positionally mislabelled.
 
+mod catalog;
 mod events;
 mod image;
 mod output;
@@ -33,6 +37,8 @@ use crate::encode::{Encoder, Image, RowChange, TxnRef};
 use crate::error::DecodeError;
 use crate::filter::TableFilter;
 use crate::kinesis::config::RecordFormat;
+pub(crate) use catalog::CatalogRequest;
+use catalog::{Catalogs, Drifted};
 pub(crate) use events::event_name;
 use events::*;
 use image::decode_image;
@@ -53,6 +59,10 @@ pub struct Decoder {
     payload: Option<(u64, u64)>,
     /// `db.table.column` of MariaDB JSON columns (LONGTEXT + json_valid), from the server.
     json_columns: std::collections::HashSet<String>,
+    /// Current table definitions naming the columns of table maps without names.
+    catalogs: Catalogs,
+    /// Table maps whose rows cannot be named (they disagree with the current definition).
+    drifted: HashMap<u64, Drifted>,
     encoder: Encoder,
     before: Vec<Option<Cell>>,
     after: Vec<Option<Cell>>,
@@ -77,6 +87,8 @@ impl Decoder {
             gtid_set,
             payload: None,
             json_columns: Default::default(),
+            catalogs: Catalogs::default(),
+            drifted: HashMap::new(),
             encoder: Encoder::new(RecordFormat::Sameday),
             before: Vec::new(),
             after: Vec::new(),
@@ -257,7 +269,9 @@ impl Decoder {
                         Some((db, table)) => (db.unwrap_or(schema), Some(table)),
                         None => (schema, None),
                     };
-                    out.push(Output::SchemaChange { db, kind: ddl.kind, table, position: self.position(at.start) });
+                    let position = self.position(at.start);
+                    self.forget_table(&db, table.as_deref(), &position);
+                    out.push(Output::SchemaChange { db, kind: ddl.kind, table, position });
                 }
             }
             if self.txn.as_ref().is_none_or(|t| t.standalone) {
@@ -275,6 +289,7 @@ impl Decoder {
         let table = tme.table_name();
         if !self.filter.matches(&db, &table) {
             self.tables.remove(&table_id);
+            self.drifted.remove(&table_id);
             return Ok(());
         }
         // Most transactions re-send the same map; reuse the cached schema when its bytes
@@ -286,16 +301,30 @@ impl Decoder {
         }
         let filter = &self.filter;
         let json_columns = &self.json_columns;
-        let schema = TableSchema::from_table_map(tme, raw, |col| {
+        let catalog = self.catalogs.get(table_id, &db, &table);
+        let named = catalog.is_some();
+        let schema = match TableSchema::from_table_map(tme, raw, catalog, |col| {
             (filter.column_excluded(&db, &table, col), json_columns.contains(&format!("{db}.{table}.{col}")))
-        })
-        .map_err(|e| DecodeError::Row {
-            event: "TABLE_MAP".into(),
-            db: e.db,
-            table: e.table,
-            position: self.position(start),
-            reason: e.reason,
-        })?;
+        }) {
+            Ok(schema) => schema,
+            Err(e) if e.drifted => {
+                self.drift(table_id, e, start);
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(DecodeError::Row {
+                    event: "TABLE_MAP".into(),
+                    db: e.db,
+                    table: e.table,
+                    position: self.position(start),
+                    reason: e.reason,
+                })
+            }
+        };
+        self.drifted.remove(&table_id);
+        if named {
+            self.catalogs.named(table_id, self.position(start));
+        }
         let name = format!("{db}.{table}");
         if let Some(prev) = self.shapes.get(&name) {
             if !prev.same_shape(&schema) {
@@ -320,6 +349,10 @@ impl Decoder {
         let txn = self.txn.get_or_insert_with(|| Txn::at(position.to_string(), 0, false));
         let event_seq = txn.event_seq;
         txn.event_seq += 1;
+        if let Some(d) = self.drifted.get(&rows.table_id()) {
+            out.push(Output::DeadLetter(DeadLetter { table: d.table.clone(), position, reason: d.reason.clone() }));
+            return Ok(());
+        }
         let Some(schema) = self.tables.get(&rows.table_id()).cloned() else {
             return Ok(()); // a filtered table
         };

@@ -9,6 +9,9 @@
 //!   decoding the event.
 //! - On MariaDB a DDL may add or drop a JSON column; the JSON columns are re-read after one,
 //!   so the next table map uses them.
+//! - A table map without column names (`binlog_row_metadata=MINIMAL`) is handed to the
+//!   decoder only after the table's definition was read ([`crate::source::catalog`]); a
+//!   transient failure of that read reconnects like a broken stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +28,7 @@ use crate::decoder::{Decoder, Output};
 use crate::error::ReaderError;
 use crate::filter::{FilterConfig, TableFilter};
 use crate::kinesis::config::RecordFormat;
+use crate::source::catalog::CatalogReader;
 use crate::source::live::{LiveEvent, LiveStream, Start};
 use crate::source::prepare::json_columns;
 
@@ -89,8 +93,10 @@ pub(crate) async fn stream_source(
     if run.info.mariadb {
         decoder.set_json_columns(json_columns(&run.cfg).await?);
     }
+    decoder.read_catalogs();
     let mut source = Source {
         start: run.start.clone(),
+        catalogs: CatalogReader::new(&run.cfg, run.info.mariadb),
         run,
         decoder,
         last_commit: None,
@@ -99,26 +105,9 @@ pub(crate) async fn stream_source(
         tx,
         health,
     };
-    loop {
-        let Some(stream) = source.open(&shutdown).await? else { return Ok(()) };
-        let ended = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return Ok(()),
-            ended = source.pump(stream) => ended?,
-        };
-        match ended {
-            Ended::Done => return Ok(()),
-            Ended::Reconnect(e) => {
-                let delay = source.backoff.next_delay();
-                tracing::warn!(error = %e, resume = ?source.start, retry_in_ms = delay.as_millis() as u64, "binlog stream interrupted; reconnecting");
-                tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
+    let result = source.run(&shutdown).await;
+    source.catalogs.close().await;
+    result
 }
 
 /// The state that survives reconnects.
@@ -127,6 +116,8 @@ struct Source {
     /// Where the next connection starts.
     start: Start,
     decoder: Decoder,
+    /// Table definitions for table maps without column names.
+    catalogs: CatalogReader,
     /// The last transaction boundary handed over.
     last_commit: Option<BinlogPosition>,
     backoff: Backoff,
@@ -137,6 +128,30 @@ struct Source {
 }
 
 impl Source {
+    /// Streams, reconnecting after transient failures, until the end, shutdown or a fatal error.
+    async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ReaderError> {
+        loop {
+            let Some(stream) = self.open(shutdown).await? else { return Ok(()) };
+            let ended = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                ended = self.pump(stream) => ended?,
+            };
+            match ended {
+                Ended::Done => return Ok(()),
+                Ended::Reconnect(e) => {
+                    let delay = self.backoff.next_delay();
+                    tracing::warn!(error = %e, resume = ?self.start, retry_in_ms = delay.as_millis() as u64, "binlog stream interrupted; reconnecting");
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
     /// Opens the stream at `self.start`, retrying transient failures; `None` on shutdown.
     async fn open(&mut self, shutdown: &CancellationToken) -> Result<Option<LiveStream>, ReaderError> {
         loop {
@@ -173,20 +188,27 @@ impl Source {
                     if self.reached_stop(&ev) {
                         return Ok(self.finish().await);
                     }
-                    if !self.decode(&ev).await? {
-                        return Ok(Ended::Done); // the publisher stopped; its error is reported there
+                    match self.decode(&ev).await {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(Ended::Done), // the publisher stopped; its error is reported there
+                        Err(e) if e.is_transient() => return Ok(self.resume_later(e)),
+                        Err(e) => return Err(e),
                     }
                 }
-                Err(e) if e.is_transient() => {
-                    self.out.clear();
-                    if let Some(p) = &self.last_commit {
-                        self.start = Start::File(p.clone());
-                    }
-                    return Ok(Ended::Reconnect(e));
-                }
+                Err(e) if e.is_transient() => return Ok(self.resume_later(e)),
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// After a transient failure: drops what was not handed over and resumes at the last
+    /// transaction boundary that was.
+    fn resume_later(&mut self, e: ReaderError) -> Ended {
+        self.out.clear();
+        if let Some(p) = &self.last_commit {
+            self.start = Start::File(p.clone());
+        }
+        Ended::Reconnect(e)
     }
 
     /// Hands over what is left; the stream is done.
@@ -211,6 +233,10 @@ impl Source {
     async fn decode(&mut self, ev: &mysql_async::binlog::events::Event) -> Result<bool, ReaderError> {
         tracing::trace!(event_type = ev.header().event_type_raw(), log_pos = ev.header().log_pos(), file = %self.decoder.file(), "event");
         let scanned = self.out.len();
+        if let Some(request) = self.decoder.catalog_request(ev) {
+            let (catalog, binlog_end) = self.catalogs.read(&request).await?;
+            self.decoder.set_catalog(&request, catalog, binlog_end);
+        }
         self.decoder.handle(ev, &mut self.out)?;
         if let Some(h) = &self.health {
             h.beat();
