@@ -9,6 +9,10 @@
 //!   number) keep their order; [`OrderedQueue::pop_done`] releases a mark only when every
 //!   item before it was delivered (or given up on by the caller), so a checkpoint taken
 //!   from a mark never runs ahead of the sink.
+//! - **Groups keep a key's order.** [`OrderedQueue::take_groups`] hands out a key's head
+//!   together with the items queued right behind it, as one unit (one aggregated Kinesis
+//!   record, written atomically); nothing else of the key goes out until the whole group is
+//!   acknowledged, and a failed group is handed out again as it was.
 //! - **Cost independent of a key's backlog.** Only the oldest undelivered item of each key
 //!   can be handed out; those heads are kept in ticket order ([`OrderedQueue::take_batch`]
 //!   visits heads only), and each key's later items wait in its own FIFO. A row changed
@@ -155,6 +159,61 @@ impl<T: Clone, M> OrderedQueue<T, M> {
         out
     }
 
+    /// Hands out groups: for each ready key (in queue order, among the first `window`
+    /// slots), its head and up to `per_key - 1` further items of the key queued behind it,
+    /// at most `group_bytes` together (the head always goes); at most `max_groups` groups and
+    /// `max_bytes` in all. Each group is one unit for the sink: complete its items in the
+    /// order given, all with the same outcome.
+    pub fn take_groups(
+        &mut self,
+        max_groups: usize,
+        max_bytes: usize,
+        window: usize,
+        per_key: usize,
+        group_bytes: usize,
+    ) -> Vec<Vec<(Ticket, T)>> {
+        let limit = self.base.saturating_add(window as Ticket);
+        let mut groups: Vec<Vec<Ticket>> = Vec::new();
+        let mut bytes = 0usize;
+        for &head in self.ready.range(..limit) {
+            if groups.len() == max_groups {
+                break;
+            }
+            let Entry::Item { key, .. } = &self.slots[(head - self.base) as usize].entry else { continue };
+            let mut group = Vec::new();
+            let mut group_size = 0usize;
+            // The key's head is ready, so every item of the key is pending.
+            for &ticket in self.keys.get(key.as_str()).into_iter().flatten().take(per_key.max(1)) {
+                let Entry::Item { size, .. } = &self.slots[(ticket - self.base) as usize].entry else { continue };
+                if !group.is_empty() && group_size + size > group_bytes {
+                    break;
+                }
+                group_size += size;
+                group.push(ticket);
+            }
+            if bytes + group_size > max_bytes && !groups.is_empty() {
+                break;
+            }
+            bytes += group_size;
+            groups.push(group);
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for group in groups {
+            self.ready.remove(&group[0]);
+            let mut items = Vec::with_capacity(group.len());
+            for ticket in group {
+                let slot = &mut self.slots[(ticket - self.base) as usize];
+                slot.state = State::InFlight;
+                self.pending -= 1;
+                if let Entry::Item { item, .. } = &slot.entry {
+                    items.push((ticket, item.clone()));
+                }
+            }
+            out.push(items);
+        }
+        out
+    }
+
     /// Records the outcome of a handed-out item: delivered (or given up on and handled by
     /// the caller, e.g. dead-lettered), or to be sent again.
     pub fn complete(&mut self, ticket: Ticket, delivered: bool) {
@@ -163,22 +222,29 @@ impl<T: Clone, M> OrderedQueue<T, M> {
         if slot.state != State::InFlight {
             return;
         }
+        let waiting = self.keys.get_mut(key.as_str());
         if !delivered {
-            // Still its key's head: ready again, before any later item of the key.
             slot.state = State::Pending;
             self.pending += 1;
-            self.ready.insert(ticket);
+            // Its key's head is ready again, before any later item of the key; the rest of a
+            // failed group waits behind it, as before.
+            if waiting.is_some_and(|w| w.front() == Some(&ticket)) {
+                self.ready.insert(ticket);
+            }
             return;
         }
         slot.state = State::Done;
         self.undelivered_bytes = self.undelivered_bytes.saturating_sub(*size);
-        if let Some(waiting) = self.keys.get_mut(key.as_str()) {
+        if let Some(waiting) = waiting {
             if waiting.front() == Some(&ticket) {
                 waiting.pop_front();
             }
             match waiting.front() {
+                // The next item of a group in flight is not ready: it is out already.
                 Some(&next) => {
-                    self.ready.insert(next);
+                    if self.slots[(next - self.base) as usize].state == State::Pending {
+                        self.ready.insert(next);
+                    }
                 }
                 None => {
                     self.keys.remove(key.as_str());
@@ -306,6 +372,46 @@ mod tests {
         q.complete(batch[0].0, true); // a delivered
         q.pop_done();
         assert_eq!((q.oldest_undelivered_key(), q.backlog_of("b"), q.backlog_of("a")), (Some("b"), 3, 0));
+    }
+
+    #[test]
+    fn groups_carry_a_keys_queued_items_in_order_and_fail_as_one() {
+        let mut q = q();
+        for i in 0..5 {
+            q.push("hot".into(), 10, ("hot", i));
+        }
+        q.push("cold".into(), 10, ("cold", 0));
+        q.push_mark(1);
+        q.push("hot".into(), 10, ("hot", 5));
+        let groups = q.take_groups(10, 1000, 100, 3, 1000);
+        let items = |g: &Vec<(Ticket, (&'static str, u32))>| g.iter().map(|(_, i)| *i).collect::<Vec<_>>();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(items(&groups[0]), [("hot", 0), ("hot", 1), ("hot", 2)], "per_key = 3");
+        assert_eq!(items(&groups[1]), [("cold", 0)]);
+        assert!(q.take_groups(10, 1000, 100, 3, 1000).is_empty(), "nothing of hot while its group is out");
+        // The group fails: handed out again as it was, never hot:3 first.
+        for (t, _) in &groups[0] {
+            q.complete(*t, false);
+        }
+        q.complete(groups[1][0].0, true);
+        let again = q.take_groups(10, 1000, 100, 3, 1000);
+        assert_eq!(again.iter().map(items).collect::<Vec<_>>(), [vec![("hot", 0), ("hot", 1), ("hot", 2)]]);
+        for (t, _) in &again[0] {
+            q.complete(*t, true);
+        }
+        assert_eq!(q.pop_done(), Vec::<u32>::new(), "hot:3 and hot:4 come before the mark");
+        // Byte limit per group: 25 bytes hold two items of 10.
+        let next = q.take_groups(10, 1000, 100, 10, 25);
+        assert_eq!(next.iter().map(items).collect::<Vec<_>>(), [vec![("hot", 3), ("hot", 4)]]);
+        for (t, _) in &next[0] {
+            q.complete(*t, true);
+        }
+        assert_eq!(q.pop_done(), [1]);
+        let last = q.take_groups(10, 1000, 100, 10, 25);
+        assert_eq!(last.iter().map(items).collect::<Vec<_>>(), [vec![("hot", 5)]]);
+        q.complete(last[0][0].0, true);
+        q.pop_done();
+        assert!(q.is_empty() && q.pending() == 0 && q.undelivered_bytes() == 0);
     }
 
     #[test]
