@@ -85,7 +85,7 @@ fn read_checkpoint(path: &Path) -> Option<Checkpoint> {
 
 /// Raw records of the stream: (shard, data bytes), per-shard order.
 async fn raw_records(stream: &str) -> Vec<(String, Vec<u8>)> {
-    Kinesalite::shared().read_all(stream).await.into_iter().map(|(shard, _, _, data)| (shard, data)).collect()
+    common::user_records(stream).await.into_iter().map(|(shard, _, _, data)| (shard, data)).collect()
 }
 
 fn int_of(v: &serde_json::Value) -> i64 {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sameday_core::{ChangeEnvelope, Op};
 use sameday_reader::{replay_files, Decoder, FileRange, FilterConfig, Output, TableFilter};
-use sameday_testkit::{Kinesalite, MariaDb, MariaDbOptions};
+use sameday_testkit::{MariaDb, MariaDbOptions};
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -40,8 +40,7 @@ type Change = (Op, Value, Option<Map<String, Value>>, Option<Map<String, Value>>
 /// The changes of `db.table` in the env's stream, in commit order (the stream keeps it per
 /// key only).
 async fn changes_of(env: &Env, table: &str) -> Vec<Change> {
-    let mut records: Vec<(String, ChangeEnvelope)> = Kinesalite::shared()
-        .read_all(&env.stream)
+    let mut records: Vec<(String, ChangeEnvelope)> = common::user_records(&env.stream)
         .await
         .into_iter()
         .map(|(_, _, pk, data)| (pk, ChangeEnvelope::from_slice(&data).expect("valid envelope")))

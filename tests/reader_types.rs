@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::common::{set_aws_env, Env};
 use mysql_async::prelude::Queryable;
 use sameday_core::{ChangeEnvelope, Op};
-use sameday_testkit::{Kinesalite, MariaDb};
+use sameday_testkit::MariaDb;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -159,8 +159,7 @@ async fn every_column_type_round_trips_through_kinesis() {
     assert_image(after_of(&records, 4), &Value::Object(row4), "row 4 (all NULL)");
 
     // u64::MAX and i64::MIN are printed exactly in the raw record text (no float rounding).
-    let raw: Vec<String> = Kinesalite::shared()
-        .read_all(&env.stream)
+    let raw: Vec<String> = common::user_records(&env.stream)
         .await
         .into_iter()
         .map(|(_, _, _, data)| String::from_utf8(data).expect("records are UTF-8 JSON"))
@@ -352,7 +351,7 @@ async fn a_primary_key_change_is_a_delete_of_the_old_key_and_an_insert_of_the_ne
     shutdown.cancel();
     reader.await.unwrap().unwrap();
     // Each record under its own key's partition key (one shard: stream order is commit order).
-    for (_, _, partition_key, data) in Kinesalite::shared().read_all(&env.stream).await {
+    for (_, _, partition_key, data) in common::user_records(&env.stream).await {
         let e = ChangeEnvelope::from_slice(&data).unwrap();
         assert_eq!(partition_key, e.partition_key(), "partition key of {}", e.id);
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use aws_sdk_sfn::types::ExecutionStatus;
 use jiff::{SignedDuration, Timestamp};
 use mysql_async::prelude::Queryable;
-use sameday_testkit::{Kinesalite, MariaDb, MariaDbOptions};
+use sameday_testkit::{MariaDb, MariaDbOptions};
 use serde_json::Value;
 
 use crate::common;
@@ -286,7 +286,7 @@ async fn old_changes_delivered_after_newer_ones_change_nothing() {
 
     // Every change again, oldest first, as a replay would send them: same group (the row),
     // new deduplication ids (the window has passed).
-    let records = Kinesalite::shared().read_all(&p.env.stream).await;
+    let records = common::user_records(&p.env.stream).await;
     let mut changes: Vec<(u64, String, String)> = records
         .iter()
         .map(|(_, _, partition_key, data)| {

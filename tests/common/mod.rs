@@ -98,10 +98,9 @@ impl Env {
         sameday_core::config_file::load(Some(&self.write_config(start)), std::iter::empty()).expect("valid config")
     }
 
-    /// Every record in the stream, parsed, in per-shard order.
+    /// Every change in the stream (aggregated records unpacked), parsed, in per-shard order.
     pub(crate) async fn records(&self) -> Vec<(String, ChangeEnvelope)> {
-        Kinesalite::shared()
-            .read_all(&self.stream)
+        user_records(&self.stream)
             .await
             .into_iter()
             .map(|(shard, _seq, _pk, data)| (shard, ChangeEnvelope::from_slice(&data).expect("valid envelope")))
@@ -150,6 +149,19 @@ pub(crate) fn set_aws_env() {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
         std::env::set_var("AWS_REGION", "us-east-1");
     });
+}
+
+/// The stream's user records, in per-shard order: (shard, sequence number, partition key,
+/// data), with each KPL aggregated record unpacked into its records (`sameday_core::kpl`),
+/// as a consumer sees them.
+pub(crate) async fn user_records(stream: &str) -> Vec<(String, String, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (shard, seq, pk, data) in Kinesalite::shared().read_all(stream).await {
+        for r in sameday_core::kpl::deaggregate(&data) {
+            out.push((shard.clone(), seq.clone(), r.partition_key.unwrap_or_else(|| pk.clone()), r.data));
+        }
+    }
+    out
 }
 
 /// `AWS_ENDPOINT_URL_<SERVICE>` for a daemon process: the shared kinesalite, fauxqs and

@@ -243,8 +243,9 @@ async fn replay_range(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             );
             sink.check().await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let mut cfg = cfg;
-            // The same claim-check as the live reader: same objects, same pointers.
+            // The same claim-check and aggregation as the live reader: same objects, same pointers.
             cfg.claim_check = claim_checker(&config, sink.max_record_bytes()).await;
+            cfg.aggregate = config.kinesis.aggregates();
             replay(source, Arc::new(sink), cfg, shutdown).await?
         }
     };

@@ -5,6 +5,10 @@
 //!   a new one after the last sequence number returned, so nothing is skipped or repeated.
 //! - Keeps to the per-shard read quota (5 GetRecords per second) and backs off on
 //!   throttling.
+//! - Unpacks KPL aggregated records (`sameday_core::kpl`) into their user records, each at
+//!   `SEQ:SUB` (its index inside the record, as the KCL numbers them) and the last at `SEQ`,
+//!   so a checkpoint can stand inside an aggregated record; resuming from `SEQ:SUB` reads that
+//!   record again (AT_SEQUENCE_NUMBER) and skips the user records up to `SUB`.
 //! - Reports the end of a closed shard (no next iterator) so its lease can record
 //!   SHARD_END and the children may start.
 
@@ -14,6 +18,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
 use sameday_core::aws::{classify, describe, Retry};
 use sameday_core::backoff::Backoff;
+use sameday_core::kpl;
 
 use crate::shard_lease::{SequenceNumber, ShardCheckpoint};
 
@@ -54,7 +59,11 @@ pub(crate) struct ShardReader {
     stream: String,
     shard: String,
     start: ShardCheckpoint,
+    /// The last position read: a whole record, or (before the first read) a checkpoint
+    /// inside an aggregated record.
     last: Option<SequenceNumber>,
+    /// Resuming inside an aggregated record: its user records up to this one were delivered.
+    skip_through: Option<SequenceNumber>,
     iterator: Option<String>,
     ended: bool,
     limit: i32,
@@ -75,6 +84,7 @@ impl ShardReader {
             ended: start == ShardCheckpoint::ShardEnd,
             start,
             last,
+            skip_through: None,
             iterator: None,
             limit: DEFAULT_READ_LIMIT,
             last_call: None,
@@ -102,9 +112,13 @@ impl ShardReader {
     async fn fresh_iterator(&mut self) -> Result<String, ReadError> {
         let mut req = self.client.get_shard_iterator().stream_name(&self.stream).shard_id(&self.shard);
         req = match (&self.last, &self.start) {
-            (Some(seq), _) => req
-                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-                .starting_sequence_number(seq.to_string()),
+            (Some(seq), _) if seq.sub().is_some() => {
+                self.skip_through = Some(seq.clone());
+                req.shard_iterator_type(ShardIteratorType::AtSequenceNumber).starting_sequence_number(seq.kinesis())
+            }
+            (Some(seq), _) => {
+                req.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).starting_sequence_number(seq.kinesis())
+            }
             (None, ShardCheckpoint::Latest) => req.shard_iterator_type(ShardIteratorType::Latest),
             (None, _) => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
         };
@@ -155,15 +169,28 @@ impl ShardReader {
                 .sequence_number()
                 .parse()
                 .map_err(|e| self.error(format!("bad sequence number {:?}: {e}", r.sequence_number()), false))?;
-            records.push(ShardRecord {
-                sequence,
-                partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                data: r.data().as_ref().to_vec(),
-                arrival_ms: r.approximate_arrival_timestamp().and_then(|t| t.to_millis().ok()),
-            });
-        }
-        if let Some(r) = records.last() {
-            self.last = Some(r.sequence.clone());
+            let arrival_ms = r.approximate_arrival_timestamp().and_then(|t| t.to_millis().ok());
+            let skip = match self.skip_through.take() {
+                Some(s) if s.record() == sequence => s.sub(),
+                _ => None,
+            };
+            let users = kpl::deaggregate(r.data().as_ref());
+            let n = users.len();
+            for (i, user) in users.into_iter().enumerate() {
+                if skip.is_some_and(|k| i as u64 <= k) {
+                    continue;
+                }
+                let aggregated = user.partition_key.is_some();
+                records.push(ShardRecord {
+                    sequence: if aggregated && i + 1 < n { sequence.with_sub(i as u64) } else { sequence.clone() },
+                    partition_key: user
+                        .partition_key
+                        .unwrap_or_else(|| r.partition_key().unwrap_or_default().to_owned()),
+                    data: user.data,
+                    arrival_ms,
+                });
+            }
+            self.last = Some(sequence);
         }
         self.iterator = out.next_shard_iterator().map(str::to_owned);
         self.ended = self.iterator.is_none();

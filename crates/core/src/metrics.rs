@@ -21,6 +21,7 @@ pub const KINESIS_BATCH_RECORDS: &str = "sameday_kinesis_batch_records";
 pub const KINESIS_FAILED_RECORDS: &str = "sameday_kinesis_failed_records";
 pub const KINESIS_RETRIES: &str = "sameday_kinesis_retries";
 pub const KINESIS_RECORDS: &str = "sameday_kinesis_records";
+pub const KINESIS_AGGREGATED_RECORDS: &str = "sameday_kinesis_aggregated_records";
 pub const WORKER_MESSAGES: &str = "sameday_worker_messages";
 pub const WORKER_EFFECTS: &str = "sameday_worker_effects";
 pub const WORKER_SKIPPED: &str = "sameday_worker_skipped_changes";

@@ -41,6 +41,7 @@ pub struct ReaderMetrics {
     pub failed_records: Family<Code, Counter>,
     pub retries: Counter,
     pub records: Counter,
+    pub aggregated_records: Counter,
 }
 
 impl ReaderMetrics {
@@ -60,6 +61,7 @@ impl ReaderMetrics {
             failed_records: Family::default(),
             retries: Counter::default(),
             records: Counter::default(),
+            aggregated_records: Counter::default(),
         };
         registry.register(names::READER_ROWS, "Row changes decoded, by table and operation", m.rows.clone());
         registry.register(names::READER_BYTES, "Bytes of change records produced", m.bytes.clone());
@@ -110,7 +112,12 @@ impl ReaderMetrics {
             "PutRecords attempts that failed as a whole and were retried",
             m.retries.clone(),
         );
-        registry.register(names::KINESIS_RECORDS, "Records Kinesis acknowledged", m.records.clone());
+        registry.register(names::KINESIS_RECORDS, "Change records Kinesis acknowledged", m.records.clone());
+        registry.register(
+            names::KINESIS_AGGREGATED_RECORDS,
+            "Kinesis records that carried several changes of one row (KPL aggregation)",
+            m.aggregated_records.clone(),
+        );
         m
     }
 }

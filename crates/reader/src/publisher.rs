@@ -24,6 +24,7 @@ use sameday_core::checkpoint::{Checkpoint, CheckpointStore, NoCheckpoint};
 use sameday_core::clock::now_ms;
 use sameday_core::envelope::Op;
 use sameday_core::health::Health;
+use sameday_core::kpl;
 use sameday_core::ordered::{OrderedQueue, Ticket};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -39,6 +40,8 @@ use crate::sink::{RecordOutcome, RecordSink, SinkRecord};
 
 /// How far into the queue a batch is looked for.
 const SCAN_WINDOW: usize = 20_000;
+/// Changes of one key in one aggregated Kinesis record at most.
+pub(crate) const MAX_RECORDS_PER_AGGREGATE: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
@@ -55,6 +58,9 @@ pub struct PublisherConfig {
     pub drain_timeout: Duration,
     /// Records over its threshold go through S3 first (`crate::claim_check`).
     pub claim_check: Option<ClaimChecker>,
+    /// Pack a key's queued records into one KPL aggregated record (`sameday_core::kpl`), so a
+    /// hot row moves up to [`MAX_RECORDS_PER_AGGREGATE`] changes per round trip.
+    pub aggregate: bool,
 }
 
 impl Default for PublisherConfig {
@@ -68,6 +74,7 @@ impl Default for PublisherConfig {
             held_back_warn: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(7),
             claim_check: None,
+            aggregate: false,
         }
     }
 }
@@ -83,7 +90,9 @@ pub struct PublishSummary {
     pub checkpoints_saved: u64,
 }
 
-type InFlight = (Vec<Ticket>, Result<Vec<RecordOutcome>, crate::sink::SinkError>);
+/// A request's groups (one Kinesis record each: one change, or a key's aggregated changes)
+/// and its outcome per record.
+type InFlight = (Vec<Vec<Ticket>>, Result<Vec<RecordOutcome>, crate::sink::SinkError>);
 
 pub struct Publisher<S, C> {
     sink: Arc<S>,
@@ -338,11 +347,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             if !(enough || lingered || draining) {
                 return;
             }
-            let (seqs, batch): (Vec<Ticket>, Vec<SinkRecord>) = self
-                .queue
-                .take_batch(MAX_RECORDS_PER_REQUEST, MAX_BYTES_PER_REQUEST, SCAN_WINDOW, |_, _| true)
-                .into_iter()
-                .unzip();
+            let (seqs, batch) = self.next_batch();
             if batch.is_empty() {
                 // Everything pending waits for its key: keep the linger clock running so
                 // those records go out as soon as their keys are free.
@@ -361,9 +366,43 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         }
     }
 
+    /// The next request's records: one per ready key, or with aggregation each ready key's
+    /// queued records packed into one (a single one stays plain).
+    fn next_batch(&mut self) -> (Vec<Vec<Ticket>>, Vec<SinkRecord>) {
+        if !self.cfg.aggregate {
+            return self
+                .queue
+                .take_batch(MAX_RECORDS_PER_REQUEST, MAX_BYTES_PER_REQUEST, SCAN_WINDOW, |_, _| true)
+                .into_iter()
+                .map(|(t, r)| (vec![t], r))
+                .unzip();
+        }
+        let max_record = self.sink.max_record_bytes();
+        let group_bytes = max_record.saturating_sub(kpl::overhead("", MAX_RECORDS_PER_AGGREGATE)).max(1);
+        let groups = self.queue.take_groups(
+            MAX_RECORDS_PER_REQUEST,
+            MAX_BYTES_PER_REQUEST,
+            SCAN_WINDOW,
+            MAX_RECORDS_PER_AGGREGATE,
+            group_bytes,
+        );
+        groups
+            .into_iter()
+            .map(|mut group| {
+                let tickets = group.iter().map(|(t, _)| *t).collect();
+                if group.len() == 1 {
+                    return (tickets, group.pop().expect("one").1);
+                }
+                let partition_key = group[0].1.partition_key.clone();
+                let data = kpl::aggregate(&partition_key, group.iter().map(|(_, r)| &r.data[..]));
+                (tickets, SinkRecord { partition_key, data: data.into() })
+            })
+            .unzip()
+    }
+
     fn complete(
         &mut self,
-        seqs: Vec<Ticket>,
+        seqs: Vec<Vec<Ticket>>,
         result: Result<Vec<RecordOutcome>, crate::sink::SinkError>,
     ) -> Result<(), ReaderError> {
         let outcomes = match result {
@@ -381,16 +420,23 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
         };
         let mut any_failed = false;
         let mut any_delivered = false;
-        for (ticket, outcome) in seqs.into_iter().zip(outcomes) {
+        for (group, outcome) in seqs.into_iter().zip(outcomes) {
             match outcome {
                 RecordOutcome::Delivered => {
-                    self.queue.complete(ticket, true);
-                    self.metrics.records.inc();
-                    self.summary.delivered += 1;
+                    self.summary.delivered += group.len() as u64;
+                    self.metrics.records.inc_by(group.len() as u64);
+                    if group.len() > 1 {
+                        self.metrics.aggregated_records.inc();
+                    }
+                    for ticket in group {
+                        self.queue.complete(ticket, true);
+                    }
                     any_delivered = true;
                 }
                 RecordOutcome::Retry { code } => {
-                    self.queue.complete(ticket, false);
+                    for ticket in group {
+                        self.queue.complete(ticket, false);
+                    }
                     any_failed = true;
                     if code != "request" {
                         self.metrics.failed_records.get_or_create(&Code { error_code: code }).inc();

@@ -93,6 +93,7 @@ fn publisher_config(cfg: &ReaderConfig) -> PublisherConfig {
         linger: Duration::from_millis(cfg.kinesis.linger_ms),
         max_in_flight_requests: cfg.kinesis.max_in_flight_requests,
         checkpoint_interval: Duration::from_millis(cfg.checkpoint.interval_ms()),
+        aggregate: cfg.kinesis.aggregates(),
         ..Default::default()
     }
 }

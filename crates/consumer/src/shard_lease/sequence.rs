@@ -2,19 +2,50 @@
 
 use super::*;
 
-/// A Kinesis sequence number: a decimal integer of up to [`MAX_SEQUENCE_DIGITS`] digits,
-/// ordered numerically (`9 < 10`), stored without leading zeros.
+/// A position in a shard: a Kinesis sequence number (a decimal integer of up to
+/// [`MAX_SEQUENCE_DIGITS`] digits, ordered numerically, `9 < 10`, stored without leading
+/// zeros), and for a user record inside a KPL aggregated record its index there (the KCL's
+/// sub-sequence number). Without a sub-sequence it stands for the whole record, which comes
+/// after each of its user records. Written `SEQ` or `SEQ:SUB`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SequenceNumber(String);
+pub struct SequenceNumber {
+    digits: String,
+    sub: Option<u64>,
+}
 
 impl SequenceNumber {
-    /// Zero-padded to [`MAX_SEQUENCE_DIGITS`], so byte order equals numeric order.
+    /// Zero-padded to [`MAX_SEQUENCE_DIGITS`] (then `.SUB` zero-padded, or `~` for the whole
+    /// record), so byte order equals position order.
     fn sortable(&self) -> String {
-        format!("{:0>width$}", self.0, width = MAX_SEQUENCE_DIGITS)
+        match self.sub {
+            None => format!("{:0>width$}~", self.digits, width = MAX_SEQUENCE_DIGITS),
+            Some(sub) => format!("{:0>width$}.{sub:020}", self.digits, width = MAX_SEQUENCE_DIGITS),
+        }
     }
 
-    pub(crate) fn as_str(&self) -> &str {
-        &self.0
+    /// The text as stored (`SEQ` or `SEQ:SUB`).
+    pub(crate) fn as_str(&self) -> String {
+        self.to_string()
+    }
+
+    /// User record `sub` of the (aggregated) record at this sequence number.
+    pub(crate) fn with_sub(&self, sub: u64) -> Self {
+        Self { digits: self.digits.clone(), sub: Some(sub) }
+    }
+
+    /// The index of the user record inside an aggregated record, if this names one.
+    pub(crate) fn sub(&self) -> Option<u64> {
+        self.sub
+    }
+
+    /// The Kinesis record this position is in (without the sub-sequence).
+    pub(crate) fn record(&self) -> Self {
+        Self { digits: self.digits.clone(), sub: None }
+    }
+
+    /// The Kinesis sequence number alone, as the API takes it.
+    pub(crate) fn kinesis(&self) -> &str {
+        &self.digits
     }
 }
 
@@ -22,28 +53,47 @@ impl FromStr for SequenceNumber {
     type Err = LeaseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        let (seq, sub) = match s.split_once(':') {
+            Some((seq, sub)) => {
+                let sub = sub.parse::<u64>().map_err(|_| LeaseError::InvalidSequence {
+                    value: s.to_owned(),
+                    why: "the sub-sequence after ':' is not a decimal integer",
+                })?;
+                (seq, Some(sub))
+            }
+            None => (s, None),
+        };
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
             return Err(LeaseError::InvalidSequence { value: s.to_owned(), why: "not a decimal integer" });
         }
-        let digits = s.trim_start_matches('0');
+        let digits = seq.trim_start_matches('0');
         let digits = if digits.is_empty() { "0" } else { digits };
         if digits.len() > MAX_SEQUENCE_DIGITS {
             return Err(LeaseError::InvalidSequence { value: s.to_owned(), why: "more than 129 digits" });
         }
-        Ok(Self(digits.to_owned()))
+        Ok(Self { digits: digits.to_owned(), sub })
     }
 }
 
 impl fmt::Display for SequenceNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.digits)?;
+        match self.sub {
+            Some(sub) => write!(f, ":{sub}"),
+            None => Ok(()),
+        }
     }
 }
 
 impl Ord for SequenceNumber {
     fn cmp(&self, other: &Self) -> Ordering {
         // Without leading zeros, a longer number is larger; equal lengths compare by digits.
-        self.0.len().cmp(&other.0.len()).then_with(|| self.0.cmp(&other.0))
+        // Inside one record, user records in order, and the whole record after them all.
+        self.digits
+            .len()
+            .cmp(&other.digits.len())
+            .then_with(|| self.digits.cmp(&other.digits))
+            .then_with(|| self.sub.unwrap_or(u64::MAX).cmp(&other.sub.unwrap_or(u64::MAX)))
     }
 }
 
@@ -127,9 +177,17 @@ mod tests {
         assert!("".parse::<SequenceNumber>().is_err());
         assert!("12a".parse::<SequenceNumber>().is_err());
         assert!("-1".parse::<SequenceNumber>().is_err());
+        assert!("12:x".parse::<SequenceNumber>().is_err());
+
+        // User records of an aggregated record come in order, the whole record after them.
+        assert!(seq("10:0") < seq("10:1") && seq("10:1") < seq("10") && seq("10") < seq("11:0"));
+        assert!(seq("9:5") < seq("10:0"));
+        assert_eq!(seq("010:3").to_string(), "10:3");
+        assert_eq!((seq("10:3").sub(), seq("10:3").record(), seq("10:3").kinesis()), (Some(3), seq("10"), "10"));
 
         // The stored sortable form orders like the numbers, sentinels around them.
-        let ordered = ["TRIM_HORIZON", "0", "9", "10", a.as_str(), b.as_str(), max.as_str(), "SHARD_END"];
+        let (a, b) = (a.as_str(), b.as_str());
+        let ordered = ["TRIM_HORIZON", "0", "9:0", "9:11", "9", "10", &a, &b, &max, "SHARD_END"];
         let forms: Vec<String> = ordered.iter().map(|s| s.parse::<ShardCheckpoint>().unwrap().sortable()).collect();
         assert!(forms.windows(2).all(|w| w[0] < w[1]), "{forms:?}");
         for s in ordered {

@@ -85,3 +85,44 @@ async fn split_parent_reports_shard_end_after_its_last_record() {
     assert!(ended, "a closed, fully read shard reports its end");
     assert!(reader.next_batch().await.unwrap().shard_end);
 }
+
+/// A KPL aggregated record between two plain ones: its user records come out in order at
+/// `SEQ:0`, `SEQ:1`, ... and the last at `SEQ`; a checkpoint inside it resumes with the user
+/// record after it, and a checkpoint on the whole record after the record.
+#[tokio::test]
+async fn aggregated_records_are_unpacked_and_resumed_inside() {
+    let k = Kinesalite::shared();
+    let client = k.kinesis_client().await;
+    let stream = names::unique("agg");
+    k.create_stream(&stream, 1).await;
+    put(&client, &stream, 1, 0).await;
+    let users: Vec<Vec<u8>> = (0..5).map(|i| format!("u{i}").into_bytes()).collect();
+    let agg = sameday_core::kpl::aggregate("app.t:1", users.iter().map(Vec::as_slice));
+    client.put_record().stream_name(&stream).partition_key("app.t:1").data(Blob::new(agg)).send().await.unwrap();
+    put(&client, &stream, 1, 1).await;
+    let shard = client.list_shards().stream_name(&stream).send().await.unwrap().shards()[0].shard_id().to_owned();
+
+    let mut reader = ShardReader::new(client.clone(), &stream, &shard, ShardCheckpoint::TrimHorizon);
+    let mut records = Vec::new();
+    while records.len() < 7 {
+        records.extend(reader.next_batch().await.unwrap().records);
+    }
+    let data: Vec<String> = records.iter().map(|r| String::from_utf8(r.data.clone()).unwrap()).collect();
+    assert_eq!(data, ["r0", "u0", "u1", "u2", "u3", "u4", "r1"]);
+    let seq = records[1].sequence.record();
+    let positions: Vec<String> = records[1..6].iter().map(|r| r.sequence.to_string()).collect();
+    assert_eq!(
+        positions,
+        ["0", "1", "2", "3"].map(|s| format!("{seq}:{s}")).into_iter().chain([seq.to_string()]).collect::<Vec<_>>()
+    );
+    assert!(records[1..6].iter().all(|r| r.partition_key == "app.t:1"));
+    assert!(records.windows(2).all(|w| w[0].sequence < w[1].sequence), "positions increase");
+
+    for (checkpoint, expected) in [(records[2].sequence.clone(), &data[3..]), (records[5].sequence.clone(), &data[6..])]
+    {
+        let mut resumed =
+            ShardReader::new(client.clone(), &stream, &shard, ShardCheckpoint::Sequence(checkpoint.clone()));
+        let (got, _) = drain(&mut resumed).await;
+        assert_eq!(got, expected, "resumed after {checkpoint}");
+    }
+}

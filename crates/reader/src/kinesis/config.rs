@@ -48,9 +48,23 @@ pub struct KinesisConfig {
     pub max_in_flight_requests: usize,
     #[serde(default)]
     pub format: RecordFormat,
+    /// Pack consecutive changes of one row into one KPL aggregated record (read by sameday's
+    /// consumer, the KCL and Lambda's de-aggregation libraries). The DMS format is never
+    /// aggregated. Turn it off only for stream readers that cannot de-aggregate.
+    #[serde(default = "default_aggregate")]
+    pub aggregate: bool,
+}
+
+fn default_aggregate() -> bool {
+    true
 }
 
 impl KinesisConfig {
+    /// Whether records are aggregated: asked for, and the sameday format.
+    pub fn aggregates(&self) -> bool {
+        self.aggregate && self.format == RecordFormat::Sameday
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.stream.is_empty() {
             return Err("kinesis.stream must name the Kinesis stream".into());
