@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sameday_testkit::Moto;
+
+use crate::common;
 use serde_json::Value;
 
 fn workspace_root() -> PathBuf {
@@ -21,21 +23,9 @@ fn template_path() -> PathBuf {
     workspace_root().join("deploy/cloudformation/sameday.yaml")
 }
 
-fn venv_bin(name: &str) -> PathBuf {
-    let cache = std::env::var_os("SAMEDAY_CACHE").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".cache"));
-    let bin = cache.join("venv/bin").join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing; run `bash scripts/prereqs.sh` in {} (it installs cfn-lint, boto3 and moto)",
-        bin.display(),
-        workspace_root().display()
-    );
-    bin
-}
-
 /// Runs `scripts/cfn_stack.py ARGS` with the venv's python; (success, stdout, stderr).
 fn cfn_stack(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(venv_bin("python"))
+    let out = Command::new(common::venv_bin("python"))
         .arg(workspace_root().join("scripts/cfn_stack.py"))
         .args(args)
         .output()
@@ -57,7 +47,7 @@ fn resources(t: &Value) -> &serde_json::Map<String, Value> {
 
 /// Runs cfn-lint on `file`: `Ok` when it reports nothing (errors and warnings both fail).
 fn cfn_lint(file: &Path) -> Result<(), String> {
-    let out = Command::new(venv_bin("cfn-lint")).arg(file).output().expect("running cfn-lint");
+    let out = Command::new(common::venv_bin("cfn-lint")).arg(file).output().expect("running cfn-lint");
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if out.status.success() {
         Ok(())

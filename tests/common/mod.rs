@@ -295,3 +295,18 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// A program of the test venv (`scripts/prereqs.sh` installs moto, cfn-lint, boto3 and
+/// aws-kinesis-agg into `$SAMEDAY_CACHE/venv`).
+pub(crate) fn venv_bin(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cache = std::env::var_os("SAMEDAY_CACHE").map(PathBuf::from).unwrap_or_else(|| root.join(".cache"));
+    let bin = cache.join("venv/bin").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing; run `bash scripts/prereqs.sh` in {} (it installs the test venv)",
+        bin.display(),
+        root.display()
+    );
+    bin
+}
