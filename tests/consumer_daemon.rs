@@ -67,9 +67,11 @@ impl Setup {
         RouteToml::new(&["app.*"], &[&self.queue_name])
     }
 
-    /// A consumer config for `worker` with `route`; add rules to it before writing.
+    /// A consumer config for `worker` with `route`; add rules to it before writing. Every
+    /// change gets a message of its own (no folding), so the tests can count them.
     fn toml(&self, worker: &str, lease_ms: u64, route: RouteToml) -> ConsumerToml {
         ConsumerToml::new(&self.stream, &self.lease_table, &self.dead_letter_path())
+            .coalesce(false)
             .shutdown_timeout_ms(5000)
             .lease_duration_ms(lease_ms)
             .checkpoint_interval_ms(200)

@@ -287,6 +287,12 @@ impl ConsumerToml {
         self
     }
 
+    /// `sqs.coalesce`: fold a row's waiting changes into one message (on by default).
+    pub(crate) fn coalesce(mut self, on: bool) -> Self {
+        self.0.set("sqs.coalesce", on);
+        self
+    }
+
     /// `[dead_letter] queue` instead of its `path`.
     pub(crate) fn dead_letter_queue(mut self, queue: &str) -> Self {
         self.0.remove("dead_letter.path");

@@ -94,11 +94,24 @@ pub struct SqsConfig {
     /// pauses.
     #[serde(default = "default_max_pending")]
     pub max_pending_messages: usize,
+    /// Fold a row's changes that wait behind its message in flight into one message (first
+    /// `before`, last `after`), which the worker treats as the run of changes it stands for.
+    /// FIFO queues only. Turn off for queue readers that need every change.
+    #[serde(default = "default_coalesce")]
+    pub coalesce: bool,
+}
+
+fn default_coalesce() -> bool {
+    true
 }
 
 impl Default for SqsConfig {
     fn default() -> Self {
-        Self { max_in_flight_requests: default_in_flight(), max_pending_messages: default_max_pending() }
+        Self {
+            max_in_flight_requests: default_in_flight(),
+            max_pending_messages: default_max_pending(),
+            coalesce: default_coalesce(),
+        }
     }
 }
 

@@ -39,6 +39,7 @@ pub(crate) struct Context {
     pub(crate) checkpoint_interval: Duration,
     pub(crate) max_in_flight: usize,
     pub(crate) max_pending: usize,
+    pub(crate) coalesce: bool,
     pub(crate) shutdown_timeout: Duration,
 }
 
@@ -88,6 +89,7 @@ pub(crate) async fn connect(cfg: &ConsumerConfig, metrics: ConsumerMetrics) -> R
         checkpoint_interval: Duration::from_millis(cfg.leases.checkpoint_interval_ms),
         max_in_flight: cfg.sqs.max_in_flight_requests,
         max_pending: cfg.sqs.max_pending_messages,
+        coalesce: cfg.sqs.coalesce,
         shutdown_timeout: Duration::from_millis(cfg.shutdown_timeout_ms),
     })
 }

@@ -82,12 +82,16 @@ pub(crate) struct FanoutStats {
     pub(crate) retried: u64,
     pub(crate) dead_lettered: u64,
     pub(crate) requests: u64,
+    /// Changes folded into a waiting message of their row (`crate::coalesce`).
+    pub(crate) coalesced: u64,
 }
 
 pub(crate) struct Fanout {
     shard: String,
     /// Bodies larger than this are dead-lettered here instead of refused by SQS.
     max_body: usize,
+    /// Fold a row's waiting changes into one message (`crate::coalesce`), FIFO queues only.
+    coalesce: bool,
     queue: OrderedQueue<Outgoing, SequenceNumber>,
     durable: Option<SequenceNumber>,
     pub(crate) stats: FanoutStats,
@@ -99,6 +103,7 @@ impl Fanout {
         Self {
             shard: shard.to_owned(),
             max_body: MAX_BATCH_BYTES,
+            coalesce: true,
             queue: OrderedQueue::default(),
             durable: None,
             stats: FanoutStats::default(),
@@ -109,6 +114,12 @@ impl Fanout {
     /// Bodies over `max_body` bytes (the queues' limit) are dead-lettered with the fix.
     pub(crate) fn with_max_body(mut self, max_body: usize) -> Self {
         self.max_body = max_body;
+        self
+    }
+
+    /// Whether a row's waiting changes are folded into one message (on by default).
+    pub(crate) fn with_coalescing(mut self, coalesce: bool) -> Self {
+        self.coalesce = coalesce;
         self
     }
 
@@ -151,6 +162,10 @@ impl Fanout {
                     let ids = fifo_ids(&env);
                     let body = crate::message::sqs_body(&String::from_utf8_lossy(data)).into_owned();
                     for q in queues {
+                        let key = format!("{q}/{}", ids.group_id);
+                        if fifo(q) && self.coalesce && self.fold(&key, &env, &sequence) {
+                            continue;
+                        }
                         let msg = if fifo(q) {
                             SqsMessage {
                                 body: body.clone(),
@@ -160,7 +175,6 @@ impl Fanout {
                         } else {
                             SqsMessage { body: body.clone(), group_id: None, dedup_id: None }
                         };
-                        let key = format!("{q}/{}", ids.group_id);
                         let size = msg.size();
                         self.queue.push(key, size, Outgoing { queue: q, msg, sequence: sequence.clone() });
                     }
@@ -169,6 +183,29 @@ impl Fanout {
         }
         self.queue.push_mark(sequence);
         self.advance();
+    }
+
+    /// Folds `env` into the waiting message of its row in queue+group `key`, if there is one
+    /// (`crate::coalesce`); whether it did.
+    fn fold(&mut self, key: &str, env: &ChangeEnvelope, sequence: &SequenceNumber) -> bool {
+        let max_body = self.max_body;
+        let folded = self.queue.merge_into_last(key, |waiting| {
+            let earlier = ChangeEnvelope::from_slice(waiting.msg.body.as_bytes()).ok()?;
+            let merged = crate::coalesce::coalesce(&earlier, env)?;
+            let json = serde_json::to_string(&merged).ok()?;
+            let body = crate::message::sqs_body(&json).into_owned();
+            if body.len() > max_body {
+                return None;
+            }
+            waiting.msg.body = body;
+            waiting.msg.dedup_id = Some(fifo_ids(&merged).dedup_id);
+            waiting.sequence = sequence.clone();
+            Some(waiting.msg.size())
+        });
+        if folded {
+            self.stats.coalesced += 1;
+        }
+        folded
     }
 
     /// Adds a record that cannot be forwarded (its claim-check failed for good), in shard order.

@@ -12,6 +12,7 @@ pub mod run;
 pub mod shard_lease;
 
 mod claim_check;
+mod coalesce;
 mod context;
 mod coordinator;
 pub mod dead_letter;

@@ -24,6 +24,7 @@ pub(crate) struct ConsumerMetrics {
     pub(crate) records: Counter,
     pub(crate) forwarded: Counter,
     pub(crate) skipped: Counter,
+    pub(crate) coalesced: Counter,
     pub(crate) dead_letters: Counter,
     pub(crate) sqs_requests: Counter,
     pub(crate) sqs_retries: Counter,
@@ -44,6 +45,11 @@ impl ConsumerMetrics {
             names::CONSUMER_SKIPPED,
             "Records not forwarded: no route, or due outside the current window",
             m.skipped.clone(),
+        );
+        registry.register(
+            names::CONSUMER_COALESCED,
+            "Changes folded into a waiting message of their row instead of a message of their own",
+            m.coalesced.clone(),
         );
         registry.register(
             names::CONSUMER_DEAD_LETTERS,

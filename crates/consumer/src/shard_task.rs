@@ -66,7 +66,9 @@ impl ShardTask {
     pub(crate) fn new(ctx: Arc<Context>, lease: Lease) -> Self {
         let label = Shard { shard: lease.shard_id.clone() };
         Self {
-            fanout: Fanout::new(&lease.shard_id).with_max_body(ctx.queues.max_body_bytes()),
+            fanout: Fanout::new(&lease.shard_id)
+                .with_max_body(ctx.queues.max_body_bytes())
+                .with_coalescing(ctx.coalesce),
             ctx,
             lease,
             last_renew: Instant::now(),
@@ -275,6 +277,7 @@ impl ShardTask {
         m.records.inc_by(now.records - then.records);
         m.forwarded.inc_by(now.sent - then.sent);
         m.skipped.inc_by(now.skipped - then.skipped);
+        m.coalesced.inc_by(now.coalesced - then.coalesced);
         m.sqs_requests.inc_by(now.requests - then.requests);
         m.sqs_retries.inc_by(now.retried - then.retried);
         self.reported = now.clone();

@@ -33,6 +33,7 @@ pub const WORKER_PROCESSING_SECONDS: &str = "sameday_worker_processing_seconds";
 pub const CONSUMER_RECORDS: &str = "sameday_consumer_records";
 pub const CONSUMER_FORWARDED: &str = "sameday_consumer_forwarded_messages";
 pub const CONSUMER_SKIPPED: &str = "sameday_consumer_skipped_records";
+pub const CONSUMER_COALESCED: &str = "sameday_consumer_coalesced";
 pub const CONSUMER_DEAD_LETTERS: &str = "sameday_consumer_dead_letters";
 pub const CONSUMER_SQS_REQUESTS: &str = "sameday_consumer_sqs_requests";
 pub const CONSUMER_SQS_RETRIES: &str = "sameday_consumer_sqs_retried_messages";

@@ -13,6 +13,9 @@
 //!   together with the items queued right behind it, as one unit (one aggregated Kinesis
 //!   record, written atomically); nothing else of the key goes out until the whole group is
 //!   acknowledged, and a failed group is handed out again as it was.
+//! - **Merging never lets a mark pass.** [`OrderedQueue::merge_into_last`] folds a new item
+//!   into its key's newest item while that one waits (not handed out); the marks queued
+//!   after either stay behind the merged item until it is delivered.
 //! - **Cost independent of a key's backlog.** Only the oldest undelivered item of each key
 //!   can be handed out; those heads are kept in ticket order ([`OrderedQueue::take_batch`]
 //!   visits heads only), and each key's later items wait in its own FIFO. A row changed
@@ -87,6 +90,26 @@ impl<T: Clone, M> OrderedQueue<T, M> {
             }
         }
         self.slots.push_back(Slot { entry: Entry::Item { key, size, item }, state: State::Pending });
+    }
+
+    /// Offers a new item of `key` to `merge`, which may fold it into the key's newest queued
+    /// item if that one is still pending (not handed out), returning the merged item's size.
+    /// `true` when merged: the new item needs no push of its own.
+    pub fn merge_into_last(&mut self, key: &str, merge: impl FnOnce(&mut T) -> Option<usize>) -> bool {
+        let Some(&last) = self.keys.get(key).and_then(VecDeque::back) else { return false };
+        let slot = &mut self.slots[(last - self.base) as usize];
+        if slot.state != State::Pending {
+            return false;
+        }
+        let Entry::Item { size, item, .. } = &mut slot.entry else { return false };
+        match merge(item) {
+            Some(new_size) => {
+                self.undelivered_bytes = self.undelivered_bytes - *size + new_size;
+                *size = new_size;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Queues a progress mark behind everything queued so far.
@@ -412,6 +435,31 @@ mod tests {
         q.complete(last[0][0].0, true);
         q.pop_done();
         assert!(q.is_empty() && q.pending() == 0 && q.undelivered_bytes() == 0);
+    }
+
+    #[test]
+    fn merged_items_hold_back_the_marks_of_what_they_absorbed() {
+        let mut q = q();
+        q.push("a".into(), 1, ("a", 1));
+        q.push_mark(1);
+        let out = q.take_batch(10, 100, 100, |_, _| true); // a:1 in flight
+        assert!(!q.merge_into_last("a", |_| Some(1)), "an item in flight takes no merge");
+        q.push("a".into(), 1, ("a", 2));
+        q.push_mark(2);
+        assert!(q.merge_into_last("a", |item| {
+            item.1 = 3;
+            Some(5)
+        }));
+        q.push_mark(3);
+        assert!(!q.merge_into_last("b", |_| Some(1)), "no item of b");
+        assert_eq!(q.undelivered_bytes(), 6);
+        q.complete(out[0].0, true);
+        assert_eq!(q.pop_done(), [1], "marks 2 and 3 wait for the merged item");
+        let merged = q.take_batch(10, 100, 100, |_, _| true);
+        assert_eq!(merged.iter().map(|(_, i)| *i).collect::<Vec<_>>(), [("a", 3)]);
+        q.complete(merged[0].0, true);
+        assert_eq!(q.pop_done(), [2, 3]);
+        assert!(q.is_empty() && q.undelivered_bytes() == 0);
     }
 
     #[test]

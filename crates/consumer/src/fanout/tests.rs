@@ -74,7 +74,8 @@ async fn fanout_keeps_group_order_under_partial_failures() {
         |_| 0,
     )
     .unwrap();
-    let mut fanout = Fanout::new("shardId-000000000000");
+    // Every change as its own message: this test is about order under failures.
+    let mut fanout = Fanout::new("shardId-000000000000").with_coalescing(false);
     let now = jiff::Timestamp::now();
     let mut n = 0;
     for version in 1..=8 {
@@ -213,4 +214,66 @@ async fn full_only_rounds_keep_the_partial_tail_for_the_next_read() {
     fanout.flush(&sender).await.unwrap();
     assert_eq!(*sender.0.lock().unwrap(), [10, 10, 10]);
     assert_eq!(fanout.durable(), Some(&seq(30)));
+}
+
+/// A row's changes waiting for SQS fold into one message (first before, last after, the last
+/// change's id), and the checkpoint reaches the last record only once that message is in SQS.
+#[tokio::test]
+async fn a_rows_waiting_changes_fold_into_one_message() {
+    let client = aws_sdk_sqs::Client::new(&Fauxqs::shared().sdk_config().await);
+    let queue = fifo_queue(&client).await;
+    let url = queue.url().to_owned();
+    let sender = Queues(vec![queue]);
+    let routes = Routes::new(
+        &[RouteConfig { tables: vec!["app.*".into()], queues: vec!["q".into()], same_day_rule: None }],
+        &[],
+        |_| 0,
+    )
+    .unwrap();
+    let mut fanout = Fanout::new("shardId-000000000000");
+    let now = jiff::Timestamp::now();
+    let mut n = 0;
+    // Row 1 goes out first; its later changes and all of row 2's wait, then fold.
+    n += 1;
+    fanout.push_record(seq(n), &envelope("e1", 1, 1, "x"), &routes, |_| true, now);
+    assert!(fanout.send_once(&sender).await.unwrap());
+    for version in 2..=8 {
+        for key in 1..=2 {
+            n += 1;
+            fanout.push_record(
+                seq(n),
+                &envelope(&format!("e{n}"), key, version - (key - 1), "x"),
+                &routes,
+                |_| true,
+                now,
+            );
+        }
+    }
+    assert_eq!(fanout.stats.coalesced, 12, "6 later changes of row 1 and 6 of row 2 folded");
+    assert_eq!(fanout.durable(), Some(&seq(1)));
+    fanout.flush(&sender).await.unwrap();
+    assert_eq!(fanout.durable(), Some(&seq(n)));
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        let out = client.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+        for m in out.messages() {
+            let env: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            got.push((
+                env["key"]["id"].as_i64().unwrap(),
+                env["before"]["ver"].as_i64().unwrap(),
+                env["after"]["ver"].as_i64().unwrap(),
+                env["id"].as_str().unwrap().to_owned(),
+            ));
+            client.delete_message().queue_url(&url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+        }
+        if got.len() == 3 {
+            break;
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [(1, 0, 1, "e1".to_owned()), (1, 1, 8, "e14".to_owned()), (2, 0, 7, "e15".to_owned())],
+        "row 1: its first change, then the rest as one; row 2: all as one"
+    );
 }
