@@ -11,6 +11,7 @@ mod checkpoint_dynamodb;
 mod consumer_daemon;
 mod dead_letters;
 mod deploy_cloudformation;
+mod hot_rows;
 mod kpl_interop;
 mod large_changes;
 mod object_store;

@@ -37,6 +37,8 @@ pub(crate) struct Pipeline {
     /// `s3://bucket/prefix` for the reader's and the consumer's claim-check, when set before
     /// [`Pipeline::start`].
     pub(crate) claim_check: Option<String>,
+    /// Kinesis endpoint the reader uses (kinesalite, or a fault proxy in front of it).
+    pub(crate) reader_kinesis_endpoint: Option<String>,
 }
 
 pub(crate) fn fmt(t: Timestamp) -> String {
@@ -93,6 +95,7 @@ impl Pipeline {
             worker: None,
             sfn_endpoint: moto.endpoint(),
             claim_check: None,
+            reader_kinesis_endpoint: None,
             env,
         }
     }
@@ -116,7 +119,10 @@ impl Pipeline {
                 self.env.reader_toml(&start).endpoint_url(None).claim_check(location).write(self.path("reader.toml")),
                 self.aws_envs(),
             ),
-            None => (self.env.write_config(&start), Vec::new()),
+            None => {
+                let endpoint = self.reader_kinesis_endpoint.clone().unwrap_or_else(|| Kinesalite::shared().endpoint());
+                (self.env.reader_toml(&start).endpoint_url(Some(&endpoint)).write(self.path("reader.toml")), Vec::new())
+            }
         };
         self.reader = Some(Daemon::spawn("reader", &reader_cfg, self.path("reader.log"), &reader_envs));
         let mut consumer =
