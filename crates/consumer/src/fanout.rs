@@ -82,7 +82,7 @@ pub(crate) struct FanoutStats {
     pub(crate) retried: u64,
     pub(crate) dead_lettered: u64,
     pub(crate) requests: u64,
-    /// Changes folded into a waiting message of their row (`crate::coalesce`).
+    /// Changes folded into a waiting message of their row (`sameday_core::coalesce`).
     pub(crate) coalesced: u64,
 }
 
@@ -90,7 +90,7 @@ pub(crate) struct Fanout {
     shard: String,
     /// Bodies larger than this are dead-lettered here instead of refused by SQS.
     max_body: usize,
-    /// Fold a row's waiting changes into one message (`crate::coalesce`), FIFO queues only.
+    /// Fold a row's waiting changes into one message (`sameday_core::coalesce`), FIFO queues only.
     coalesce: bool,
     queue: OrderedQueue<Outgoing, SequenceNumber>,
     durable: Option<SequenceNumber>,
@@ -186,12 +186,12 @@ impl Fanout {
     }
 
     /// Folds `env` into the waiting message of its row in queue+group `key`, if there is one
-    /// (`crate::coalesce`); whether it did.
+    /// (`sameday_core::coalesce`); whether it did.
     fn fold(&mut self, key: &str, env: &ChangeEnvelope, sequence: &SequenceNumber) -> bool {
         let max_body = self.max_body;
         let folded = self.queue.merge_into_last(key, |waiting| {
             let earlier = ChangeEnvelope::from_slice(waiting.msg.body.as_bytes()).ok()?;
-            let merged = crate::coalesce::coalesce(&earlier, env)?;
+            let merged = sameday_core::coalesce::coalesce(&earlier, env)?;
             let json = serde_json::to_string(&merged).ok()?;
             let body = crate::message::sqs_body(&json).into_owned();
             if body.len() > max_body {

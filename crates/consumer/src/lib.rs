@@ -12,7 +12,6 @@ pub mod run;
 pub mod shard_lease;
 
 mod claim_check;
-mod coalesce;
 mod context;
 mod coordinator;
 pub mod dead_letter;

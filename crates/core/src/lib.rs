@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod checkpoint_dynamo;
 pub mod claim_check;
 pub mod clock;
+pub mod coalesce;
 pub mod config_file;
 pub mod daemon;
 pub mod envelope;

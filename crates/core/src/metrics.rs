@@ -23,6 +23,7 @@ pub const KINESIS_RETRIES: &str = "sameday_kinesis_retries";
 pub const KINESIS_RECORDS: &str = "sameday_kinesis_records";
 pub const KINESIS_AGGREGATED_RECORDS: &str = "sameday_kinesis_aggregated_records";
 pub const WORKER_MESSAGES: &str = "sameday_worker_messages";
+pub const WORKER_COALESCED: &str = "sameday_worker_coalesced";
 pub const WORKER_EFFECTS: &str = "sameday_worker_effects";
 pub const WORKER_SKIPPED: &str = "sameday_worker_skipped_changes";
 pub const WORKER_DEAD_LETTERS: &str = "sameday_worker_dead_letters";

@@ -78,6 +78,12 @@ impl Held {
             .unwrap_or_else(|| self.id().to_owned())
     }
 
+    /// Whether SQS delivers this message for the first time (ApproximateReceiveCount 1):
+    /// no earlier attempt can have had effects.
+    pub(crate) fn first_delivery(&self) -> bool {
+        self.receives() == "1"
+    }
+
     fn receives(&self) -> String {
         self.message
             .attributes()
@@ -136,12 +142,13 @@ impl Inbox {
         &self.queue
     }
 
-    /// Receives until `stopping` fires, passing each message to `dispatch`.
+    /// Receives until `stopping` fires, passing each receive's messages to `dispatch` at
+    /// once (so a group's messages received together are queued together).
     pub(crate) async fn receive_until(
         &self,
         stopping: &CancellationToken,
         health: &Health,
-        mut dispatch: impl FnMut(Held),
+        mut dispatch: impl FnMut(Vec<Held>),
     ) {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         while !stopping.is_cancelled() {
@@ -171,8 +178,8 @@ impl Inbox {
                     continue;
                 }
             };
-            for message in messages {
-                dispatch(self.hold(message));
+            if !messages.is_empty() {
+                dispatch(messages.into_iter().map(|m| self.hold(m)).collect());
             }
         }
     }

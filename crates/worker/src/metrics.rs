@@ -19,6 +19,8 @@ fn label(kind: &str) -> Label {
 #[derive(Clone)]
 pub(crate) struct WorkerMetrics {
     pub(crate) messages: Counter,
+    /// Messages folded into an earlier message of their group (`sameday_core::coalesce`).
+    pub(crate) coalesced: Counter,
     /// started, already_existed, stopped, stop_noop
     pub(crate) effects: Family<Label, Counter>,
     pub(crate) skipped: Family<Label, Counter>,
@@ -36,6 +38,7 @@ impl Default for WorkerMetrics {
         let buckets = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
         Self {
             messages: Counter::default(),
+            coalesced: Counter::default(),
             effects: Family::default(),
             skipped: Family::default(),
             dead_letters: Family::default(),
@@ -51,6 +54,11 @@ impl WorkerMetrics {
     pub(crate) fn new(registry: &MetricsRegistry) -> Self {
         let m = Self::default();
         registry.register(names::WORKER_MESSAGES, "SQS messages received", m.messages.clone());
+        registry.register(
+            names::WORKER_COALESCED,
+            "Messages folded into an earlier received message of their row (one round of Step Functions calls)",
+            m.coalesced.clone(),
+        );
         registry.register(
             names::WORKER_EFFECTS,
             "Step Functions effects: started, already_existed, stopped, stop_noop",

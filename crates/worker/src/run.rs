@@ -61,7 +61,7 @@ pub async fn run_worker(mut cfg: WorkerConfig, shutdown: CancellationToken) -> R
     let scheduler = Arc::new(Scheduler::new(cfg, inbox.clone(), sfn, s3, metrics, shutdown.clone()));
     health.set_ready(true);
     let keeper = tokio::spawn(inbox.clone().keep_visible());
-    inbox.receive_until(&shutdown, &health, |held| scheduler.dispatch(held)).await;
+    inbox.receive_until(&shutdown, &health, |batch| scheduler.dispatch(batch)).await;
     scheduler.finish().await;
     keeper.abort();
     Ok(())

@@ -8,6 +8,11 @@
 //! - Transient failures (throttling, 5xx) are retried in place with backoff; after a few
 //!   attempts the message is handed back to SQS (visible again after a pause) and the
 //!   group's later messages are released too, so SQS redelivers them in order.
+//! - A group's messages received together are folded into one change when each is a first
+//!   delivery (`sameday_core::coalesce`): the first one's `before`, the last one's `after`.
+//!   The worker is level-triggered, so that is the same schedule at the cost of one round of
+//!   Step Functions calls; all are deleted only after its effects, or released together. A
+//!   redelivered message may have had effects already and is handled alone.
 //! - SIGTERM: the messages being worked on finish (bounded by `shutdown_timeout_ms`), the
 //!   ones still waiting are made visible again at once.
 
@@ -44,6 +49,27 @@ const MAX_CALLS_PER_MESSAGE: u64 = 3;
 /// on whenever an extension is late; `sameday check` refuses such a queue or config.
 pub const PROCESSING_BOUND_SECS: u64 = MAX_CALLS_PER_MESSAGE * ATTEMPTS as u64 * RETRY_BACKOFF_CAP_SECS;
 
+/// The change a group's received messages fold into, and how many of `later` it takes: a run
+/// of first deliveries (`(first_delivery, body)`) of plain changes of one row; `None` when
+/// `first` cannot lead a fold or nothing follows it.
+fn fold<'a>(first: (bool, &str), later: impl IntoIterator<Item = (bool, &'a str)>) -> Option<(ChangeEnvelope, usize)> {
+    let plain = |(first_delivery, body): (bool, &str)| {
+        ChangeEnvelope::from_slice(body.as_bytes()).ok().filter(|e| first_delivery && e.claim_check.is_none())
+    };
+    let mut env = plain(first)?;
+    let mut taken = 0;
+    for next in later {
+        match plain(next).and_then(|l| sameday_core::coalesce::coalesce(&env, &l)) {
+            Some(folded) => {
+                env = folded;
+                taken += 1;
+            }
+            None => break,
+        }
+    }
+    (taken > 0).then_some((env, taken))
+}
+
 /// Why a message can never have an effect: the dead-letter metric's kind and the reason.
 struct Poison {
     kind: &'static str,
@@ -76,19 +102,28 @@ impl Scheduler {
         Self { cfg, inbox, sfn, s3, metrics, groups: Mutex::new(HashMap::new()), tasks: TaskTracker::new(), stopping }
     }
 
-    /// Queues a message behind its group's earlier ones, starting the group's task if none runs.
-    pub(crate) fn dispatch(self: &Arc<Self>, held: Held) {
-        let group = held.group();
+    /// Queues one receive's messages behind their groups' earlier ones, starting a task for
+    /// each group that has none. A batch is queued as a whole before any task looks at it, so
+    /// a group's messages received together can be folded.
+    pub(crate) fn dispatch(self: &Arc<Self>, batch: Vec<Held>) {
+        let mut new_groups = Vec::new();
         {
             let mut groups = self.groups.lock().expect("groups");
-            if let Some(queue) = groups.get_mut(&group) {
-                queue.push_back(held);
-                return;
+            for held in batch {
+                let group = held.group();
+                match groups.get_mut(&group) {
+                    Some(queue) => queue.push_back(held),
+                    None => {
+                        groups.insert(group.clone(), VecDeque::from([held]));
+                        new_groups.push(group);
+                    }
+                }
             }
-            groups.insert(group.clone(), VecDeque::from([held]));
         }
-        let me = self.clone();
-        self.tasks.spawn(me.drain_group(group));
+        for group in new_groups {
+            let me = self.clone();
+            self.tasks.spawn(me.drain_group(group));
+        }
     }
 
     /// After intake stopped: waits for the group tasks, at most `shutdown_timeout_ms`.
@@ -122,10 +157,48 @@ impl Scheduler {
                 self.inbox.release_now(&next).await;
                 continue;
             }
-            if let Handled::HandedBack = self.handle(&next).await {
+            let handled = match self.take_run(&group, &next) {
+                Some((env, absorbed)) => self.handle_run(&next, env, absorbed).await,
+                None => self.handle(&next).await,
+            };
+            if let Handled::HandedBack = handled {
                 handing_back = true;
             }
         }
+    }
+
+    /// The messages waiting right behind `first` in its group that fold into one change with
+    /// it (see the module note), taken out of the group's queue, with that change; `None` when
+    /// there are none. A fold whose change is poison is not taken: each is handled alone.
+    fn take_run(&self, group: &str, first: &Held) -> Option<(ChangeEnvelope, Vec<Held>)> {
+        let mut groups = self.groups.lock().expect("groups");
+        let queue = groups.get_mut(group)?;
+        let later = queue.iter().map(|h| (h.first_delivery(), h.body()));
+        let (env, taken) = fold((first.first_delivery(), first.body()), later)?;
+        if self.plan(env.clone()).is_err() {
+            return None;
+        }
+        Some((env, queue.drain(..taken).collect()))
+    }
+
+    /// [`Self::handle`] for a folded run: `first` carries the change; the absorbed messages
+    /// are deleted after its effects, or released with it.
+    async fn handle_run(&self, first: &Held, env: ChangeEnvelope, absorbed: Vec<Held>) -> Handled {
+        tracing::debug!(change = %env.id, folded = absorbed.len() + 1, "a row's received changes folded into one");
+        let (handled, applied) = self.handle_change(first, env).await;
+        if applied {
+            self.metrics.coalesced.inc_by(absorbed.len() as u64);
+            for h in &absorbed {
+                self.inbox.delete(h).await;
+            }
+        } else {
+            // Not applied (handed back, or the fold hit a name conflict): SQS redelivers them,
+            // and as redeliveries each is handled alone.
+            for h in &absorbed {
+                self.inbox.release_now(h).await;
+            }
+        }
+        handled
     }
 
     async fn handle(&self, held: &Held) -> Handled {
@@ -138,9 +211,15 @@ impl Scheduler {
                 return self.inbox.hand_back(held).await;
             }
         };
+        self.handle_change(held, env).await.0
+    }
+
+    /// Plans and applies `env`, the change `held` carries; deletes, hands back or dead-letters
+    /// `held` accordingly.
+    async fn handle_change(&self, held: &Held, env: ChangeEnvelope) -> (Handled, bool) {
         let (env, rule, outcome) = match self.plan(env) {
             Ok(planned) => planned,
-            Err(Poison { kind, reason }) => return self.inbox.dead_letter(held, kind, reason).await,
+            Err(Poison { kind, reason }) => return (self.inbox.dead_letter(held, kind, reason).await, false),
         };
         let version = RowVersion::of_change(&env.source, env.txn.index);
         for effect in &outcome.effects {
@@ -161,12 +240,12 @@ impl Scheduler {
                     );
                 }
                 Err(e @ (SfnError::Conflict { .. } | SfnError::Generations { .. })) => {
-                    return self.inbox.dead_letter(held, "conflict", e.to_string()).await
+                    return (self.inbox.dead_letter(held, "conflict", e.to_string()).await, false)
                 }
                 Err(e) => {
                     self.metrics.error(if e.is_throttled() { "throttled" } else { "step_functions" });
                     tracing::error!(change = %env.id, error = %e, "Step Functions call failed; the message goes back to the queue");
-                    return self.inbox.hand_back(held).await;
+                    return (self.inbox.hand_back(held).await, false);
                 }
             }
         }
@@ -174,7 +253,7 @@ impl Scheduler {
             let age_ms = sameday_core::clock::now_ms().saturating_sub(env.source.ts_ms);
             self.metrics.change_age.observe(age_ms as f64 / 1000.0);
         }
-        self.inbox.delete(held).await
+        (self.inbox.delete(held).await, true)
     }
 
     /// The message's change, read from S3 when the message is a claim-check pointer (retried
@@ -253,5 +332,42 @@ impl Scheduler {
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(n: u64, before: Option<u64>, after: Option<u64>) -> String {
+        let image = |v: Option<u64>| v.map(|v| serde_json::json!({"id": 1, "v": v}));
+        serde_json::json!({
+            "v": 1, "id": format!("0-1-{n}/0/0"), "op": "update", "db": "app", "table": "t", "key": {"id": 1},
+            "before": image(before), "after": image(after),
+            "source": {"server_id": 1, "file": "f", "pos": n, "ts_ms": 0},
+            "txn": {"id": format!("0-1-{n}"), "index": 0}
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn first_deliveries_of_one_row_fold_and_a_redelivery_stops_the_run() {
+        let c: Vec<String> = (1..=4).map(|n| change(n, Some(n - 1), Some(n))).collect();
+        let (env, taken) = fold((true, &c[0]), c[1..].iter().map(|b| (true, b.as_str()))).unwrap();
+        assert_eq!(taken, 3);
+        assert_eq!(
+            (env.id.as_str(), env.before.unwrap()["v"].clone(), env.after.unwrap()["v"].clone()),
+            ("0-1-4/0/0", 0.into(), 4.into())
+        );
+        // A redelivered message may have had effects: the run stops before it.
+        let (_, taken) =
+            fold((true, &c[0]), [(true, c[1].as_str()), (false, c[2].as_str()), (true, c[3].as_str())]).unwrap();
+        assert_eq!(taken, 1);
+        assert!(
+            fold((false, &c[0]), c[1..].iter().map(|b| (true, b.as_str()))).is_none(),
+            "a redelivered first leads no fold"
+        );
+        assert!(fold((true, &c[0]), []).is_none(), "nothing to fold");
+        assert!(fold((true, &c[0]), [(true, "not json")]).is_none());
     }
 }

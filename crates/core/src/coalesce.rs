@@ -1,12 +1,13 @@
-//! Folding a row's changes that wait for SQS into one: while one message of a FIFO group is
-//! in flight, the group's later changes need not each cost a message (and the worker a round
-//! of Step Functions calls). The worker is level-triggered: it stops the execution of the
-//! `before` image and starts the one of the `after` image, so a run of changes A→B, B→C, C→D
-//! of one row means the same to it as A→D.
+//! Folding a run of one row's changes into one. The worker is level-triggered: it stops the
+//! execution of the `before` image and starts the one of the `after` image, so the changes
+//! A→B, B→C, C→D of one row mean the same to it as A→D, at the cost of one round of Step
+//! Functions calls instead of three.
 //!
-//! - Only changes not yet handed to SQS are folded, into the group's newest waiting message
-//!   (`OrderedQueue::merge_into_last`), so the shard checkpoint cannot pass a folded change
-//!   before the message carrying it is accepted.
+//! Used where changes wait: the consumer folds a row's changes that wait behind its message
+//! in flight (into the waiting message, so the shard checkpoint cannot pass them before it is
+//! accepted), and the worker folds a group's received messages that were never delivered
+//! before (a redelivered one may have had effects already, and is handled alone).
+//!
 //! - The result keeps the earliest `before` and takes everything else from the latest change:
 //!   id (the de-duplication id), position and transaction, so the worker's row version is the
 //!   newest change's.
@@ -14,10 +15,10 @@
 //!   row (an insert then its delete: nothing to send would still need its message), and
 //!   changes of different rows.
 
-use sameday_core::envelope::{ChangeEnvelope, Op};
+use crate::envelope::{ChangeEnvelope, Op};
 
 /// `earlier` followed by `later` (of the same row) as one change, when that is possible.
-pub(crate) fn coalesce(earlier: &ChangeEnvelope, later: &ChangeEnvelope) -> Option<ChangeEnvelope> {
+pub fn coalesce(earlier: &ChangeEnvelope, later: &ChangeEnvelope) -> Option<ChangeEnvelope> {
     let same_row = earlier.db == later.db && earlier.table == later.table && earlier.key == later.key;
     if !same_row || earlier.claim_check.is_some() || later.claim_check.is_some() {
         return None;
@@ -75,12 +76,8 @@ mod tests {
         other.key = json!({"id": 2}).as_object().unwrap().clone();
         assert_eq!(coalesce(&ab, &other), None);
         let mut pointer = change("c", None, None);
-        pointer.claim_check = Some(sameday_core::envelope::ClaimCheck {
-            bucket: "b".into(),
-            key: "k".into(),
-            bytes: 1,
-            sha256: "x".into(),
-        });
+        pointer.claim_check =
+            Some(crate::envelope::ClaimCheck { bucket: "b".into(), key: "k".into(), bytes: 1, sha256: "x".into() });
         assert_eq!(coalesce(&ab, &pointer), None);
     }
 }
