@@ -8,6 +8,7 @@ use sameday_core::aws::AwsConfig;
 use sameday_core::StartPosition;
 use serde::Deserialize;
 
+use crate::archive::ArchiveConfig;
 use crate::filter::FilterConfig;
 use crate::kinesis::config::KinesisConfig;
 
@@ -76,6 +77,9 @@ pub struct ReaderConfig {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub aws: AwsConfig,
+    /// The binlog archive (`sameday archive`); absent: no archive.
+    #[serde(default)]
+    pub archive: Option<ArchiveConfig>,
 }
 
 impl ReaderConfig {
@@ -94,6 +98,9 @@ impl ReaderConfig {
             if !(3_000..=600_000).contains(lease_ms) {
                 return Err(format!("checkpoint.lease_ms = {lease_ms} is outside 3000..=600000"));
             }
+        }
+        if let Some(archive) = &self.archive {
+            archive.validate(self.source.server_id)?;
         }
         self.start_position.parse::<StartPosition>().map_err(|e| format!("start_position: {e}"))
     }

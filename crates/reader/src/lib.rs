@@ -6,10 +6,12 @@
 //! files) -> `decoder` (events to rows and commits) -> `encode` (rows to the envelope or DMS
 //! JSON) -> `pipeline` (bounded hand-over) -> `publisher` (per-key order, checkpoint behind
 //! durable delivery) -> `sink` / `kinesis`. `run` wires the daemon; `lease` and `headroom`
-//! are its side tasks; `replay` is the operator's path through the same stages.
+//! are its side tasks; `replay` is the operator's path through the same stages. `archive`
+//! copies the source's binlog files to S3 (a daemon of its own) and fetches them for replays.
 //!
 //! What the `sameday` binary and the tests use is re-exported here; the modules are private.
 
+mod archive;
 mod config;
 mod dead_letter;
 mod decoder;
@@ -28,6 +30,10 @@ mod sink;
 mod source;
 mod store;
 
+pub use archive::{
+    archive_status, describe_ranges, fetch_objects, fetch_range, parse_object_url, run_archive, ArchiveConfig,
+    ArchiveError, ArchiveStatus, ArchiveSummary, FetchedFiles,
+};
 pub use config::{CheckpointConfig, ReaderConfig};
 pub use decoder::{Commit, Decoder, Output, Record};
 pub use error::{DecodeError, ReaderError};
