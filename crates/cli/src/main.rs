@@ -38,6 +38,15 @@ enum Command {
         #[arg(long, env = "SAMEDAY_CONFIG")]
         config: PathBuf,
     },
+    /// Run the binlog archive daemon: copies each binlog file the source rotates to S3, byte
+    /// for byte, as the reader config's [archive] section says (docs/archive.md).
+    Archive {
+        #[arg(long, env = "SAMEDAY_CONFIG")]
+        config: PathBuf,
+        /// Copy what is pending once and exit (exit 1 on a failure) instead of running as a daemon.
+        #[arg(long)]
+        once: bool,
+    },
     /// Run the consumer daemon: Kinesis shards (leases shared by every consumer task) to SQS.
     Consumer {
         #[arg(long, env = "SAMEDAY_CONFIG")]
@@ -144,6 +153,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let (cfg, shutdown) = daemon::launch::<ReaderConfig>(&config)?;
             let summary = sameday_reader::run_reader(cfg, shutdown).await?;
             tracing::info!(delivered = summary.delivered, dead_lettered = summary.dead_lettered, checkpoint = ?summary.last_durable.map(|c| c.next.to_string()), "reader stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Archive { config, once } => {
+            let (cfg, shutdown) = daemon::launch::<ReaderConfig>(&config)?;
+            let summary = sameday_reader::run_archive(cfg, shutdown, once).await?;
+            tracing::info!(files = summary.files, bytes = summary.bytes, "archive done");
             Ok(ExitCode::SUCCESS)
         }
         Command::Consumer { config } => {
