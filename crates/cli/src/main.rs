@@ -255,12 +255,20 @@ async fn check(path: &std::path::Path, kind: Option<preflight::Kind>) -> anyhow:
         Some(k) => k,
         None => preflight::detect_kind(path)?,
     };
+    let mut notes = Vec::new();
     let problems = match kind {
-        preflight::Kind::Reader => preflight::reader(&daemon::load_config::<ReaderConfig>(path)?).await,
+        preflight::Kind::Reader => {
+            let cfg = daemon::load_config::<ReaderConfig>(path)?;
+            let mut problems = preflight::reader(&cfg).await;
+            let (archive, summary) = preflight::archive(&cfg).await;
+            problems.extend(archive);
+            notes.extend(summary);
+            problems
+        }
         preflight::Kind::Consumer => preflight::consumer(&daemon::load_config::<ConsumerConfig>(path)?).await,
         preflight::Kind::Worker => preflight::worker(&daemon::load_config::<WorkerConfig>(path)?).await,
     };
-    Ok(preflight::report(kind, path, &problems))
+    Ok(preflight::report(kind, path, &problems, &notes))
 }
 
 async fn positions(path: &std::path::Path, set: Option<String>) -> anyhow::Result<ExitCode> {

@@ -49,6 +49,17 @@ pub(crate) async fn list_archive(store: &ObjectStore) -> Result<BTreeMap<String,
         .collect())
 }
 
+/// Whether the archive holds every one of `files` (name, size) with its size.
+pub(crate) async fn holds_all(store: &ObjectStore, files: &[(String, u64)]) -> Result<bool, S3Error> {
+    for (name, size) in files {
+        let key = store.location().key(name);
+        if !store.list(name).await?.iter().any(|o| o.key == key && o.size == *size) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// An archived object whose size differs from the server's file of the same name: a
 /// different server's binlog (or binlogs reset and renumbered) under the same prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@
 //! [`raw_file`] (assembling and verifying one file), [`copy`] (the dump connection), [`run`]
 //! (the daemon), [`fetch`] (replay's download), [`metrics`].
 
-mod catalog;
+pub(crate) mod catalog;
 pub(crate) mod config;
 mod copy;
 mod fetch;
