@@ -10,6 +10,9 @@ use super::ArchiveError;
 /// Events read at most to find a file's FORMAT_DESCRIPTION event.
 const FIRST_EVENTS: usize = 4;
 
+/// `progress` is called after every this many bytes (a large file takes a while).
+const PROGRESS_EVERY: usize = 16 << 20;
+
 /// Reads the whole of `name` (`size` bytes, as `SHOW BINARY LOGS` lists the rotated file)
 /// registered as replica `server_id`.
 pub(crate) async fn copy_file(
@@ -17,14 +20,20 @@ pub(crate) async fn copy_file(
     server_id: u32,
     name: &str,
     size: u64,
+    progress: impl Fn(),
 ) -> Result<CompleteFile, ArchiveError> {
     let mut dump = BinlogDump::connect(source).await?;
     dump.request(server_id, name, 4).await?;
     let mut file = RawFile::new(name, size);
+    let mut next_progress = PROGRESS_EVERY;
     loop {
         let start = file.len();
         if !dump.next_event_into(file.buffer()).await? {
             break;
+        }
+        if file.len() >= next_progress {
+            progress();
+            next_progress = file.len() + PROGRESS_EVERY;
         }
         if file.accept(start).map_err(ArchiveError::Copy)? == Step::Complete {
             break;

@@ -179,7 +179,8 @@ impl Archiver {
     /// Copies `name` and writes it to the archive; returns its size.
     async fn copy_one(&mut self, name: &str, size: u64) -> Result<u64, ArchiveError> {
         let started = Instant::now();
-        let file = copy_file(&self.source, self.source.server_id, name, size).await?;
+        let health = self.health.clone();
+        let file = copy_file(&self.source, self.source.server_id, name, size, || health.beat()).await?;
         let read_ms = started.elapsed().as_millis() as u64;
         let events = file.events;
         let (key, sha256) = self.store.put(name, file.bytes, CONTENT_TYPE).await?;
