@@ -6,7 +6,7 @@
 
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 /// The largest payload of one packet; a payload this long continues in the next packet.
 const MAX_PAYLOAD: usize = 0xFF_FFFF;
@@ -73,11 +73,20 @@ impl<S: Io> Wire<S> {
         Ok(usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16)
     }
 
-    /// Appends the next `len` bytes to `out`.
+    /// Appends the next `len` bytes to `out`, copied once from the read buffer (no zeroing
+    /// of `out` first: this is the copy's hot path).
     async fn read_into(&mut self, out: &mut Vec<u8>, len: usize) -> io::Result<()> {
-        let start = out.len();
-        out.resize(start + len, 0);
-        self.io.read_exact(&mut out[start..]).await?;
+        let mut remaining = len;
+        while remaining > 0 {
+            let buf = self.io.fill_buf().await?;
+            if buf.is_empty() {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection mid-packet"));
+            }
+            let n = buf.len().min(remaining);
+            out.extend_from_slice(&buf[..n]);
+            self.io.consume(n);
+            remaining -= n;
+        }
         Ok(())
     }
 
