@@ -173,6 +173,16 @@ async fn archive_copies_rotated_files_byte_for_byte_like_mariadb_binlog_raw() {
     // A second run finds everything archived and writes nothing.
     let log = a.archive_once();
     assert!(!log.contains("binlog file archived"), "{log}");
+
+    // `sameday check` shows the archive caught up with the source.
+    let (code, out, _) = a.run(&["check", "--config", a.config.to_str().unwrap()]);
+    let newest = names.last().unwrap();
+    let info = format!(
+        "INFO: binlog archive {}: newest archived {newest}, the source's oldest {}, 0 rotated file(s) pending",
+        a.location, names[0]
+    );
+    assert!(out.lines().any(|l| l.starts_with(&info)), "{out}");
+    assert_eq!(code, 0, "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
