@@ -80,7 +80,10 @@ impl<S: Io> Wire<S> {
         while remaining > 0 {
             let buf = self.io.fill_buf().await?;
             if buf.is_empty() {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection mid-packet"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection mid-packet",
+                ));
             }
             let n = buf.len().min(remaining);
             out.extend_from_slice(&buf[..n]);
