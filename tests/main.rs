@@ -6,6 +6,7 @@
 
 mod common;
 
+mod binlog_archive;
 mod binlog_fixtures;
 mod checkpoint_dynamodb;
 mod consumer_daemon;

@@ -205,6 +205,15 @@ impl ReaderToml {
         self
     }
 
+    /// `[archive]` into `location` (`s3://bucket/prefix/`), polling every `poll_interval_ms`,
+    /// metrics on a free port.
+    pub(crate) fn archive(mut self, location: &str, poll_interval_ms: u64) -> Self {
+        self.0.set("archive.location", location);
+        self.0.set("archive.poll_interval_ms", Value::Integer(poll_interval_ms as i64));
+        self.0.set("archive.metrics_listen", "127.0.0.1:0");
+        self
+    }
+
     /// Sets `path` to any value, typed or not: for tests of config errors only.
     pub(crate) fn unchecked(mut self, path: &str, value: impl Into<Value>) -> Self {
         self.0.set(path, value);

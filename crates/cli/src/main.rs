@@ -39,6 +39,15 @@ enum Command {
         #[arg(long, env = "SAMEDAY_CONFIG")]
         config: PathBuf,
     },
+    /// Run the binlog archive daemon: copies each binlog file the source rotates to S3, byte
+    /// for byte, as the reader config's [archive] section says (docs/archive.md).
+    Archive {
+        #[arg(long, env = "SAMEDAY_CONFIG")]
+        config: PathBuf,
+        /// Copy what is pending once and exit (exit 1 on a failure) instead of running as a daemon.
+        #[arg(long)]
+        once: bool,
+    },
     /// Run the consumer daemon: Kinesis shards (leases shared by every consumer task) to SQS.
     Consumer {
         #[arg(long, env = "SAMEDAY_CONFIG")]
@@ -150,6 +159,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             tracing::info!(delivered = summary.delivered, dead_lettered = summary.dead_lettered, checkpoint = ?summary.last_durable.map(|c| c.next.to_string()), "reader stopped");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Archive { config, once } => {
+            let (cfg, shutdown) = daemon::launch::<ReaderConfig>(&config)?;
+            let summary = sameday_reader::run_archive(cfg, shutdown, once).await?;
+            tracing::info!(files = summary.files, bytes = summary.bytes, "archive done");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Consumer { config } => {
             let (cfg, shutdown) = daemon::launch::<ConsumerConfig>(&config)?;
             sameday_consumer::run::run_consumer(cfg, shutdown).await?;
@@ -245,12 +260,20 @@ async fn check(path: &std::path::Path, kind: Option<preflight::Kind>) -> anyhow:
         Some(k) => k,
         None => preflight::detect_kind(path)?,
     };
+    let mut notes = Vec::new();
     let problems = match kind {
-        preflight::Kind::Reader => preflight::reader(&daemon::load_config::<ReaderConfig>(path)?).await,
+        preflight::Kind::Reader => {
+            let cfg = daemon::load_config::<ReaderConfig>(path)?;
+            let mut problems = preflight::reader(&cfg).await;
+            let (archive, summary) = preflight::archive(&cfg).await;
+            problems.extend(archive);
+            notes.extend(summary);
+            problems
+        }
         preflight::Kind::Consumer => preflight::consumer(&daemon::load_config::<ConsumerConfig>(path)?).await,
         preflight::Kind::Worker => preflight::worker(&daemon::load_config::<WorkerConfig>(path)?).await,
     };
-    Ok(preflight::report(kind, path, &problems))
+    Ok(preflight::report(kind, path, &problems, &notes))
 }
 
 async fn positions(path: &std::path::Path, set: Option<String>) -> anyhow::Result<ExitCode> {

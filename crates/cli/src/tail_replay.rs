@@ -8,12 +8,16 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
+use sameday_core::aws::AwsConfig;
 use sameday_core::daemon;
+use sameday_core::s3::S3Location;
+use sameday_core::BinlogPosition;
 use sameday_core::StartPosition;
 use sameday_mysql::{Session, SourceConfig};
 use sameday_reader::{
-    claim_checker, prepare_source, publisher_config, replay, resolve_start, CountingSink, FileRange, FileReplay,
-    FilterConfig, KinesisSink, NullSink, ReaderConfig, RecordSink as _, ReplaySource, SourceRun, StdoutSink,
+    claim_checker, fetch_objects, fetch_range, prepare_source, publisher_config, replay, resolve_start, CountingSink,
+    FetchedFiles, FileRange, FileReplay, FilterConfig, KinesisSink, NullSink, ReaderConfig, RecordSink as _,
+    ReplaySource, SourceRun, StdoutSink,
 };
 
 #[derive(clap::Args)]
@@ -105,13 +109,20 @@ enum SinkKind {
 pub(crate) struct ReplayArgs {
     #[command(flatten)]
     source: SourceArgs,
-    /// Binlog files on disk, in order, instead of the server.
+    /// Binlog files, in order, instead of the server: paths on disk, or archived objects
+    /// (s3://bucket/prefix/mysql-bin.000042), downloaded and checked against their SHA-256.
     #[arg(long = "binlog-file", num_args = 1..)]
-    binlog_files: Vec<PathBuf>,
-    /// Start: FILE:POS on a server; a byte offset of the first file with --binlog-file.
+    binlog_files: Vec<String>,
+    /// Replay from the binlog archive at s3://bucket/prefix/ (without a value: the config's
+    /// [archive] location), the files from --from's to --to's (default: the newest archived).
+    #[arg(long, num_args = 0..=1, default_missing_value = "", conflicts_with = "binlog_files")]
+    archive: Option<String>,
+    /// Start: FILE:POS on a server or in the archive; a byte offset of the first file with
+    /// --binlog-file.
     #[arg(long)]
     from: Option<String>,
-    /// End (exclusive): FILE:POS on a server; a byte offset of the last file with files.
+    /// End (exclusive): FILE:POS on a server or in the archive; a byte offset of the last
+    /// file with --binlog-file.
     #[arg(long)]
     to: Option<String>,
     #[arg(long, value_enum, default_value = "stdout")]
@@ -161,8 +172,26 @@ async fn tail_from(args: TailArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What to replay: files on disk, or a range of the server's binlog.
-async fn replay_source(args: &ReplayArgs) -> anyhow::Result<ReplaySource> {
+/// Archived files fetched for a replay; kept until the replay ends.
+type Fetched = Option<FetchedFiles>;
+
+/// What to replay: files on disk or in the archive, or a range of the server's binlog.
+async fn replay_source(args: &ReplayArgs) -> anyhow::Result<(ReplaySource, Fetched)> {
+    if let Some(location) = &args.archive {
+        let (location, aws) = archive_location(args, location)?;
+        let position = |arg: &Option<String>, name: &str| {
+            arg.as_deref()
+                .map(str::parse::<BinlogPosition>)
+                .transpose()
+                .with_context(|| format!("{name} must be FILE:POS with --archive"))
+        };
+        let from = position(&args.from, "--from")?.context("--archive needs --from FILE:POS")?;
+        let to = position(&args.to, "--to")?;
+        let fetched = fetch_range(&aws, &location, &from, to.as_ref()).await?;
+        let range = FileRange { from: Some(from.pos), to: to.map(|t| t.pos) };
+        let replay = file_replay(args, fetched.files.clone(), range).await?;
+        return Ok((ReplaySource::Files(replay), Some(fetched)));
+    }
     if !args.binlog_files.is_empty() {
         let offset = |arg: &Option<String>, name: &str| {
             arg.as_deref()
@@ -171,26 +200,17 @@ async fn replay_source(args: &ReplayArgs) -> anyhow::Result<ReplaySource> {
                 .with_context(|| format!("{name} must be a byte offset with --binlog-file"))
         };
         let range = FileRange { from: offset(&args.from, "--from")?, to: offset(&args.to, "--to")? };
-        // With a server at hand, MariaDB JSON columns come out as JSON, as in the live run.
-        let json_columns = match source_of(&args.source) {
-            Ok((src, _, _)) => {
-                let mut session = Session::connect(&src).await?;
-                let columns = match session.server_info().await?.mariadb {
-                    true => session.mariadb_json_columns().await?,
-                    false => Default::default(),
-                };
-                session.close().await;
-                columns
+        let in_s3 = args.binlog_files.iter().filter(|f| f.starts_with("s3://")).count();
+        let (files, fetched) = match in_s3 {
+            0 => (args.binlog_files.iter().map(PathBuf::from).collect(), None),
+            n if n == args.binlog_files.len() => {
+                let aws = config_of(args)?.map(|c| c.aws).unwrap_or_default();
+                let fetched = fetch_objects(&aws, &args.binlog_files).await?;
+                (fetched.files.clone(), Some(fetched))
             }
-            Err(_) => Default::default(),
+            _ => bail!("--binlog-file takes either local files or s3:// objects, not both"),
         };
-        return Ok(ReplaySource::Files(FileReplay {
-            files: args.binlog_files.clone(),
-            range,
-            filter: FilterConfig { include: args.source.tables.clone(), ..Default::default() },
-            format: args.source.format.into(),
-            json_columns,
-        }));
+        return Ok((ReplaySource::Files(file_replay(args, files, range).await?), fetched));
     }
     let (src, filter, _) = source_of(&args.source)?;
     let from: StartPosition =
@@ -199,25 +219,60 @@ async fn replay_source(args: &ReplayArgs) -> anyhow::Result<ReplaySource> {
     let info = prepare_source(&src, &filter).await?;
     let start = resolve_start(&src, &info, &from).await?;
     let format = args.source.format.into();
-    Ok(ReplaySource::Server(SourceRun {
-        cfg: src,
-        info,
-        filter,
-        start,
-        gtid_set: None,
-        stop_at,
-        non_blocking: true,
-        format,
-    }))
+    let run = SourceRun { cfg: src, info, filter, start, gtid_set: None, stop_at, non_blocking: true, format };
+    Ok((ReplaySource::Server(run), None))
+}
+
+/// The reader config of `--config`, when given.
+fn config_of(args: &ReplayArgs) -> anyhow::Result<Option<ReaderConfig>> {
+    args.source.config.as_deref().map(daemon::load_config::<ReaderConfig>).transpose().map_err(Into::into)
+}
+
+/// `--archive`'s location (the config's `[archive] location` when it has no value) and the
+/// AWS settings to read it with.
+fn archive_location(args: &ReplayArgs, given: &str) -> anyhow::Result<(S3Location, AwsConfig)> {
+    let config = config_of(args)?;
+    let aws = config.as_ref().map(|c| c.aws.clone()).unwrap_or_default();
+    let location = match (given, config.and_then(|c| c.archive)) {
+        ("", Some(archive)) => archive.location,
+        ("", None) => bail!("--archive without a location needs --config with an [archive] section"),
+        (url, _) => url.parse::<S3Location>().map_err(anyhow::Error::msg)?,
+    };
+    Ok((location, aws))
+}
+
+/// Local (or fetched) binlog files through the file source.
+async fn file_replay(args: &ReplayArgs, files: Vec<PathBuf>, range: FileRange) -> anyhow::Result<FileReplay> {
+    // With a server at hand, MariaDB JSON columns come out as JSON, as in the live run.
+    let json_columns = match source_of(&args.source) {
+        Ok((src, _, _)) => {
+            let mut session = Session::connect(&src).await?;
+            let columns = match session.server_info().await?.mariadb {
+                true => session.mariadb_json_columns().await?,
+                false => Default::default(),
+            };
+            session.close().await;
+            columns
+        }
+        Err(_) => Default::default(),
+    };
+    Ok(FileReplay {
+        files,
+        range,
+        filter: FilterConfig { include: args.source.tables.clone(), ..Default::default() },
+        format: args.source.format.into(),
+        json_columns,
+    })
 }
 
 pub(crate) async fn replay_cmd(mut args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let id = args.source.choose_server_id("replay", args.binlog_files.is_empty());
+    let from_server = args.binlog_files.is_empty() && args.archive.is_none();
+    let id = args.source.choose_server_id("replay", from_server);
     replay_range(args).await.map_err(|e| explain_server_id_clash(e, id))
 }
 
 async fn replay_range(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let source = replay_source(&args).await?;
+    let (source, _fetched) = replay_source(&args).await?;
     // Kinesis batching when replaying a server range into the stream; operator output at once otherwise.
     let cfg = publisher_config(matches!((&source, args.sink), (ReplaySource::Server(_), SinkKind::Kinesis)));
     let shutdown = sameday_core::shutdown::on_signals();

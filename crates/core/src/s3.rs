@@ -104,7 +104,10 @@ pub struct ObjectSummary {
 
 /// The hex SHA-256 of `body`.
 pub fn sha256_hex(body: &[u8]) -> String {
-    let digest = Sha256::digest(body);
+    hex(&Sha256::digest(body))
+}
+
+fn hex(digest: &[u8]) -> String {
     let mut out = String::with_capacity(64);
     for b in digest {
         use std::fmt::Write as _;
@@ -195,6 +198,48 @@ impl ObjectStore {
             }
         }
         Ok(Some(body))
+    }
+
+    /// Streams the object at `key` (a full key) into the new file `dest` and checks the body
+    /// against the SHA-256 in the object's own metadata, which `put` wrote: an object without
+    /// it, or with another body, is an error. Returns the size and the digest. For objects
+    /// too large to hold in memory (archived binlog files).
+    pub async fn download(&self, key: &str, dest: &std::path::Path) -> Result<(u64, String), S3Error> {
+        use tokio::io::AsyncWriteExt as _;
+        let url = self.location.url_of(key);
+        let out = match self.client.get_object().bucket(&self.location.bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => {
+                return Err(S3Error::permanent(format!("{url} does not exist")))
+            }
+            Err(e) => {
+                return Err(S3Error { retry: classify(&e), message: format!("GetObject {url}: {}", describe(&e)) })
+            }
+        };
+        let expected = out.metadata().and_then(|m| m.get(SHA256_METADATA)).cloned().ok_or_else(|| {
+            S3Error::permanent(format!("{url} has no {SHA256_METADATA} metadata, so its body cannot be checked"))
+        })?;
+        let local = |e: std::io::Error| S3Error::permanent(format!("writing {url} to {}: {e}", dest.display()));
+        let mut file = tokio::fs::File::create(dest).await.map_err(local)?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut body = out.body;
+        while let Some(chunk) = body.try_next().await.map_err(|e| S3Error {
+            retry: Retry::Transient,
+            message: format!("GetObject {url}: reading the body: {e}"),
+        })? {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(local)?;
+        }
+        file.flush().await.map_err(local)?;
+        let got = hex(&hasher.finalize());
+        if got != expected {
+            return Err(S3Error::permanent(format!(
+                "{url}: body has SHA-256 {got}, its metadata says {expected} ({size} bytes read); the object was replaced or truncated"
+            )));
+        }
+        Ok((size, got))
     }
 
     /// Every object under this location's prefix plus `sub` (which may be empty), in key order.

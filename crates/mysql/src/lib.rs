@@ -4,6 +4,8 @@
 //! - [`config`]: the source a daemon connects to (`[source]`, `[nightly.source]`), TLS mode.
 //! - [`session`]: a connection with the calls the daemons make (server facts and variables,
 //!   binary logs, MariaDB JSON columns, a table's columns), errors classified in [`error`].
+//! - [`dump`]: a raw binlog dump connection (events as the server sends them), for the
+//!   binlog archive.
 //! - [`checks`]: the server checks as [`Problem`]s, one implementation for `sameday check`
 //!   and for each daemon's start-up.
 //! - [`schema`]: a table's columns as a binlog table map describes them.
@@ -15,6 +17,7 @@
 pub mod catalog;
 pub mod checks;
 pub mod config;
+pub mod dump;
 pub mod error;
 pub mod schema;
 pub mod session;

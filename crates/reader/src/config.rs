@@ -10,6 +10,7 @@ use sameday_core::s3::S3Location;
 use sameday_core::StartPosition;
 use serde::Deserialize;
 
+use crate::archive::ArchiveConfig;
 use crate::filter::FilterConfig;
 use crate::kinesis::config::{KinesisConfig, RecordFormat};
 
@@ -87,6 +88,9 @@ pub struct ReaderConfig {
     /// Changes too large for a Kinesis record go through S3 (`docs/envelope.md`).
     #[serde(default)]
     pub claim_check: Option<ClaimCheckConfig>,
+    /// The binlog archive (`sameday archive`); absent: no archive.
+    #[serde(default)]
+    pub archive: Option<ArchiveConfig>,
 }
 
 impl ReaderConfig {
@@ -119,6 +123,9 @@ impl ReaderConfig {
             if !(3_000..=600_000).contains(lease_ms) {
                 return Err(format!("checkpoint.lease_ms = {lease_ms} is outside 3000..=600000"));
             }
+        }
+        if let Some(archive) = &self.archive {
+            archive.validate(self.source.server_id)?;
         }
         self.start_position.parse::<StartPosition>().map_err(|e| format!("start_position: {e}"))
     }

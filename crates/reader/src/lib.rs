@@ -6,10 +6,12 @@
 //! files) -> `decoder` (events to rows and commits) -> `encode` (rows to the envelope or DMS
 //! JSON) -> `pipeline` (bounded hand-over) -> `publisher` (per-key order, checkpoint behind
 //! durable delivery) -> `sink` / `kinesis`. `run` wires the daemon; `lease` and `headroom`
-//! are its side tasks; `replay` is the operator's path through the same stages.
+//! are its side tasks; `replay` is the operator's path through the same stages. `archive`
+//! copies the source's binlog files to S3 (a daemon of its own) and fetches them for replays.
 //!
 //! What the `sameday` binary and the tests use is re-exported here; the modules are private.
 
+mod archive;
 mod claim_check;
 mod config;
 pub mod dead_letter;
@@ -30,6 +32,10 @@ mod source;
 mod store;
 
 pub use claim_check::ClaimChecker;
+pub use archive::{
+    archive_status, describe_ranges, fetch_objects, fetch_range, parse_object_url, run_archive, ArchiveConfig,
+    ArchiveError, ArchiveStatus, ArchiveSummary, FetchedFiles,
+};
 pub use config::{CheckpointConfig, ReaderConfig};
 pub use decoder::{Commit, Decoder, Output, Record};
 pub use error::{DecodeError, ReaderError};

@@ -83,7 +83,7 @@ impl ReaderMetrics {
         );
         registry.register(
             names::READER_RETENTION_HEADROOM_SECONDS,
-            "Seconds until the source may purge the binlog holding the checkpoint (retention minus the checkpoint's age); absent when binlogs never expire",
+            "Seconds until the source may purge a binlog the checkpoint needs (retention minus the checkpoint's age; the full retention while the checkpoint's file is being written or, with [archive], every rotated file from it on is archived); absent when binlogs never expire",
             m.retention_headroom_seconds.clone(),
         );
         registry.register(

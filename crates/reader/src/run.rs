@@ -157,6 +157,7 @@ async fn spawn_headroom(
         Ok(secs) => Some(tokio::spawn(crate::headroom::watch(
             cfg.source.clone(),
             store.clone(),
+            archive_store(cfg).await,
             secs,
             metrics.clone(),
             shutdown.clone(),
@@ -166,6 +167,13 @@ async fn spawn_headroom(
             None
         }
     }
+}
+
+/// The binlog archive, when the config has one: the headroom counts archived files as safe.
+async fn archive_store(cfg: &ReaderConfig) -> Option<sameday_core::s3::ObjectStore> {
+    let archive = cfg.archive.as_ref()?;
+    let client = sameday_core::s3::client(&cfg.aws).await;
+    Some(sameday_core::s3::ObjectStore::new(client, archive.location.clone()))
 }
 
 /// After the pipeline: unhealthy for good on an error; on a graceful stop, hand the lease

@@ -5,6 +5,7 @@
 //! exit with 2. A WARNING is a risk the operator should know about. Checks carry on after a
 //! failure so that one run lists everything that is wrong.
 
+mod archive;
 mod aws;
 mod consumer;
 mod reader;
@@ -13,6 +14,7 @@ mod worker;
 use std::path::Path;
 use std::process::ExitCode;
 
+pub(crate) use archive::archive;
 pub(crate) use consumer::consumer;
 pub(crate) use reader::reader;
 pub(crate) use sameday_mysql::Problem;
@@ -66,9 +68,13 @@ fn kind_of<'a>(sections: impl IntoIterator<Item = &'a str>) -> Result<Kind, Stri
     }
 }
 
-/// Prints the problems and a verdict; the exit code is non-zero on a blocking problem.
-pub(crate) fn report(kind: Kind, path: &Path, problems: &[Problem]) -> ExitCode {
+/// Prints the notes (facts worth seeing, not problems), the problems and a verdict; the exit
+/// code is non-zero on a blocking problem.
+pub(crate) fn report(kind: Kind, path: &Path, problems: &[Problem], notes: &[String]) -> ExitCode {
     println!("checking the {kind} config {}", path.display());
+    for n in notes {
+        println!("INFO: {n}");
+    }
     for p in problems {
         println!("{p}");
     }
