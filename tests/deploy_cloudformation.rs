@@ -281,6 +281,15 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
         ]
         .concat(),
     );
+    // `sameday archive` (crates/reader/src/archive/, through core::s3).
+    m.insert(
+        "ArchiveTaskRole",
+        [
+            grant(&["s3:ListBucket"], &["DataBucket.Arn"]),
+            grant(&["s3:PutObject"], &["Sub ${DataBucket.Arn}/binlogs/*"]),
+        ]
+        .concat(),
+    );
     m.insert(
         "ConsumerTaskRole",
         [
@@ -349,6 +358,7 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
                     "WorkerLogGroup.Arn",
                     "NightlyLogGroup.Arn",
                     "ReconcileLogGroup.Arn",
+                    "ArchiveLogGroup.Arn",
                 ],
             ),
             grant(&["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], &["Ref EcrRepositoryArn"]),

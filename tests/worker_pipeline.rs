@@ -81,14 +81,21 @@ async fn reschedule_move_delete_and_payload_change_stop_and_supersede_executions
     let execs = p.executions().await;
     let name = |id, action, due| p.name_of(&Pipeline::row(id, id, action, due));
     assert_eq!(status(&execs, &name(1, "email", t10)), ExecutionStatus::Aborted, "old time of 1 stopped");
-    assert_eq!(status(&execs, &name(1, "email", t20)), ExecutionStatus::Aborted, "intermediate time of 1 stopped");
+    // The consumer folds changes that wait behind their row's message: the intermediate time
+    // may never have been started; it must not be waiting.
+    assert_ne!(
+        execs.get(&name(1, "email", t20)),
+        Some(&ExecutionStatus::Running),
+        "intermediate time of 1 not waiting"
+    );
     assert_eq!(status(&execs, &name(1, "email", t30)), ExecutionStatus::Running, "new time of 1 started");
     assert_eq!(status(&execs, &name(2, "email", t10)), ExecutionStatus::Aborted, "moved to next week: stopped");
     assert!(!execs.contains_key(&name(2, "email", next_week)), "next week is a later batch's job");
     assert_eq!(status(&execs, &name(3, "email", t10)), ExecutionStatus::Aborted, "deleted: stopped");
     assert_eq!(status(&execs, &name(4, "email", t10)), ExecutionStatus::Aborted, "old payload superseded");
     assert_eq!(status(&execs, &name(4, "push", t10)), ExecutionStatus::Running, "new payload started");
-    assert_eq!(execs.len(), 7, "{execs:?}");
+    // Six, or seven when the intermediate time of 1 was started before its next change came.
+    assert!(matches!(execs.len(), 6 | 7), "{execs:?}");
     p.stop().await;
 }
 

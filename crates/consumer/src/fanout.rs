@@ -18,7 +18,7 @@ use std::future::Future;
 use sameday_core::envelope::ChangeEnvelope;
 use sameday_core::ordered::OrderedQueue;
 
-use crate::message::{fifo_ids, sqs_body_len};
+use crate::message::{fifo_ids, sqs_body_len, sqs_id};
 use crate::route::{Decision, Routes};
 use crate::shard_lease::SequenceNumber;
 use crate::sqs::{SendOutcome, SqsError, SqsMessage, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
@@ -71,6 +71,8 @@ struct Outgoing {
     queue: usize,
     msg: SqsMessage,
     sequence: SequenceNumber,
+    /// The id of the first change this message carries (others may be folded into it).
+    first_id: String,
 }
 
 /// Counts for metrics and tests.
@@ -176,7 +178,8 @@ impl Fanout {
                             SqsMessage { body: body.clone(), group_id: None, dedup_id: None }
                         };
                         let size = msg.size();
-                        self.queue.push(key, size, Outgoing { queue: q, msg, sequence: sequence.clone() });
+                        let first_id = env.id.clone();
+                        self.queue.push(key, size, Outgoing { queue: q, msg, sequence: sequence.clone(), first_id });
                     }
                 }
             },
@@ -198,7 +201,9 @@ impl Fanout {
                 return None;
             }
             waiting.msg.body = body;
-            waiting.msg.dedup_id = Some(fifo_ids(&merged).dedup_id);
+            // Not the last change's id alone: that change may have gone out before in a message
+            // of its own (a reader re-sent it), and SQS would drop this one as its duplicate.
+            waiting.msg.dedup_id = Some(sqs_id(&format!("{}+{}", waiting.first_id, merged.id)));
             waiting.sequence = sequence.clone();
             Some(waiting.msg.size())
         });

@@ -75,6 +75,11 @@ pub struct ChangeEnvelope {
     pub after: Option<Map<String, Value>>,
     pub source: SourceInfo,
     pub txn: TxnInfo,
+    /// Images the row passed through between `before` and `after` when several changes were
+    /// folded into this one (`crate::coalesce`): the worker stops their executions too, so a
+    /// fold is right even when its first change had been applied already.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<Map<String, Value>>,
     /// Set on a claim-check pointer: the full change (this envelope with its images) is the
     /// S3 object named here, and `before`/`after` are null (`crate::claim_check`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

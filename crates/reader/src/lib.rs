@@ -31,11 +31,11 @@ mod sink;
 mod source;
 mod store;
 
-pub use claim_check::ClaimChecker;
 pub use archive::{
     archive_status, describe_ranges, fetch_objects, fetch_range, parse_object_url, run_archive, ArchiveConfig,
     ArchiveError, ArchiveStatus, ArchiveSummary, FetchedFiles,
 };
+pub use claim_check::ClaimChecker;
 pub use config::{CheckpointConfig, ReaderConfig};
 pub use decoder::{Commit, Decoder, Output, Record};
 pub use error::{DecodeError, ReaderError};

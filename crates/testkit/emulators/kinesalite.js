@@ -6,7 +6,7 @@
 //
 // --port 0 (the default) picks a free port. The stream-state latencies default to 0
 // (kinesalite's own default is 500 ms) so CREATING/UPDATING/DELETING end at once;
-// --shardLimit defaults to 100 (kinesalite: 10).
+// --shardLimit defaults to 1000 (kinesalite: 10): one test process shares one kinesalite.
 // Readiness: exactly one line `LISTENING <port>` on stdout; everything else goes to stderr.
 // Exits on SIGTERM/SIGINT, and by itself when its parent process dies (unless
 // SAMEDAY_EMULATOR_DETACHED=1, set by `sameday-stack`: then it outlives its starter).
@@ -23,7 +23,7 @@ function main() {
   const port = intArg(args, 'port', 0)
   const options = {
     // no `path` => kinesalite uses memdown (in-memory store)
-    shardLimit: intArg(args, 'shardLimit', 100),
+    shardLimit: intArg(args, 'shardLimit', 1000),
     createStreamMs: intArg(args, 'createStreamMs', 0),
     deleteStreamMs: intArg(args, 'deleteStreamMs', 0),
     updateStreamMs: intArg(args, 'updateStreamMs', 0),

@@ -239,7 +239,7 @@ macro_rules! emulator_common {
     };
 }
 
-/// kinesalite: an in-memory Kinesis emulator. Streams become ACTIVE at once, up to 100
+/// kinesalite: an in-memory Kinesis emulator. Streams become ACTIVE at once, up to 1000
 /// shards per stream.
 #[derive(Debug)]
 pub struct Kinesalite {

@@ -243,6 +243,18 @@ pub(crate) fn plan(rule: &ScheduleRule, change: &ChangeEnvelope, now: Timestamp)
             }
         }
     };
+    // A folded change: the row passed through these images too; none of their executions may
+    // stay, except the one the change starts.
+    let mut skipped = skipped;
+    for row in &change.superseded {
+        let Ok(passed) = Image::read(rule, row, now) else { continue };
+        if let Some(exec) = passed.live() {
+            if !effects.iter().any(|e| e.execution().name == exec.name) {
+                effects.insert(0, Effect::Stop(exec.clone()));
+                skipped = None;
+            }
+        }
+    }
     Ok(Outcome { effects, skipped })
 }
 
@@ -324,6 +336,32 @@ mod tests {
 
     // 2026-06-10 10:00 CEST: today's window is [06-10 03:30, 06-11 04:30) local.
     const NOON_ISH: &str = "2026-06-10T08:00:00Z";
+
+    /// A folded change stops the executions of the images it passed through, even when its
+    /// first change (here the insert) had been applied already, and never the one it starts.
+    #[test]
+    fn a_folded_change_stops_the_images_it_passed_through() {
+        let r = rule();
+        let (a, b, c) = (
+            row(1, Some("2026-06-10T18:00:00"), "welcome"),
+            row(1, Some("2026-06-10T19:00:00"), "welcome"),
+            row(1, Some("2026-06-10T20:00:00"), "welcome"),
+        );
+        let mut folded = insert(c.clone());
+        folded.superseded = vec![a.clone(), b.clone(), c.clone()];
+        let out = plan(&r, &folded, ts(NOON_ISH)).unwrap();
+        let names: Vec<(bool, String)> =
+            out.effects.iter().map(|e| (matches!(e, Effect::Start(_)), e.execution().name.clone())).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(names.contains(&(false, name_of(&r, &a))) && names.contains(&(false, name_of(&r, &b))));
+        assert_eq!(names.last(), Some(&(true, name_of(&r, &c))), "stops first, then the start");
+        // Back where it started: nothing to start anew, but the image in between is stopped.
+        let mut back = update(a.clone(), a.clone());
+        back.superseded = vec![b.clone()];
+        let out = plan(&r, &back, ts(NOON_ISH)).unwrap();
+        assert_eq!(out.skipped, None);
+        assert!(matches!(out.effects.as_slice(), [Effect::Stop(e)] if e.name == name_of(&r, &b)), "{out:?}");
+    }
 
     #[test]
     fn insert_due_today_starts_with_due_in_input() {

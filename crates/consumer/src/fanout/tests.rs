@@ -46,7 +46,7 @@ fn envelope(id: &str, key: i64, version: i64, due: &str) -> Vec<u8> {
         "v": 1, "id": id, "op": "update", "db": "app", "table": "schedule",
         "key": {"id": key}, "before": {"id": key, "ver": version - 1, "due_at": due},
         "after": {"id": key, "ver": version, "due_at": due},
-        "source": {"server_id": 1, "file": "mysql-bin.000001", "pos": 4, "gtid": null, "ts_ms": 0},
+        "source": {"server_id": 1, "file": "mysql-bin.000001", "pos": 4 + version, "gtid": null, "ts_ms": 0},
         "txn": {"id": id, "index": 0}
     }))
     .unwrap()
