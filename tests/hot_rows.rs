@@ -71,9 +71,11 @@ async fn a_row_changed_20000_times_ends_as_its_newest_image_with_few_step_functi
         kinesis.failed_records()
     );
     let calls = sfn.requests();
+    let kinesis_records = Kinesalite::shared().read_all(&p.env.stream).await.len();
     println!(
-        "hot row: {HOT_CHANGES} changes, {} throttled PutRecords, {} records failed alone; \
-         {calls} Step Functions calls; a row written during the burst reached Step Functions in {cold_latency:?}",
+        "hot row: {HOT_CHANGES} changes in {kinesis_records} Kinesis records, {} throttled PutRecords, {} records \
+         failed alone; {calls} Step Functions calls; a row written during the burst reached Step Functions in \
+         {cold_latency:?}",
         kinesis.injected(),
         kinesis.failed_records()
     );
