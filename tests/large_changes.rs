@@ -122,43 +122,9 @@ async fn a_pointer_whose_object_is_gone_or_altered_is_dead_lettered_with_the_fix
         ("g3", pointer("0-1-3/0/0", &key, 20, &sha)),
     ];
     for (group, body) in &bodies {
-        p.sqs
-            .send_message()
-            .queue_url(&p.queue_url)
-            .message_group_id(*group)
-            .message_deduplication_id(names::unique("d"))
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
+        p.send_to_worker(group, body).await;
     }
-    let mut reasons = Vec::new();
-    for _ in 0..30 {
-        let out = p
-            .sqs
-            .receive_message()
-            .queue_url(&p.dlq_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages() {
-            reasons.push(m.message_attributes().unwrap()["sameday_reason"].string_value().unwrap().to_owned());
-            p.sqs
-                .delete_message()
-                .queue_url(&p.dlq_url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-        if reasons.len() >= 3 {
-            break;
-        }
-    }
-    reasons.sort();
+    let reasons = p.dead_letter_reasons(3).await;
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(
         reasons.iter().any(|r| r.contains("changes/0-1-1/0/0.json does not exist") && r.contains("sameday reconcile")),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use jiff::{SignedDuration, Timestamp};
-use sameday_testkit::{names, Fault, FaultProxy, Moto};
+use sameday_testkit::{Fault, FaultProxy, Moto};
 use serde_json::{json, Value};
 
 use crate::common::pipeline::{fmt, status, Pipeline};
@@ -182,15 +182,7 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_go
         ),
     ];
     for (group, body) in &bodies {
-        p.sqs
-            .send_message()
-            .queue_url(&p.queue_url)
-            .message_group_id(*group)
-            .message_deduplication_id(names::unique("d"))
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
+        p.send_to_worker(group, body).await;
     }
     // A real change behind them still gets its execution.
     let due = Timestamp::now() + SignedDuration::from_mins(15);
@@ -198,33 +190,7 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_go
     p.settle(1).await;
     assert!(p.executions().await.contains_key(&p.name_of(&Pipeline::row(9, 9, "sms", due))));
 
-    let mut reasons = Vec::new();
-    for _ in 0..20 {
-        let out = p
-            .sqs
-            .receive_message()
-            .queue_url(&p.dlq_url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages() {
-            let reason = m.message_attributes().unwrap()["sameday_reason"].string_value().unwrap().to_owned();
-            reasons.push(reason);
-            p.sqs
-                .delete_message()
-                .queue_url(&p.dlq_url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-        if reasons.len() >= 3 {
-            break;
-        }
-    }
-    reasons.sort();
+    let reasons = p.dead_letter_reasons(3).await;
     assert_eq!(
         reasons.len(),
         3,

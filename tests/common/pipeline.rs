@@ -183,6 +183,52 @@ impl Pipeline {
         command
     }
 
+    /// Sends `body` to the worker's queue in FIFO group `group` (a fresh de-duplication id).
+    pub(crate) async fn send_to_worker(&self, group: &str, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_group_id(group)
+            .message_deduplication_id(names::unique("d"))
+            .message_body(body)
+            .send()
+            .await
+            .expect("SendMessage to the worker's queue");
+    }
+
+    /// Receives and deletes the worker's dead letters until `n` arrived (or about 20 s
+    /// passed); their `sameday_reason` attributes, sorted.
+    pub(crate) async fn dead_letter_reasons(&self, n: usize) -> Vec<String> {
+        let mut reasons = Vec::new();
+        for _ in 0..20 {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .expect("ReceiveMessage from the dead-letter queue");
+            for m in out.messages() {
+                reasons.push(m.message_attributes().unwrap()["sameday_reason"].string_value().unwrap().to_owned());
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.dlq_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .expect("DeleteMessage");
+            }
+            if reasons.len() >= n {
+                break;
+            }
+        }
+        reasons.sort();
+        reasons
+    }
+
     pub(crate) async fn sql(&self, sql: &str) {
         MariaDb::shared().exec(&format!("SET time_zone = '+00:00'; USE `{}`; {sql}", self.env.db)).await;
     }

@@ -74,7 +74,7 @@ pub struct ReaderConfig {
     pub kinesis: KinesisConfig,
     pub checkpoint: CheckpointConfig,
     /// JSON-lines file for rows that cannot be delivered (undecodable; too large without
-    /// `[claim_check]`). Set this or `dead_letter_location`.
+    /// `[claim_check]`). Set this or `dead_letter_location` (which wins when both are set).
     #[serde(default)]
     pub dead_letter_path: Option<PathBuf>,
     /// `s3://bucket/prefix/` for the same, one object per row: what a container without a
@@ -101,11 +101,9 @@ impl ReaderConfig {
             return Err("source.server_id must be a non-zero replica id, unique among the source's replicas".into());
         }
         self.kinesis.validate()?;
-        if self.dead_letter_path.is_some() == self.dead_letter_location.is_some() {
-            return Err(
-                "set exactly one of dead_letter_path (a JSON-lines file) or dead_letter_location (s3://bucket/prefix/)"
-                    .into(),
-            );
+        // Both set: the S3 location wins (CloudFormation sets it over a file's path).
+        if self.dead_letter_path.is_none() && self.dead_letter_location.is_none() {
+            return Err("set dead_letter_path (a JSON-lines file) or dead_letter_location (s3://bucket/prefix/)".into());
         }
         if let Some(cc) = &self.claim_check {
             if self.kinesis.format != RecordFormat::Sameday {

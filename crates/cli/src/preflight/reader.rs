@@ -41,11 +41,12 @@ pub(crate) async fn reader(cfg: &ReaderConfig) -> Vec<Problem> {
     };
     let store_usable = store_problems.is_empty();
     problems.extend(store_problems);
-    if let Some(path) = &cfg.dead_letter_path {
-        problems.extend(aws::writable_dir("dead_letter_path", path));
-    }
-    if let Some(location) = &cfg.dead_letter_location {
-        problems.extend(aws::writable_location(&cfg.aws, "dead_letter_location", location).await);
+    match (&cfg.dead_letter_location, &cfg.dead_letter_path) {
+        (Some(location), _) => {
+            problems.extend(aws::writable_location(&cfg.aws, "dead_letter_location", location).await)
+        }
+        (None, Some(path)) => problems.extend(aws::writable_dir("dead_letter_path", path)),
+        (None, None) => {}
     }
 
     // Read the checkpoint without taking the fencing token: a running reader stays active.

@@ -58,6 +58,16 @@ async fn fifo_queue(client: &aws_sdk_sqs::Client) -> SqsQueue {
     SqsQueue::resolve(client.clone(), &name).await.unwrap()
 }
 
+/// Every `app.*` change to queue 0, no same-day filter.
+fn app_routes() -> Routes {
+    Routes::new(
+        &[RouteConfig { tables: vec!["app.*".into()], queues: vec!["q".into()], same_day_rule: None }],
+        &[],
+        |_| 0,
+    )
+    .unwrap()
+}
+
 fn seq(n: u64) -> SequenceNumber {
     format!("{}", 49_000_000_000u64 + n).parse().unwrap()
 }
@@ -68,12 +78,7 @@ async fn fanout_keeps_group_order_under_partial_failures() {
     let queue = fifo_queue(&client).await;
     let url = queue.url().to_owned();
     let sender = Faulty { inner: Queues(vec![queue]), nth: 3, whole: 4, entries: 0.into(), requests: 0.into() };
-    let routes = Routes::new(
-        &[RouteConfig { tables: vec!["app.*".into()], queues: vec!["q".into()], same_day_rule: None }],
-        &[],
-        |_| 0,
-    )
-    .unwrap();
+    let routes = app_routes();
     // Every change as its own message: this test is about order under failures.
     let mut fanout = Fanout::new("shardId-000000000000").with_coalescing(false);
     let now = jiff::Timestamp::now();
@@ -154,12 +159,7 @@ async fn bad_record_is_dead_lettered_with_shard_and_sequence() {
     let client = aws_sdk_sqs::Client::new(&Fauxqs::shared().sdk_config().await);
     let queue = fifo_queue(&client).await;
     let sender = Queues(vec![queue]);
-    let routes = Routes::new(
-        &[RouteConfig { tables: vec!["app.*".into()], queues: vec!["q".into()], same_day_rule: None }],
-        &[],
-        |_| 0,
-    )
-    .unwrap();
+    let routes = app_routes();
     let mut fanout = Fanout::new("shardId-000000000007");
     let now = jiff::Timestamp::now();
     fanout.push_record(seq(1), b"{not json", &routes, |_| true, now);
@@ -190,12 +190,7 @@ impl MessageSender for Recording {
 
 #[tokio::test]
 async fn full_only_rounds_keep_the_partial_tail_for_the_next_read() {
-    let routes = Routes::new(
-        &[RouteConfig { tables: vec!["app.*".into()], queues: vec!["q".into()], same_day_rule: None }],
-        &[],
-        |_| 0,
-    )
-    .unwrap();
+    let routes = app_routes();
     let sender = Recording::default();
     let mut fanout = Fanout::new("s");
     let now = jiff::Timestamp::now();
@@ -224,12 +219,7 @@ async fn a_rows_waiting_changes_fold_into_one_message() {
     let queue = fifo_queue(&client).await;
     let url = queue.url().to_owned();
     let sender = Queues(vec![queue]);
-    let routes = Routes::new(
-        &[RouteConfig { tables: vec!["app.*".into()], queues: vec!["q".into()], same_day_rule: None }],
-        &[],
-        |_| 0,
-    )
-    .unwrap();
+    let routes = app_routes();
     let mut fanout = Fanout::new("shardId-000000000000");
     let now = jiff::Timestamp::now();
     let mut n = 0;
