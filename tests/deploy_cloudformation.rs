@@ -276,6 +276,8 @@ fn allow_lists() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
             grant(&["dynamodb:GetItem", "dynamodb:UpdateItem"], &["CheckpointTable.Arn"]),
             // Large changes (core's claim_check) and dead letters, through core::s3.
             grant(&["s3:PutObject"], &[CHANGES, "Sub ${DataBucket.Arn}/dead-letters/reader/*"]),
+            // The retention headroom lists the binlog archive.
+            grant(&["s3:ListBucket"], &["DataBucket.Arn"]),
             // The CloudWatch agent sidecar shares the task role (lag metric as EMF records).
             grant(&["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"], &["MetricsLogGroup.Arn"]),
         ]
@@ -641,7 +643,8 @@ fn sdk_calls_are_in_the_allow_lists() {
         match daemon {
             "nightly" => &["states:StartExecution", "states:DescribeExecution", "states:StopExecution"],
             // Large changes go through core's claim_check (core::s3).
-            "reader" | "consumer" => &["s3:PutObject"],
+            "reader" => &["s3:PutObject", "s3:ListBucket"],
+            "consumer" => &["s3:PutObject"],
             "worker" => &["s3:GetObject"],
             _ => &[],
         }
