@@ -22,11 +22,8 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_sqs::types::QueueAttributeName;
 use mysql_async::prelude::Queryable;
 use sameday_core::clock::now_ms;
+use sameday_testkit::bench::env_or;
 use sameday_testkit::{Fauxqs, Kinesalite, MariaDb, Moto};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 struct Proc(Child);
 
@@ -77,9 +74,7 @@ struct Pipeline {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
-    // and a benchmark is not a test: nothing to do then.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !sameday_testkit::bench::invoked() {
         return;
     }
     let rate = env_or("FRESH_RATE", 20);

@@ -21,7 +21,7 @@ use sameday_consumer::dead_letter::DeadLetterLine;
 use sameday_core::envelope::ChangeEnvelope;
 use sameday_core::s3::ObjectStore;
 use sameday_reader::dead_letter::DeadLetter;
-use sameday_reader::{claim_checker, KinesisSink, Output, Publisher, ReaderConfig, Record, RecordSink as _};
+use sameday_reader::{kinesis_sink, Output, Publisher, PublisherConfig, ReaderConfig, Record};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon;
@@ -164,11 +164,8 @@ async fn reader(cfg: &ReaderConfig, ids: &[String], replay: bool) -> anyhow::Res
         return Ok(std::process::ExitCode::SUCCESS);
     }
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
-    let mut sink =
-        KinesisSink::new(aws_sdk_kinesis::Client::new(&aws), &cfg.kinesis.stream, cfg.kinesis.max_record_bytes);
-    sink.check().await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let mut publish_cfg = sameday_reader::publisher_config(true);
-    publish_cfg.claim_check = claim_checker(cfg, sink.max_record_bytes()).await;
+    let (sink, claim_check) = kinesis_sink(cfg, &aws).await?;
+    let publish_cfg = PublisherConfig { claim_check, ..sameday_reader::publisher_config(true) };
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tx.send(outputs).await.expect("the receiver is here");
     drop(tx);

@@ -15,9 +15,9 @@ use sameday_core::BinlogPosition;
 use sameday_core::StartPosition;
 use sameday_mysql::{Session, SourceConfig};
 use sameday_reader::{
-    claim_checker, fetch_objects, fetch_range, prepare_source, publisher_config, replay, resolve_start, CountingSink,
-    FetchedFiles, FileRange, FileReplay, FilterConfig, KinesisSink, NullSink, ReaderConfig, RecordSink as _,
-    ReplaySource, SourceRun, StdoutSink,
+    fetch_objects, fetch_range, kinesis_sink, prepare_source, publisher_config, replay, resolve_start, CountingSink,
+    FetchedFiles, FileRange, FileReplay, FilterConfig, NullSink, PublisherConfig, ReaderConfig, ReplaySource,
+    SourceRun, StdoutSink,
 };
 
 #[derive(clap::Args)]
@@ -291,16 +291,9 @@ async fn replay_range(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             let (_, _, config) = source_of(&args.source)?;
             let config = config.context("--sink kinesis needs --config (for the stream name and AWS settings)")?;
             let aws = sameday_core::aws::sdk_config(&config.aws).await;
-            let mut sink = KinesisSink::new(
-                aws_sdk_kinesis::Client::new(&aws),
-                &config.kinesis.stream,
-                config.kinesis.max_record_bytes,
-            );
-            sink.check().await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            let mut cfg = cfg;
-            // The same claim-check and aggregation as the live reader: same objects, same pointers.
-            cfg.claim_check = claim_checker(&config, sink.max_record_bytes()).await;
-            cfg.aggregate = config.kinesis.aggregates();
+            // The same sink, claim-check and aggregation as the live reader: same records, same objects.
+            let (sink, claim_check) = kinesis_sink(&config, &aws).await?;
+            let cfg = PublisherConfig { claim_check, aggregate: config.kinesis.aggregates(), ..cfg };
             replay(source, Arc::new(sink), cfg, shutdown).await?
         }
     };

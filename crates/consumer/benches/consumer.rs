@@ -24,13 +24,10 @@ use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 use aws_sdk_sqs::types::QueueAttributeName;
 use sameday_consumer::config::ConsumerConfig;
 use sameday_consumer::shard_lease::{LeaseTable, SequenceNumber, ShardCheckpoint};
+use sameday_testkit::bench::env_or;
 use sameday_testkit::{Fauxqs, Kinesalite, Moto};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn cpu_time() -> Duration {
     // utime + stime of the whole process (all threads), in clock ticks.
@@ -256,9 +253,7 @@ async fn fill(
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
-    // and a benchmark is not a test: nothing to do then.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !sameday_testkit::bench::invoked() {
         return;
     }
     let changes = env_or("BENCH_CHANGES", 200_000);

@@ -10,12 +10,9 @@ use sameday_core::claim_check::ClaimCheckConfig;
 use sameday_core::s3::ObjectStore;
 use sameday_core::Op;
 use sameday_reader::{ClaimChecker, KinesisSink, Output, Publisher, PublisherConfig, Record};
+use sameday_testkit::bench::{env_or, run};
 use sameday_testkit::{names, Kinesalite, Moto};
 use tokio_util::sync::CancellationToken;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// `n` change records of about `bytes` each, as the reader encodes them.
 fn records(n: usize, bytes: usize, run: &str) -> Vec<Output> {
@@ -62,14 +59,7 @@ async fn publish(stream: &str, outputs: Vec<Output>, claim_check: Option<ClaimCh
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_REGION", "us-east-1");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
+    run(|| async {
         let (n, kib) = (env_or("CLAIM_RECORDS", 200), env_or("CLAIM_KIB", 600));
         let kinesalite = Kinesalite::shared();
         let moto = Moto::shared();

@@ -45,7 +45,7 @@ pub use kinesis::KinesisSink;
 pub use pipeline::run_pipeline;
 pub use publisher::{PublishSummary, Publisher, PublisherConfig};
 pub use replay::{publisher_config, replay, FileReplay, ReplaySource};
-pub use run::{claim_checker, run_reader};
+pub use run::{kinesis_sink, run_reader};
 pub use sink::{CountingSink, FaultySink, NullSink, RecordOutcome, RecordSink, SinkError, SinkRecord, StdoutSink};
 pub use source::file::{replay_files, FileRange};
 pub use source::live::Start;

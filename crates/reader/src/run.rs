@@ -41,11 +41,7 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
     let info = prepare_source(&cfg.source, &cfg.filter).await?;
     tracing::info!(version = %info.version, server_id = info.server_id, "source ready");
     let aws = sameday_core::aws::sdk_config(&cfg.aws).await;
-    let mut sink =
-        KinesisSink::new(aws_sdk_kinesis::Client::new(&aws), &cfg.kinesis.stream, cfg.kinesis.max_record_bytes);
-    let status =
-        sink.check().await.map_err(|e| ReaderError::Sink { stream: cfg.kinesis.stream.clone(), message: e.message })?;
-    tracing::info!(stream = %cfg.kinesis.stream, %status, "Kinesis stream ready");
+    let (sink, claim_check) = kinesis_sink(&cfg, &aws).await?;
     // With a DynamoDB checkpoint, only the lease holder streams; another reader waits here.
     let Some((store, lease)) = take_store(&cfg, &aws, &health, &shutdown).await? else {
         return Ok(PublishSummary::default());
@@ -65,9 +61,7 @@ pub async fn run_reader(cfg: ReaderConfig, shutdown: CancellationToken) -> Resul
     let owner = lease.as_ref().map(|l| l.owner.clone());
     let keeper = lease.map(|l| tokio::spawn(l.keep(store.clone(), pipeline_stop.clone(), deposed.clone())));
     let source = SourceRun::for_reader(&cfg, info, start, gtid_set);
-    let mut publisher_cfg = publisher_config(&cfg);
-    publisher_cfg.claim_check = claim_checker(&cfg, sink.max_record_bytes()).await;
-    let publisher = Publisher::new(Arc::new(sink), publisher_cfg)
+    let publisher = Publisher::new(Arc::new(sink), PublisherConfig { claim_check, ..publisher_config(&cfg) })
         .with_checkpoints(store.clone())
         .with_metrics(metrics)
         .with_dead_letters(dead_letters(&cfg).await)
@@ -109,8 +103,24 @@ pub(crate) async fn dead_letters(cfg: &ReaderConfig) -> DeadLetters {
     }
 }
 
+/// The reader's stream as a sink, checked (which reads the stream's maximum record size), and
+/// the claim-check stage sized for it: what the live reader, `replay --sink kinesis` and
+/// `dead-letters replay` publish through, so all of them write the same records and objects.
+pub async fn kinesis_sink(
+    cfg: &ReaderConfig,
+    aws: &aws_config::SdkConfig,
+) -> Result<(KinesisSink, Option<ClaimChecker>), ReaderError> {
+    let mut sink =
+        KinesisSink::new(aws_sdk_kinesis::Client::new(aws), &cfg.kinesis.stream, cfg.kinesis.max_record_bytes);
+    let status =
+        sink.check().await.map_err(|e| ReaderError::Sink { stream: cfg.kinesis.stream.clone(), message: e.message })?;
+    tracing::info!(stream = %cfg.kinesis.stream, %status, "Kinesis stream ready");
+    let claim_check = claim_checker(cfg, sink.max_record_bytes()).await;
+    Ok((sink, claim_check))
+}
+
 /// The claim-check stage, when `[claim_check]` is configured (`crate::claim_check`).
-pub async fn claim_checker(cfg: &ReaderConfig, max_record_bytes: usize) -> Option<ClaimChecker> {
+async fn claim_checker(cfg: &ReaderConfig, max_record_bytes: usize) -> Option<ClaimChecker> {
     let cc = cfg.claim_check.as_ref()?;
     let store = ObjectStore::new(sameday_core::s3::client(&cfg.aws).await, cc.location.clone());
     let checker = ClaimChecker::new(store, cc, max_record_bytes);

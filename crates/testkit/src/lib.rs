@@ -22,6 +22,7 @@
 //! caches that `bash scripts/prereqs.sh` installs into `<workspace>/.cache`
 //! (or `$SAMEDAY_CACHE`).
 
+pub mod bench;
 pub mod emulators;
 pub mod fault_proxy;
 pub mod mariadb;
