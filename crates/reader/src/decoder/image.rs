@@ -1,33 +1,40 @@
-//! One row image of a rows event, decoded column by column into reused cells.
+//! One row image of a rows event, decoded column by column straight into its JSON text.
 
 use mysql_common::io::ParseBuf;
 use mysql_common::misc::raw::int::LenEnc;
 use mysql_common::misc::raw::RawInt;
 use sameday_mysql::schema::TableSchema;
-use sameday_mysql::value::binlog::{decode_cell, Cell};
+use sameday_mysql::value::binlog::write_value;
 
-/// Decodes one row image into `cells` (one slot per column; `None` = not in the image).
+use crate::encode::ImageText;
+
+/// Decodes one row image at the front of `buf` into `image` (reused from row to row).
 pub(super) fn decode_image(
     schema: &TableSchema,
     cols: &bitvec::slice::BitSlice<u8>,
-    buf: &mut ParseBuf<'_>,
+    buf: &mut &[u8],
     partial: bool,
-    cells: &mut Vec<Option<Cell>>,
+    image: &mut ImageText,
 ) -> std::io::Result<()> {
-    cells.clear();
-    cells.resize(schema.columns.len(), None);
+    image.clear(schema.columns.len());
     let mut partial_json: Option<Vec<bool>> = None;
     if partial {
-        let options = *buf.parse::<RawInt<LenEnc>>(())?;
+        let mut header = ParseBuf(buf);
+        let options = *header.parse::<RawInt<LenEnc>>(())?;
         // PARTIAL_JSON_UPDATES = 1
         if options & 1 != 0 {
             let n = schema.json_columns;
-            let bytes: &[u8] = buf.parse(n.div_ceil(8))?;
+            let bytes: &[u8] = header.parse(n.div_ceil(8))?;
             partial_json = Some((0..n).map(|i| bytes[i / 8] & (1 << (i % 8)) != 0).collect());
         }
+        *buf = header.0;
     }
     let present = cols.count_ones();
-    let null_bytes: &[u8] = buf.parse(present.div_ceil(8))?;
+    if buf.len() < present.div_ceil(8) {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "row image cut short"));
+    }
+    let (null_bytes, rest) = buf.split_at(present.div_ceil(8));
+    *buf = rest;
     let mut image_idx = 0usize;
     for (i, col) in schema.columns.iter().enumerate() {
         if !cols.get(i).map(|b| *b).unwrap_or(false) {
@@ -35,18 +42,18 @@ pub(super) fn decode_image(
         }
         let is_null = null_bytes[image_idx / 8] & (1 << (image_idx % 8)) != 0;
         image_idx += 1;
+        let start = image.text.len();
         if is_null {
-            cells[i] = Some(Cell::Null);
-            continue;
+            image.text.extend_from_slice(b"null");
+        } else {
+            let is_partial = match (&partial_json, col.json_ordinal) {
+                (Some(bits), Some(o)) => bits.get(o).copied().unwrap_or(false),
+                _ => false,
+            };
+            write_value(col, buf, is_partial, &mut image.text)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("column {}: {e}", col.name)))?;
         }
-        let is_partial = match (&partial_json, col.json_ordinal) {
-            (Some(bits), Some(o)) => bits.get(o).copied().unwrap_or(false),
-            _ => false,
-        };
-        cells[i] = Some(
-            decode_cell(col, buf, is_partial)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("column {}: {e}", col.name)))?,
-        );
+        image.spans[i] = Some((start as u32, image.text.len() as u32));
     }
     Ok(())
 }

@@ -27,13 +27,11 @@ use std::sync::Arc;
 
 use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
-use mysql_common::io::ParseBuf;
 use sameday_core::envelope::Op;
 use sameday_core::{BinlogPosition, GtidSet};
 use sameday_mysql::schema::TableSchema;
-use sameday_mysql::value::binlog::Cell;
 
-use crate::encode::{Encoder, Image, RowChange, TxnRef};
+use crate::encode::{Encoder, ImageText, RowChange, TxnRef};
 use crate::error::DecodeError;
 use crate::filter::TableFilter;
 use crate::kinesis::config::RecordFormat;
@@ -64,8 +62,8 @@ pub struct Decoder {
     /// Table maps whose rows cannot be named (they disagree with the current definition).
     drifted: HashMap<u64, Drifted>,
     encoder: Encoder,
-    before: Vec<Option<Cell>>,
-    after: Vec<Option<Cell>>,
+    before: ImageText,
+    after: ImageText,
 }
 
 /// Where an event sits: its start, its end, and the file.
@@ -90,8 +88,8 @@ impl Decoder {
             catalogs: Catalogs::default(),
             drifted: HashMap::new(),
             encoder: Encoder::new(RecordFormat::Sameday),
-            before: Vec::new(),
-            after: Vec::new(),
+            before: ImageText::default(),
+            after: ImageText::default(),
         }
     }
 
@@ -379,7 +377,7 @@ impl Decoder {
     fn rows_of(&mut self, rows: &RowsEventData<'_>, event: &RowsEvent<'_>, out: &mut Vec<Output>) {
         let partial = event.raw_type == EventType::PARTIAL_UPDATE_ROWS_EVENT as u8;
         let (before_cols, after_cols) = (rows.columns_before_image(), rows.columns_after_image());
-        let mut buf = ParseBuf(rows.rows_data());
+        let mut buf: &[u8] = rows.rows_data();
         let mut row_in_event = 0u32;
         while !buf.is_empty() {
             let res = (|| -> std::io::Result<()> {
@@ -403,17 +401,16 @@ impl Decoder {
             let id = format!("{}/{}/{row_in_event}", txn.id, event.event_seq);
             let index = txn.rows;
             txn.rows += 1;
-            let (before, after) =
-                (before_cols.map(|_| self.before.as_slice()), after_cols.map(|_| self.after.as_slice()));
+            let (before, after) = (before_cols.map(|_| &self.before), after_cols.map(|_| &self.after));
             let key_changed = event.op == Op::Update
                 && self.encoder.splits_key_changes()
-                && event.schema.key.iter().any(|&k| self.before.get(k) != self.after.get(k));
+                && event.schema.key.iter().any(|&k| self.before.value(k) != self.after.value(k));
             // A primary key change goes out as a delete of the old key and an insert of the
             // new one, each in its own key's order (its own partition key): as one update
             // under the new key, it could overtake the old key's earlier changes on another
             // shard, and the old key's execution would outlive it.
             // On the stack: the decode loop is the reader's hot path.
-            type Part<'i> = (Op, String, Option<Image<'i>>, Option<Image<'i>>);
+            type Part<'i> = (Op, String, Option<&'i ImageText>, Option<&'i ImageText>);
             let parts: [Option<Part<'_>>; 2] = if key_changed {
                 [
                     Some((Op::Delete, format!("{id}/d"), before, None)),

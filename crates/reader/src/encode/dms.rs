@@ -7,14 +7,14 @@
 use std::io::Write;
 
 use sameday_core::envelope::Op;
-use sameday_mysql::value::binlog::{format_timestamp, write_json_str};
+use sameday_mysql::value::json_text::{format_timestamp, write_json_str};
 
 use super::key::write_key;
 use super::{write_image, RowChange};
 
-/// Writes `change` as a DMS record into `buf`; returns the key's text (for the partition
-/// key, the same as the envelope's).
-pub(super) fn encode(buf: &mut Vec<u8>, change: &RowChange<'_>) -> String {
+/// Writes `change` as a DMS record into `buf` and the key's text (for the partition key, the
+/// same as the envelope's) into `key_text`.
+pub(super) fn encode(buf: &mut Vec<u8>, change: &RowChange<'_>, key_text: &mut String) {
     let (schema, op, txn) = (change.schema, change.op, &change.txn);
     buf.extend_from_slice(b"{\"data\":");
     write_image(buf, schema, if op == Op::Delete { change.before } else { change.after });
@@ -45,5 +45,5 @@ pub(super) fn encode(buf: &mut Vec<u8>, change: &RowChange<'_>) -> String {
     }
     // The key goes into a scratch buffer: DMS records carry it only as the partition key.
     let mut scratch = Vec::new();
-    write_key(&mut scratch, schema, change.after.or(change.before).unwrap_or(&[]))
+    write_key(&mut scratch, schema, change.after.or(change.before), key_text);
 }

@@ -3,13 +3,13 @@
 use std::io::Write;
 
 use sameday_core::envelope::ENVELOPE_VERSION;
-use sameday_mysql::value::binlog::write_json_str;
+use sameday_mysql::value::json_text::write_json_str;
 
 use super::key::write_key;
 use super::{write_image, RowChange};
 
-/// Writes `change` as an envelope into `buf`; returns the key's text.
-pub(super) fn encode(buf: &mut Vec<u8>, change: &RowChange<'_>) -> String {
+/// Writes `change` as an envelope into `buf` and the key's text into `key_text`.
+pub(super) fn encode(buf: &mut Vec<u8>, change: &RowChange<'_>, key_text: &mut String) {
     let schema = change.schema;
     let _ = write!(buf, "{{\"v\":{ENVELOPE_VERSION},\"id\":");
     write_json_str(buf, change.id);
@@ -18,7 +18,7 @@ pub(super) fn encode(buf: &mut Vec<u8>, change: &RowChange<'_>) -> String {
     buf.extend_from_slice(b",\"table\":");
     write_json_str(buf, &schema.table);
     buf.extend_from_slice(b",\"key\":{");
-    let key_text = write_key(buf, schema, change.after.or(change.before).unwrap_or(&[]));
+    write_key(buf, schema, change.after.or(change.before), key_text);
     buf.extend_from_slice(b"},\"before\":");
     write_image(buf, schema, change.before);
     buf.extend_from_slice(b",\"after\":");
@@ -33,5 +33,4 @@ pub(super) fn encode(buf: &mut Vec<u8>, change: &RowChange<'_>) -> String {
     let _ = write!(buf, ",\"ts_ms\":{}}},\"txn\":{{\"id\":", change.txn.ts_ms);
     write_json_str(buf, change.txn.id);
     let _ = write!(buf, ",\"index\":{}}}}}", change.index);
-    key_text
 }

@@ -2,33 +2,35 @@
 
 use sameday_core::envelope::partition_key;
 use sameday_mysql::schema::TableSchema;
-use sameday_mysql::value::binlog::{write_cell, Cell};
 
-use super::Image;
+use super::ImageText;
 
-/// Writes the primary key columns of `image` as a JSON object's members into `buf` and
-/// returns the key's text form (`a,b`: strings as they are, other values as their JSON).
-pub(super) fn write_key(buf: &mut Vec<u8>, schema: &TableSchema, image: Image<'_>) -> String {
-    let mut key_text = String::new();
+/// Writes the primary key columns of `image` as a JSON object's members into `buf` and puts
+/// the key's text form into `key_text` (`a,b`: strings as they are, other values as their
+/// JSON), the form `Envelope::partition_key` reads back from a record.
+pub(super) fn write_key(buf: &mut Vec<u8>, schema: &TableSchema, image: Option<&ImageText>, key_text: &mut String) {
+    key_text.clear();
     for (n, &k) in schema.key.iter().enumerate() {
         if n > 0 {
             buf.push(b',');
             key_text.push(',');
         }
         buf.extend_from_slice(schema.columns[k].json_key.as_bytes());
-        let cell = image.get(k).and_then(|c| c.as_ref()).unwrap_or(&Cell::Null);
-        let mark = buf.len();
-        write_cell(buf, cell);
-        match cell {
-            Cell::Str(s) => key_text.push_str(s),
-            _ => {
-                let written = &buf[mark..];
-                let s = std::str::from_utf8(written).unwrap_or_default();
-                key_text.push_str(s.trim_matches('"'));
-            }
-        }
+        let value = image.and_then(|i| i.value(k)).unwrap_or(b"null");
+        buf.extend_from_slice(value);
+        push_key_text(key_text, value);
     }
-    key_text
+}
+
+/// One key value's text: a JSON string's contents, or the JSON text of anything else.
+fn push_key_text(key_text: &mut String, json: &[u8]) {
+    match json {
+        [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
+            key_text.push_str(std::str::from_utf8(inner).unwrap_or_default());
+        }
+        [b'"', ..] => key_text.push_str(&serde_json::from_slice::<String>(json).unwrap_or_default()),
+        _ => key_text.push_str(std::str::from_utf8(json).unwrap_or_default()),
+    }
 }
 
 /// The Kinesis partition key of a row of `schema` with key text `key_text`.
@@ -38,5 +40,20 @@ pub(super) fn partition_key_of(schema: &TableSchema, key_text: &str) -> String {
         partition_key(&schema.db, &schema.table, "")
     } else {
         partition_key(&schema.db, &schema.table, key_text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_text_is_the_string_itself_or_the_json() {
+        let mut t = String::new();
+        for json in [&br#""a\"b,c""#[..], br#""plain""#, b"42", b"-1.5", b"null", br#""QUJD""#] {
+            push_key_text(&mut t, json);
+            t.push('|');
+        }
+        assert_eq!(t, "a\"b,c|plain|42|-1.5|null|QUJD|");
     }
 }

@@ -2,8 +2,8 @@
 //! AWS DMS's Kinesis JSON ([`dms`]).
 //!
 //! Encoding is a stage of its own, apart from decoding: the decoder hands each decoded row
-//! over as a borrowed [`RowChange`] (cells still in its reused buffers) and gets back the
-//! record's bytes and partition key. Both formats take the partition key from the same
+//! over as a borrowed [`RowChange`] (its images' JSON text still in the decoder's reused
+//! buffers) and gets back the record's bytes and partition key. Both formats take the partition key from the same
 //! function, so switching formats never moves a row to another shard or reorders it.
 
 mod dms;
@@ -13,12 +13,32 @@ mod key;
 use sameday_core::envelope::Op;
 use sameday_core::BinlogPosition;
 use sameday_mysql::schema::TableSchema;
-use sameday_mysql::value::binlog::Cell;
 
 use crate::kinesis::config::RecordFormat;
 
-/// One row image: a cell per column of the table map; `None` = not in the image.
-pub(crate) type Image<'a> = &'a [Option<Cell>];
+/// One row image as JSON text: each value in the image written one after the other, and
+/// where each column's value sits. The decoder writes it straight from the event's bytes and
+/// reuses it from row to row; the encoders copy values out of it.
+#[derive(Debug, Default)]
+pub(crate) struct ImageText {
+    pub text: Vec<u8>,
+    /// Per column of the table map: the value's byte range in `text`; `None` = not in the image.
+    pub spans: Vec<Option<(u32, u32)>>,
+}
+
+impl ImageText {
+    /// Empties the image for a row of `columns` columns, keeping the buffers.
+    pub(crate) fn clear(&mut self, columns: usize) {
+        self.text.clear();
+        self.spans.clear();
+        self.spans.resize(columns, None);
+    }
+
+    /// The JSON text of column `i`'s value, if the image has the column.
+    pub(crate) fn value(&self, i: usize) -> Option<&[u8]> {
+        self.spans.get(i).copied().flatten().map(|(a, b)| &self.text[a as usize..b as usize])
+    }
+}
 
 /// The transaction a row belongs to, as the records name it.
 pub(crate) struct TxnRef<'a> {
@@ -41,8 +61,8 @@ pub(crate) struct RowChange<'a> {
     pub txn: TxnRef<'a>,
     /// The row's index within its transaction.
     pub index: u64,
-    pub before: Option<Image<'a>>,
-    pub after: Option<Image<'a>>,
+    pub before: Option<&'a ImageText>,
+    pub after: Option<&'a ImageText>,
 }
 
 /// An encoded record: its Kinesis partition key and bytes.
@@ -55,11 +75,12 @@ pub(crate) struct Encoded {
 pub(crate) struct Encoder {
     format: RecordFormat,
     buf: Vec<u8>,
+    key_text: String,
 }
 
 impl Encoder {
     pub(crate) fn new(format: RecordFormat) -> Self {
-        Self { format, buf: Vec::with_capacity(4096) }
+        Self { format, buf: Vec::with_capacity(4096), key_text: String::new() }
     }
 
     /// Whether an update that changes the primary key is written as a delete and an insert
@@ -70,24 +91,24 @@ impl Encoder {
 
     pub(crate) fn encode(&mut self, change: &RowChange<'_>) -> Encoded {
         self.buf.clear();
-        let key_text = match self.format {
-            RecordFormat::Sameday => envelope::encode(&mut self.buf, change),
-            RecordFormat::Dms => dms::encode(&mut self.buf, change),
-        };
-        Encoded { partition_key: key::partition_key_of(change.schema, &key_text), data: self.buf.clone() }
+        match self.format {
+            RecordFormat::Sameday => envelope::encode(&mut self.buf, change, &mut self.key_text),
+            RecordFormat::Dms => dms::encode(&mut self.buf, change, &mut self.key_text),
+        }
+        Encoded { partition_key: key::partition_key_of(change.schema, &self.key_text), data: self.buf.clone() }
     }
 }
 
 /// Writes an image as a JSON object (columns the filter excludes left out), or `null`.
-fn write_image(buf: &mut Vec<u8>, schema: &TableSchema, image: Option<Image<'_>>) {
-    let Some(cells) = image else {
+fn write_image(buf: &mut Vec<u8>, schema: &TableSchema, image: Option<&ImageText>) {
+    let Some(image) = image else {
         buf.extend_from_slice(b"null");
         return;
     };
     buf.push(b'{');
     let mut first = true;
-    for (col, cell) in schema.columns.iter().zip(cells) {
-        let Some(cell) = cell else { continue };
+    for (i, col) in schema.columns.iter().enumerate() {
+        let Some(value) = image.value(i) else { continue };
         if col.excluded {
             continue;
         }
@@ -96,7 +117,7 @@ fn write_image(buf: &mut Vec<u8>, schema: &TableSchema, image: Option<Image<'_>>
         }
         first = false;
         buf.extend_from_slice(col.json_key.as_bytes());
-        sameday_mysql::value::binlog::write_cell(buf, cell);
+        buf.extend_from_slice(value);
     }
     buf.push(b'}');
 }

@@ -1,0 +1,207 @@
+//! JSON text written straight into an output buffer, without the formatting machinery:
+//! strings, base64 of bytes, numbers, and the temporal texts of the envelope. The reader
+//! runs these for every value of every row, so none of them allocates.
+
+use base64::Engine;
+
+/// Which bytes a JSON string literal must escape: 0 = none, 1 = `\u00XX`, else the short escape.
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = 1;
+        b += 1;
+    }
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t
+};
+
+/// Appends `s` as a JSON string literal (quotes included).
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = ESCAPE[usize::from(b)];
+        if esc == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        if esc == 1 {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        } else {
+            out.extend_from_slice(&[b'\\', esc]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends `bytes` as a base64 JSON string.
+pub fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let start = out.len();
+    let len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
+    out.resize(start + len, 0);
+    let written = base64::engine::general_purpose::STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
+pub fn write_i64(out: &mut Vec<u8>, i: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+}
+
+pub fn write_u64(out: &mut Vec<u8>, u: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes());
+}
+
+/// The shortest text that reads back as the same number (ryu, as serde_json prints it);
+/// `null` for NaN and infinities, which JSON has no words for.
+pub fn write_f64(out: &mut Vec<u8>, d: f64) {
+    if d.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &d);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// As [`write_f64`], at single precision (a FLOAT column's `1.1` stays `1.1`).
+pub fn write_f32(out: &mut Vec<u8>, f: f32) {
+    if f.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &f);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// `n` as exactly `width` decimal digits (the lowest ones, zero-padded).
+pub fn push_digits(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// `YYYY-MM-DD`.
+pub fn push_date(out: &mut Vec<u8>, y: u32, m: u32, d: u32) {
+    push_digits(out, u64::from(y), 4);
+    out.push(b'-');
+    push_digits(out, u64::from(m), 2);
+    out.push(b'-');
+    push_digits(out, u64::from(d), 2);
+}
+
+/// `HH:MM:SS` (hours may take three digits, as TIME's do).
+pub fn push_clock(out: &mut Vec<u8>, h: u32, m: u32, s: u32) {
+    push_digits(out, u64::from(h), if h > 99 { 3 } else { 2 });
+    out.push(b':');
+    push_digits(out, u64::from(m), 2);
+    out.push(b':');
+    push_digits(out, u64::from(s), 2);
+}
+
+/// `.ffffff` cut to the column's `digits` of fractional seconds; nothing for 0.
+pub fn push_fraction(out: &mut Vec<u8>, micros: u32, digits: u8) {
+    if digits == 0 {
+        return;
+    }
+    let digits = usize::from(digits.min(6));
+    out.push(b'.');
+    push_digits(out, u64::from(micros) / 10u64.pow(6 - digits as u32), digits);
+}
+
+/// A TIMESTAMP as UTC ISO-8601 with `Z`; the zero timestamp stays MySQL's zero date.
+pub fn push_timestamp(out: &mut Vec<u8>, secs: i64, micros: u32, digits: u8) {
+    if secs == 0 && micros == 0 {
+        out.extend_from_slice(b"0000-00-00T00:00:00");
+    } else {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400) as u32;
+        let (y, m, d) = civil_from_days(days);
+        push_date(out, y.clamp(0, 9999) as u32, m, d);
+        out.push(b'T');
+        push_clock(out, rem / 3600, rem % 3600 / 60, rem % 60);
+    }
+    push_fraction(out, micros, digits);
+    out.push(b'Z');
+}
+
+/// [`push_timestamp`] as a `String`.
+pub fn format_timestamp(secs: i64, micros: u32, digits: u8) -> String {
+    let mut out = Vec::with_capacity(32);
+    push_timestamp(&mut out, secs, micros, digits);
+    String::from_utf8(out).expect("timestamps are ASCII")
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped_as_serde_reads_them() {
+        for s in ["", "plain", "a\"b\\c\n\r\t\u{1}\u{8}\u{c}\u{1f}é😀", "\u{7f}\u{fffe}"] {
+            let mut out = Vec::new();
+            write_json_str(&mut out, s);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, s);
+        }
+        let mut out = Vec::new();
+        write_json_str(&mut out, "\u{1}");
+        assert_eq!(out, br#""\u0001""#);
+    }
+
+    #[test]
+    fn timestamps_are_utc_iso8601() {
+        assert_eq!(format_timestamp(1_700_000_000, 0, 0), "2023-11-14T22:13:20Z");
+        assert_eq!(format_timestamp(1_700_000_000, 120_000, 3), "2023-11-14T22:13:20.120Z");
+        assert_eq!(format_timestamp(951_782_400, 5, 6), "2000-02-29T00:00:00.000005Z");
+        assert_eq!(format_timestamp(0, 0, 0), "0000-00-00T00:00:00Z");
+        assert_eq!(format_timestamp(2_147_483_647, 999_999, 6), "2038-01-19T03:14:07.999999Z");
+    }
+
+    #[test]
+    fn digits_and_fractions() {
+        let mut out = Vec::new();
+        push_clock(&mut out, 838, 59, 59);
+        push_fraction(&mut out, 999_900, 4);
+        assert_eq!(out, b"838:59:59.9999");
+        out.clear();
+        push_date(&mut out, 0, 0, 0);
+        assert_eq!(out, b"0000-00-00");
+    }
+
+    #[test]
+    fn floats_round_trip_and_non_finite_is_null() {
+        let mut out = Vec::new();
+        write_f32(&mut out, 1.1);
+        out.push(b' ');
+        write_f64(&mut out, -2.5e300);
+        out.push(b' ');
+        write_f64(&mut out, f64::NAN);
+        assert_eq!(out, b"1.1 -2.5e+300 null");
+    }
+}
