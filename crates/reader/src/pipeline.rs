@@ -1,18 +1,36 @@
-//! One source into one publisher: the decoder's chunks flow through a bounded channel
+//! One source into one sink. The decoder's chunks flow either through a bounded channel
 //! (backpressure on the binlog) into the publisher, which delivers them in per-key order and
-//! checkpoints behind durable delivery. Used by the daemon, `tail` and `replay`.
+//! checkpoints behind durable delivery (the daemon, `replay --sink kinesis`); or, for a sink
+//! that takes everything in order at once (stdout, null, dry-run: `tail`, `replay`), straight
+//! into the sink on the decoder's own task ([`InlineWriter`]): no queue, no thread hand-off.
+
+use std::future::Future;
 
 use sameday_core::checkpoint::CheckpointStore;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::decoder::Output;
 use crate::error::ReaderError;
 use crate::publisher::{PublishSummary, Publisher};
-use crate::sink::RecordSink;
+use crate::sink::{RecordSink, SinkError};
 use crate::source::stream::{stream_source, SourceRun};
 
 /// Chunks buffered between the decoder and the publisher.
 const CHANNEL_CHUNKS: usize = 64;
+
+/// Where the source hands its decoded outputs, a chunk at a time (each ends at a transaction
+/// boundary, or holds a few hundred rows of a large transaction).
+pub(crate) trait Handoff: Send {
+    /// Takes the outputs in `chunk` (leaving it empty); `false` when the receiving side is gone.
+    fn hand(&mut self, chunk: &mut Vec<Output>) -> impl Future<Output = bool> + Send;
+}
+
+impl Handoff for mpsc::Sender<Vec<Output>> {
+    async fn hand(&mut self, chunk: &mut Vec<Output>) -> bool {
+        self.send(std::mem::take(chunk)).await.is_ok()
+    }
+}
 
 /// Runs `source` into `publisher` until the source ends or `shutdown`.
 pub async fn run_pipeline<S: RecordSink, C: CheckpointStore + 'static>(
@@ -20,10 +38,11 @@ pub async fn run_pipeline<S: RecordSink, C: CheckpointStore + 'static>(
     publisher: Publisher<S, C>,
     shutdown: CancellationToken,
 ) -> Result<PublishSummary, ReaderError> {
-    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let (mut tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let health = publisher.health();
     let publish = tokio::spawn(publisher.run(rx, shutdown.clone()));
-    let source_result = stream_source(source, tx, shutdown.clone(), health).await;
+    let source_result = stream_source(source, &mut tx, shutdown.clone(), health).await;
+    drop(tx);
     // On a source error, stop the publisher too, but let it save what is durable.
     if source_result.is_err() {
         shutdown.cancel();
@@ -34,4 +53,86 @@ pub async fn run_pipeline<S: RecordSink, C: CheckpointStore + 'static>(
     })??;
     source_result?;
     Ok(summary)
+}
+
+/// Runs `source` straight into an in-order sink on this task (see [`RecordSink::in_order`]).
+pub(crate) async fn run_inline<S: RecordSink>(
+    source: SourceRun,
+    sink: &S,
+    shutdown: CancellationToken,
+) -> Result<PublishSummary, ReaderError> {
+    let mut writer = InlineWriter::new(sink);
+    let source_result = stream_source(source, &mut writer, shutdown, None).await;
+    writer.finish(source_result)
+}
+
+/// Writes decoded outputs into an in-order sink as they come: rows are delivered when
+/// written, dead letters are logged and counted, nothing is checkpointed (operator runs).
+pub(crate) struct InlineWriter<'s, S> {
+    sink: &'s S,
+    summary: PublishSummary,
+    /// The sink's first error; writing stops there.
+    error: Option<SinkError>,
+}
+
+impl<'s, S: RecordSink> InlineWriter<'s, S> {
+    pub(crate) fn new(sink: &'s S) -> Self {
+        Self { sink, summary: PublishSummary::default(), error: None }
+    }
+
+    /// Writes one output; `false` once the sink has failed.
+    pub(crate) fn write(&mut self, output: Output) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        let target = self.sink.in_order().expect("an inline writer needs an in-order sink");
+        match output {
+            Output::Row(r) => match target.write(&r.partition_key, &r.data) {
+                Ok(()) => self.summary.delivered += 1,
+                Err(e) => self.error = Some(e),
+            },
+            Output::Commit(c) => self.summary.last_durable = Some(c),
+            Output::DeadLetter(d) => {
+                self.summary.dead_lettered += 1;
+                tracing::error!(table = %d.table, position = %d.position, reason = %d.reason, "change dead-lettered; the stream continues");
+            }
+            Output::SchemaChange { db, kind, table, position } => {
+                let table = table.map(|t| format!("{db}.{t}")).unwrap_or_default();
+                tracing::warn!(db = %db, table = %table, kind = %kind, %position, "schema change on a watched schema; the stream continues with the new table definition");
+            }
+            Output::CaughtUp => {}
+        }
+        self.error.is_none()
+    }
+
+    /// Flushes the sink at a hand-over; `false` once the sink has failed.
+    pub(crate) fn flush(&mut self) -> bool {
+        if self.error.is_none() {
+            if let Err(e) = self.sink.in_order().expect("in-order sink").flush() {
+                self.error = Some(e);
+            }
+        }
+        self.error.is_none()
+    }
+
+    /// What was written, or the sink's error (before the source's: it stopped the source).
+    pub(crate) fn finish(mut self, source_result: Result<(), ReaderError>) -> Result<PublishSummary, ReaderError> {
+        self.flush();
+        if let Some(e) = self.error {
+            return Err(ReaderError::Sink { stream: self.sink.describe(), message: e.message });
+        }
+        source_result?;
+        Ok(self.summary)
+    }
+}
+
+impl<S: RecordSink> Handoff for InlineWriter<'_, S> {
+    async fn hand(&mut self, chunk: &mut Vec<Output>) -> bool {
+        for output in chunk.drain(..) {
+            if !self.write(output) {
+                return false;
+            }
+        }
+        self.flush()
+    }
 }

@@ -16,7 +16,7 @@ use crate::decoder::{Decoder, Output};
 use crate::error::ReaderError;
 use crate::filter::{FilterConfig, TableFilter};
 use crate::kinesis::config::RecordFormat;
-use crate::pipeline::run_pipeline;
+use crate::pipeline::{run_inline, run_pipeline, InlineWriter};
 use crate::publisher::{PublishSummary, Publisher, PublisherConfig};
 use crate::sink::RecordSink;
 use crate::source::file::{replay_files, FileRange};
@@ -55,17 +55,21 @@ pub fn publisher_config(batching: bool) -> PublisherConfig {
     }
 }
 
-/// Replays `source` into `sink` until it ends or `shutdown`.
+/// Replays `source` into `sink` until it ends or `shutdown`. A sink that takes records in
+/// order at once (stdout, null, dry-run) is written from the decoder's thread; others go
+/// through the publisher.
 pub async fn replay<S: RecordSink>(
     source: ReplaySource,
     sink: Arc<S>,
     cfg: PublisherConfig,
     shutdown: CancellationToken,
 ) -> Result<PublishSummary, ReaderError> {
-    let publisher = Publisher::new(sink, cfg);
+    let inline = sink.in_order().is_some();
     let summary = match source {
-        ReplaySource::Server(run) => run_pipeline(run, publisher, shutdown).await?,
-        ReplaySource::Files(files) => replay_from_files(files, publisher, shutdown).await?,
+        ReplaySource::Server(run) if inline => run_inline(run, &*sink, shutdown).await?,
+        ReplaySource::Files(files) if inline => replay_files_inline(files, sink, shutdown).await?,
+        ReplaySource::Server(run) => run_pipeline(run, Publisher::new(sink, cfg), shutdown).await?,
+        ReplaySource::Files(files) => replay_from_files(files, Publisher::new(sink, cfg), shutdown).await?,
     };
     tracing::info!(delivered = summary.delivered, dead_lettered = summary.dead_lettered, "replay finished");
     Ok(summary)
@@ -84,13 +88,43 @@ async fn replay_from_files<S: RecordSink>(
     published
 }
 
-fn read_files(replay: FileReplay, tx: mpsc::Sender<Vec<Output>>) -> Result<(), ReaderError> {
+/// Reads the files on a blocking thread and writes what they hold into the in-order `sink`
+/// on that same thread.
+async fn replay_files_inline<S: RecordSink>(
+    replay: FileReplay,
+    sink: Arc<S>,
+    shutdown: CancellationToken,
+) -> Result<PublishSummary, ReaderError> {
+    let task = tokio::task::spawn_blocking(move || {
+        let mut writer = InlineWriter::new(&*sink);
+        let mut since_flush = 0usize;
+        let read = decode_files(replay, |o| {
+            let boundary = matches!(o, Output::Commit(_));
+            let mut open = writer.write(o) && !shutdown.is_cancelled();
+            since_flush += 1;
+            if open && (boundary || since_flush >= FILE_CHUNK) {
+                open = writer.flush();
+                since_flush = 0;
+            }
+            Ok(open)
+        });
+        writer.finish(read)
+    });
+    task.await.map_err(|e| ReaderError::File { path: "(file reader)".into(), message: format!("task failed: {e}") })?
+}
+
+/// Decodes the files of `replay`, handing every output to `emit` until it returns `false`.
+fn decode_files(replay: FileReplay, emit: impl FnMut(Output) -> Result<bool, ReaderError>) -> Result<(), ReaderError> {
     let filter = TableFilter::new(&replay.filter).map_err(ReaderError::Config)?;
     let mut decoder = Decoder::new(0, filter, "", None).with_format(replay.format);
     decoder.set_json_columns(replay.json_columns);
+    replay_files(&replay.files, &replay.range, &mut decoder, emit)
+}
+
+fn read_files(replay: FileReplay, tx: mpsc::Sender<Vec<Output>>) -> Result<(), ReaderError> {
     let mut chunk = Vec::with_capacity(FILE_CHUNK);
     let mut open = true;
-    replay_files(&replay.files, &replay.range, &mut decoder, |o| {
+    decode_files(replay, |o| {
         let boundary = matches!(o, Output::Commit(_));
         chunk.push(o);
         if boundary || chunk.len() >= FILE_CHUNK {

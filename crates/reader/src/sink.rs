@@ -40,6 +40,22 @@ pub trait RecordSink: Send + Sync + 'static {
     /// Largest accepted record (data + partition key), in bytes.
     fn max_record_bytes(&self) -> usize;
     fn describe(&self) -> String;
+    /// A sink that takes every record at once, in order, and never fails one alone (stdout,
+    /// null, dry-run) gives itself here: the decoder's thread then writes into it directly
+    /// ([`crate::pipeline::InlineWriter`]), without the publisher's queue, batching, retries
+    /// and thread hand-off, which exist for sinks that fail per record.
+    fn in_order(&self) -> Option<&dyn InOrderSink> {
+        None
+    }
+}
+
+/// A sink written record by record from the decoder's thread (see [`RecordSink::in_order`]).
+pub trait InOrderSink: Send + Sync {
+    fn write(&self, partition_key: &str, data: &[u8]) -> Result<(), SinkError>;
+    /// Called at every hand-over (each transaction, or every few hundred rows of a large one).
+    fn flush(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Writes each record as one JSON line to stdout (`sameday tail`, `replay --sink stdout`).
@@ -72,6 +88,24 @@ impl RecordSink for StdoutSink {
     fn describe(&self) -> String {
         "stdout".into()
     }
+
+    fn in_order(&self) -> Option<&dyn InOrderSink> {
+        Some(self)
+    }
+}
+
+impl InOrderSink for StdoutSink {
+    fn write(&self, _partition_key: &str, data: &[u8]) -> Result<(), SinkError> {
+        let mut out = self.out.lock().expect("stdout mutex poisoned");
+        out.write_all(data)
+            .and_then(|_| out.write_all(b"\n"))
+            .map_err(|e| SinkError { message: format!("stdout: {e}"), transient: false })
+    }
+
+    fn flush(&self) -> Result<(), SinkError> {
+        let mut out = self.out.lock().expect("stdout mutex poisoned");
+        out.flush().map_err(|e| SinkError { message: format!("stdout: {e}"), transient: false })
+    }
 }
 
 /// Accepts and drops everything (benchmarks measure decoding alone with it).
@@ -94,6 +128,18 @@ impl RecordSink for NullSink {
 
     fn describe(&self) -> String {
         "null".into()
+    }
+
+    fn in_order(&self) -> Option<&dyn InOrderSink> {
+        Some(self)
+    }
+}
+
+impl InOrderSink for NullSink {
+    fn write(&self, _partition_key: &str, data: &[u8]) -> Result<(), SinkError> {
+        self.records.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -173,16 +219,8 @@ impl CountingSink {
 
 impl RecordSink for CountingSink {
     async fn put(&self, batch: &[SinkRecord]) -> Result<Vec<RecordOutcome>, SinkError> {
-        let mut m = self.0.lock().expect("counts mutex poisoned");
         for r in batch {
-            let env: serde_json::Value = serde_json::from_slice(&r.data).unwrap_or_default();
-            let key = format!(
-                "{}.{} {}",
-                env["db"].as_str().unwrap_or("?"),
-                env["table"].as_str().unwrap_or("?"),
-                env["op"].as_str().unwrap_or("?")
-            );
-            *m.entry(key).or_default() += 1;
+            InOrderSink::write(self, &r.partition_key, &r.data)?;
         }
         Ok(vec![RecordOutcome::Delivered; batch.len()])
     }
@@ -193,5 +231,23 @@ impl RecordSink for CountingSink {
 
     fn describe(&self) -> String {
         "dry-run".into()
+    }
+
+    fn in_order(&self) -> Option<&dyn InOrderSink> {
+        Some(self)
+    }
+}
+
+impl InOrderSink for CountingSink {
+    fn write(&self, _partition_key: &str, data: &[u8]) -> Result<(), SinkError> {
+        let env: serde_json::Value = serde_json::from_slice(data).unwrap_or_default();
+        let key = format!(
+            "{}.{} {}",
+            env["db"].as_str().unwrap_or("?"),
+            env["table"].as_str().unwrap_or("?"),
+            env["op"].as_str().unwrap_or("?")
+        );
+        *self.0.lock().expect("counts mutex poisoned").entry(key).or_default() += 1;
+        Ok(())
     }
 }

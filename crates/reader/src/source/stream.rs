@@ -20,7 +20,6 @@ use sameday_core::backoff::Backoff;
 use sameday_core::health::Health;
 use sameday_core::{BinlogPosition, GtidSet};
 use sameday_mysql::{ServerInfo, SourceConfig};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ReaderConfig;
@@ -28,6 +27,7 @@ use crate::decoder::{Decoder, Output};
 use crate::error::ReaderError;
 use crate::filter::{FilterConfig, TableFilter};
 use crate::kinesis::config::RecordFormat;
+use crate::pipeline::Handoff;
 use crate::source::catalog::CatalogReader;
 use crate::source::live::{LiveEvent, LiveStream, Start};
 use crate::source::prepare::json_columns;
@@ -74,12 +74,12 @@ enum Ended {
     Reconnect(ReaderError),
 }
 
-/// Streams events from the source through a decoder into `tx`, reconnecting after
+/// Streams events from the source through a decoder into `handoff`, reconnecting after
 /// transient failures from the last transaction boundary it handed over. Returns when the
 /// stream ends (non-blocking / `stop_at`), on shutdown, or on a fatal error.
-pub(crate) async fn stream_source(
+pub(crate) async fn stream_source<H: Handoff>(
     run: SourceRun,
-    tx: mpsc::Sender<Vec<Output>>,
+    handoff: &mut H,
     shutdown: CancellationToken,
     health: Option<Arc<Health>>,
 ) -> Result<(), ReaderError> {
@@ -102,7 +102,7 @@ pub(crate) async fn stream_source(
         last_commit: None,
         backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
         out: Vec::new(),
-        tx,
+        handoff,
         health,
     };
     let result = source.run(&shutdown).await;
@@ -111,7 +111,7 @@ pub(crate) async fn stream_source(
 }
 
 /// The state that survives reconnects.
-struct Source {
+struct Source<'h, H> {
     run: SourceRun,
     /// Where the next connection starts.
     start: Start,
@@ -123,11 +123,11 @@ struct Source {
     backoff: Backoff,
     /// Outputs decoded, not handed over yet.
     out: Vec<Output>,
-    tx: mpsc::Sender<Vec<Output>>,
+    handoff: &'h mut H,
     health: Option<Arc<Health>>,
 }
 
-impl Source {
+impl<H: Handoff> Source<'_, H> {
     /// Streams, reconnecting after transient failures, until the end, shutdown or a fatal error.
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ReaderError> {
         loop {
@@ -213,7 +213,7 @@ impl Source {
 
     /// Hands over what is left; the stream is done.
     async fn finish(&mut self) -> Ended {
-        let _ = self.tx.send(std::mem::take(&mut self.out)).await;
+        let _ = self.handoff.hand(&mut self.out).await;
         Ended::Done
     }
 
@@ -263,6 +263,6 @@ impl Source {
         if let Some(next) = commit {
             self.last_commit = Some(next);
         }
-        Ok(self.tx.send(std::mem::take(&mut self.out)).await.is_ok())
+        Ok(self.handoff.hand(&mut self.out).await)
     }
 }
