@@ -155,7 +155,7 @@ async fn reader(cfg: &ReaderConfig, ids: &[String], replay: bool) -> anyhow::Res
             id: id.clone(),
             op: env.op,
             table: d.table.as_str().into(),
-            position: d.position.parse().map_err(|e| anyhow::anyhow!("{handle}: position: {e}"))?,
+            position: std::sync::Arc::new(d.position.parse().map_err(|e| anyhow::anyhow!("{handle}: position: {e}"))?),
         }));
         done.push((*handle).clone());
     }

@@ -140,7 +140,12 @@ fn push_key_value(out: &mut String, v: &Value) {
 ///
 /// The digest keeps the key deterministic, so a long key still always lands on one shard.
 pub fn partition_key(db: &str, table: &str, key_text: &str) -> String {
-    let full = format!("{db}.{table}:{key_text}");
+    let mut full = String::with_capacity(db.len() + table.len() + key_text.len() + 2);
+    full.push_str(db);
+    full.push('.');
+    full.push_str(table);
+    full.push(':');
+    full.push_str(key_text);
     if full.chars().count() <= MAX_PARTITION_KEY_CHARS {
         return full;
     }

@@ -34,7 +34,7 @@ fn records(n: usize, bytes: usize, run: &str) -> Vec<Output> {
                 id,
                 op: Op::Insert,
                 table: "app.t".into(),
-                position: format!("mysql-bin.000001:{}", 4 + i).parse().unwrap(),
+                position: std::sync::Arc::new(format!("mysql-bin.000001:{}", 4 + i).parse().unwrap()),
             })
         })
         .collect()

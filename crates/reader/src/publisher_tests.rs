@@ -68,7 +68,7 @@ fn record(key: u32, n: u32) -> Record {
         id: format!("{key}:{n}"),
         op: Op::Update,
         table: Arc::from("db.t"),
-        position: BinlogPosition::new("bin.000001", 4),
+        position: Arc::new(BinlogPosition::new("bin.000001", 4)),
     }
 }
 

@@ -367,6 +367,7 @@ impl Decoder {
             }));
             return Ok(());
         }
+        let position = Arc::new(position);
         let event = RowsEvent { schema: &schema, table: table_label, position, raw_type, event_seq, op: op_of(rows) };
         self.rows_of(rows, &event, out);
         Ok(())
@@ -392,7 +393,7 @@ impl Decoder {
             if let Err(e) = res {
                 out.push(Output::DeadLetter(DeadLetter {
                     table: event.table.to_string(),
-                    position: event.position.clone(),
+                    position: (*event.position).clone(),
                     reason: format!("{} row {row_in_event}: {e}", event_name(event.raw_type)),
                 }));
                 return;
@@ -450,7 +451,7 @@ struct RowsEvent<'a> {
     schema: &'a TableSchema,
     /// `db.table`, for metrics and dead letters.
     table: Arc<str>,
-    position: BinlogPosition,
+    position: Arc<BinlogPosition>,
     raw_type: u8,
     /// The event's index within its transaction (the middle part of each row's id).
     event_seq: u32,

@@ -15,8 +15,8 @@ pub struct Record {
     pub op: Op,
     /// `db.table`, for metrics and dead-letter lines.
     pub table: Arc<str>,
-    /// Where the rows event sits (for error messages).
-    pub position: BinlogPosition,
+    /// Where the rows event sits (for error messages); shared by the event's rows.
+    pub position: Arc<BinlogPosition>,
 }
 
 /// A transaction boundary: everything before it is complete.
