@@ -61,6 +61,8 @@ pub struct ColumnInfo {
 pub struct TableSchema {
     pub db: String,
     pub table: String,
+    /// `db.table`, shared by every record of the table (metrics, dead letters).
+    pub name: Arc<str>,
     pub columns: Vec<ColumnInfo>,
     /// Indexes of the primary key columns; empty when the table has none.
     pub key: Vec<usize>,
@@ -310,7 +312,8 @@ impl TableSchema {
             key.clone_from(&cat.key);
         }
         key.retain(|&k| k < n);
-        Ok(Arc::new(Self { db, table, columns, key, json_columns: ordinals.json, raw_table_map: raw.to_vec() }))
+        let name = Arc::from(format!("{db}.{table}"));
+        Ok(Arc::new(Self { db, table, name, columns, key, json_columns: ordinals.json, raw_table_map: raw.to_vec() }))
     }
 
     /// Whether two table maps describe the same columns (a DDL changes this).

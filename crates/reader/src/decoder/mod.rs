@@ -354,7 +354,7 @@ impl Decoder {
         let Some(schema) = self.tables.get(&rows.table_id()).cloned() else {
             return Ok(()); // a filtered table
         };
-        let table_label: Arc<str> = Arc::from(format!("{}.{}", schema.db, schema.table));
+        let table_label = schema.name.clone();
         if rows.num_columns() as usize != schema.columns.len() {
             out.push(Output::DeadLetter(DeadLetter {
                 table: table_label.to_string(),
@@ -399,7 +399,7 @@ impl Decoder {
                 return;
             }
             let txn = self.txn.as_mut().expect("a rows event always has a transaction");
-            let id = format!("{}/{}/{row_in_event}", txn.id, event.event_seq);
+            let id = row_id(&txn.id, event.event_seq, row_in_event);
             let index = txn.rows;
             txn.rows += 1;
             let (before, after) = (before_cols.map(|_| &self.before), after_cols.map(|_| &self.after));
@@ -456,6 +456,20 @@ struct RowsEvent<'a> {
     /// The event's index within its transaction (the middle part of each row's id).
     event_seq: u32,
     op: Op,
+}
+
+/// `TXN/EVENT/ROW`, without the formatting machinery (this runs for every row).
+fn row_id(txn: &str, event_seq: u32, row: u32) -> String {
+    let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (event_seq, row) = (a.format(event_seq), b.format(row));
+    // Room for a primary key change's `/d` or `/i` suffix.
+    let mut id = String::with_capacity(txn.len() + event_seq.len() + row.len() + 4);
+    id.push_str(txn);
+    id.push('/');
+    id.push_str(event_seq);
+    id.push('/');
+    id.push_str(row);
+    id
 }
 
 fn op_of(rows: &RowsEventData<'_>) -> Op {
