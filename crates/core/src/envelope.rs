@@ -140,18 +140,29 @@ fn push_key_value(out: &mut String, v: &Value) {
 ///
 /// The digest keeps the key deterministic, so a long key still always lands on one shard.
 pub fn partition_key(db: &str, table: &str, key_text: &str) -> String {
-    let mut full = String::with_capacity(db.len() + table.len() + key_text.len() + 2);
-    full.push_str(db);
-    full.push('.');
-    full.push_str(table);
-    full.push(':');
-    full.push_str(key_text);
-    if full.chars().count() <= MAX_PARTITION_KEY_CHARS {
-        return full;
+    let mut out = String::with_capacity(db.len() + table.len() + key_text.len() + 2);
+    push_partition_key(&mut out, db, table, key_text);
+    out
+}
+
+/// [`partition_key`], appended to `out` (the reader reuses one buffer per record).
+pub fn push_partition_key(out: &mut String, db: &str, table: &str, key_text: &str) {
+    let start = out.len();
+    out.push_str(db);
+    out.push('.');
+    out.push_str(table);
+    out.push(':');
+    out.push_str(key_text);
+    let full = &out[start..];
+    // Bytes bound characters: most keys are decided without counting.
+    if full.len() <= MAX_PARTITION_KEY_CHARS || full.chars().count() <= MAX_PARTITION_KEY_CHARS {
+        return;
     }
     let digest = fnv1a_128(full.as_bytes());
-    let prefix: String = format!("{db}.{table}").chars().take(MAX_PARTITION_KEY_CHARS - 34).collect();
-    format!("{prefix}:#{digest:032x}")
+    out.truncate(start);
+    out.extend(db.chars().chain(std::iter::once('.')).chain(table.chars()).take(MAX_PARTITION_KEY_CHARS - 34));
+    out.push_str(":#");
+    out.push_str(&format!("{digest:032x}"));
 }
 
 /// FNV-1a, 128-bit: tiny, stable across releases and platforms (unlike `DefaultHasher`).

@@ -22,7 +22,8 @@ const CHANNEL_CHUNKS: usize = 64;
 /// Where the source hands its decoded outputs, a chunk at a time (each ends at a transaction
 /// boundary, or holds a few hundred rows of a large transaction).
 pub(crate) trait Handoff: Send {
-    /// Takes the outputs in `chunk` (leaving it empty); `false` when the receiving side is gone.
+    /// Takes or writes the outputs in `chunk`; what it leaves there is written and goes back
+    /// to the decoder for reuse. `false` when the receiving side is gone.
     fn hand(&mut self, chunk: &mut Vec<Output>) -> impl Future<Output = bool> + Send;
 }
 
@@ -81,7 +82,7 @@ impl<'s, S: RecordSink> InlineWriter<'s, S> {
     }
 
     /// Writes one output; `false` once the sink has failed.
-    pub(crate) fn write(&mut self, output: Output) -> bool {
+    pub(crate) fn write(&mut self, output: &Output) -> bool {
         if self.error.is_some() {
             return false;
         }
@@ -91,13 +92,13 @@ impl<'s, S: RecordSink> InlineWriter<'s, S> {
                 Ok(()) => self.summary.delivered += 1,
                 Err(e) => self.error = Some(e),
             },
-            Output::Commit(c) => self.summary.last_durable = Some(c),
+            Output::Commit(c) => self.summary.last_durable = Some(c.clone()),
             Output::DeadLetter(d) => {
                 self.summary.dead_lettered += 1;
                 tracing::error!(table = %d.table, position = %d.position, reason = %d.reason, "change dead-lettered; the stream continues");
             }
             Output::SchemaChange { db, kind, table, position } => {
-                let table = table.map(|t| format!("{db}.{t}")).unwrap_or_default();
+                let table = table.as_ref().map(|t| format!("{db}.{t}")).unwrap_or_default();
                 tracing::warn!(db = %db, table = %table, kind = %kind, %position, "schema change on a watched schema; the stream continues with the new table definition");
             }
             Output::CaughtUp => {}
@@ -128,11 +129,6 @@ impl<'s, S: RecordSink> InlineWriter<'s, S> {
 
 impl<S: RecordSink> Handoff for InlineWriter<'_, S> {
     async fn hand(&mut self, chunk: &mut Vec<Output>) -> bool {
-        for output in chunk.drain(..) {
-            if !self.write(output) {
-                return false;
-            }
-        }
-        self.flush()
+        chunk.iter().all(|o| self.write(o)) && self.flush()
     }
 }

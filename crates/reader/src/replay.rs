@@ -19,7 +19,7 @@ use crate::kinesis::config::RecordFormat;
 use crate::pipeline::{run_inline, run_pipeline, InlineWriter};
 use crate::publisher::{PublishSummary, Publisher, PublisherConfig};
 use crate::sink::RecordSink;
-use crate::source::file::{replay_files, FileRange};
+use crate::source::file::{replay_file_events, replay_files, FileRange};
 use crate::source::stream::SourceRun;
 
 /// Outputs handed from the file reader thread to the publisher at once: one channel
@@ -98,10 +98,13 @@ async fn replay_files_inline<S: RecordSink>(
     let task = tokio::task::spawn_blocking(move || {
         let mut writer = InlineWriter::new(&*sink);
         let mut since_flush = 0usize;
-        let read = decode_files(replay, |o| {
-            let boundary = matches!(o, Output::Commit(_));
-            let mut open = writer.write(o) && !shutdown.is_cancelled();
-            since_flush += 1;
+        let filter = TableFilter::new(&replay.filter).map_err(ReaderError::Config)?;
+        let mut decoder = Decoder::new(0, filter, "", None).with_format(replay.format);
+        decoder.set_json_columns(replay.json_columns);
+        let read = replay_file_events(&replay.files, &replay.range, &mut decoder, |outputs| {
+            let boundary = outputs.iter().any(|o| matches!(o, Output::Commit(_)));
+            let mut open = outputs.iter().all(|o| writer.write(o)) && !shutdown.is_cancelled();
+            since_flush += outputs.len();
             if open && (boundary || since_flush >= FILE_CHUNK) {
                 open = writer.flush();
                 since_flush = 0;

@@ -20,25 +20,44 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
-/// Appends `s` as a JSON string literal (quotes included).
+/// Whether any of the 8 bytes of `w` must be escaped: below 0x20, `"` or `\\` (exact as a
+/// whole: the classic "has a byte less than / equal to" word tricks).
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (control | zero_byte(w ^ (ONES * u64::from(b'"'))) | zero_byte(w ^ (ONES * u64::from(b'\\')))) != 0
+}
+
+/// Appends `s` as a JSON string literal (quotes included). Runs of plain bytes are skipped
+/// eight at a time.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            if !word_needs_escape(u64::from_le_bytes(word.try_into().expect("8 bytes"))) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let esc = ESCAPE[usize::from(b)];
-        if esc == 0 {
-            continue;
+        if esc != 0 {
+            out.extend_from_slice(&bytes[start..i]);
+            if esc == 1 {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+            } else {
+                out.extend_from_slice(&[b'\\', esc]);
+            }
+            start = i + 1;
         }
-        out.extend_from_slice(&bytes[start..i]);
-        if esc == 1 {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
-        } else {
-            out.extend_from_slice(&[b'\\', esc]);
-        }
-        start = i + 1;
+        i += 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
@@ -163,7 +182,15 @@ mod tests {
 
     #[test]
     fn json_strings_are_escaped_as_serde_reads_them() {
-        for s in ["", "plain", "a\"b\\c\n\r\t\u{1}\u{8}\u{c}\u{1f}é😀", "\u{7f}\u{fffe}"] {
+        for s in [
+            "",
+            "plain",
+            "a\"b\\c\n\r\t\u{1}\u{8}\u{c}\u{1f}é😀",
+            "\u{7f}\u{fffe}",
+            "a long run of plain text, then a \"quote\" and a \\ and \u{1f} near the end\n",
+            "12345678\"2345678\\",
+            " !#$%&'()*+,-./[]^_`{|}~\u{7f}\u{80}ÿ",
+        ] {
             let mut out = Vec::new();
             write_json_str(&mut out, s);
             let back: String = serde_json::from_slice(&out).unwrap();
@@ -172,6 +199,21 @@ mod tests {
         let mut out = Vec::new();
         write_json_str(&mut out, "\u{1}");
         assert_eq!(out, br#""\u0001""#);
+    }
+
+    #[test]
+    fn the_word_test_finds_every_byte_that_needs_escaping_at_every_place() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = [b'a'; 8];
+                word[at] = b;
+                assert_eq!(word_needs_escape(u64::from_le_bytes(word)), ESCAPE[usize::from(b)] != 0, "{b:#x} at {at}");
+                // Next to bytes that could borrow into it.
+                let mut word = [0xffu8; 8];
+                word[at] = b;
+                assert_eq!(word_needs_escape(u64::from_le_bytes(word)), ESCAPE[usize::from(b)] != 0, "{b:#x} at {at}");
+            }
+        }
     }
 
     #[test]

@@ -64,7 +64,15 @@ pub struct Decoder {
     encoder: Encoder,
     before: ImageText,
     after: ImageText,
+    /// Records handed back after they were written ([`Decoder::recycle`]), whose buffers the
+    /// next rows reuse.
+    spare: Vec<Record>,
+    /// Where new records are encoded before they get their exactly-sized buffer.
+    scratch: Vec<u8>,
 }
+
+/// Recycled records kept at most (a chunk's worth).
+const SPARE_RECORDS: usize = 1024;
 
 /// Where an event sits: its start, its end, and the file.
 struct At {
@@ -90,6 +98,8 @@ impl Decoder {
             encoder: Encoder::new(RecordFormat::Sameday),
             before: ImageText::default(),
             after: ImageText::default(),
+            spare: Vec::new(),
+            scratch: Vec::with_capacity(4096),
         }
     }
 
@@ -123,6 +133,19 @@ impl Decoder {
         if columns != self.json_columns {
             self.json_columns = columns;
             self.tables.clear();
+        }
+    }
+
+    /// Takes back the records of `outputs` once they are written (a sink on the decoder's
+    /// thread), so that the next rows are encoded into their buffers instead of new ones;
+    /// empties `outputs`.
+    pub fn recycle(&mut self, outputs: &mut Vec<Output>) {
+        for o in outputs.drain(..) {
+            if let Output::Row(r) = o {
+                if self.spare.len() < SPARE_RECORDS {
+                    self.spare.push(r);
+                }
+            }
         }
     }
 
@@ -399,7 +422,6 @@ impl Decoder {
                 return;
             }
             let txn = self.txn.as_mut().expect("a rows event always has a transaction");
-            let id = row_id(&txn.id, event.event_seq, row_in_event);
             let index = txn.rows;
             txn.rows += 1;
             let (before, after) = (before_cols.map(|_| &self.before), after_cols.map(|_| &self.after));
@@ -411,35 +433,48 @@ impl Decoder {
             // under the new key, it could overtake the old key's earlier changes on another
             // shard, and the old key's execution would outlive it.
             // On the stack: the decode loop is the reader's hot path.
-            type Part<'i> = (Op, String, Option<&'i ImageText>, Option<&'i ImageText>);
+            type Part<'i> = (Op, &'static str, Option<&'i ImageText>, Option<&'i ImageText>);
             let parts: [Option<Part<'_>>; 2] = if key_changed {
-                [
-                    Some((Op::Delete, format!("{id}/d"), before, None)),
-                    Some((Op::Insert, format!("{id}/i"), None, after)),
-                ]
+                [Some((Op::Delete, "/d", before, None)), Some((Op::Insert, "/i", None, after))]
             } else {
-                [Some((event.op, id, before, after)), None]
+                [Some((event.op, "", before, after)), None]
             };
-            for (op, id, before, after) in parts.into_iter().flatten() {
-                let encoded = self.encoder.encode(&RowChange {
-                    schema: event.schema,
-                    op,
-                    id: &id,
-                    server_id: self.server_id,
-                    position: &event.position,
-                    txn: TxnRef { id: &txn.id, gtid: txn.gtid.as_deref(), ts_ms: txn.ts_ms },
-                    index,
-                    before,
-                    after,
-                });
-                out.push(Output::Row(Record {
-                    partition_key: encoded.partition_key,
-                    data: encoded.data,
-                    id,
+            for (op, suffix, before, after) in parts.into_iter().flatten() {
+                let recycled = !self.spare.is_empty();
+                let mut record = self.spare.pop().unwrap_or_else(|| Record {
+                    partition_key: String::new(),
+                    data: Vec::new(),
+                    id: String::new(),
                     op,
                     table: event.table.clone(),
                     position: event.position.clone(),
-                }));
+                });
+                push_row_id(&mut record.id, &txn.id, event.event_seq, row_in_event, suffix);
+                // A new record's bytes are sized exactly (they may sit in the publisher's queue
+                // a while); a recycled one is written in place.
+                let data = if recycled { &mut record.data } else { &mut self.scratch };
+                self.encoder.encode(
+                    &RowChange {
+                        schema: event.schema,
+                        op,
+                        id: &record.id,
+                        server_id: self.server_id,
+                        position: &event.position,
+                        txn: TxnRef { id: &txn.id, gtid: txn.gtid.as_deref(), ts_ms: txn.ts_ms },
+                        index,
+                        before,
+                        after,
+                    },
+                    data,
+                    &mut record.partition_key,
+                );
+                if !recycled {
+                    record.data = self.scratch.clone();
+                }
+                record.op = op;
+                record.table.clone_from(&event.table);
+                record.position.clone_from(&event.position);
+                out.push(Output::Row(record));
             }
             row_in_event += 1;
         }
@@ -458,18 +493,16 @@ struct RowsEvent<'a> {
     op: Op,
 }
 
-/// `TXN/EVENT/ROW`, without the formatting machinery (this runs for every row).
-fn row_id(txn: &str, event_seq: u32, row: u32) -> String {
-    let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
-    let (event_seq, row) = (a.format(event_seq), b.format(row));
-    // Room for a primary key change's `/d` or `/i` suffix.
-    let mut id = String::with_capacity(txn.len() + event_seq.len() + row.len() + 4);
+/// `TXN/EVENT/ROW[suffix]` into `id` (emptied first), without the formatting machinery:
+/// this runs for every row.
+fn push_row_id(id: &mut String, txn: &str, event_seq: u32, row: u32, suffix: &str) {
+    id.clear();
     id.push_str(txn);
     id.push('/');
-    id.push_str(event_seq);
+    id.push_str(itoa::Buffer::new().format(event_seq));
     id.push('/');
-    id.push_str(row);
-    id
+    id.push_str(itoa::Buffer::new().format(row));
+    id.push_str(suffix);
 }
 
 fn op_of(rows: &RowsEventData<'_>) -> Op {

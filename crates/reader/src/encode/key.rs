@@ -1,6 +1,6 @@
 //! The row's key: the `key` object of the envelope and the text the partition key is made of.
 
-use sameday_core::envelope::partition_key;
+use sameday_core::envelope::push_partition_key as push_partition_key_of;
 use sameday_mysql::schema::TableSchema;
 
 use super::ImageText;
@@ -33,14 +33,11 @@ fn push_key_text(key_text: &mut String, json: &[u8]) {
     }
 }
 
-/// The Kinesis partition key of a row of `schema` with key text `key_text`.
-pub(super) fn partition_key_of(schema: &TableSchema, key_text: &str) -> String {
-    if schema.key.is_empty() {
-        // No primary key: keep the whole table on one shard, in commit order.
-        partition_key(&schema.db, &schema.table, "")
-    } else {
-        partition_key(&schema.db, &schema.table, key_text)
-    }
+/// Appends the Kinesis partition key of a row of `schema` with key text `key_text`.
+pub(super) fn push_partition_key(out: &mut String, schema: &TableSchema, key_text: &str) {
+    // No primary key: keep the whole table on one shard, in commit order.
+    let key_text = if schema.key.is_empty() { "" } else { key_text };
+    push_partition_key_of(out, &schema.db, &schema.table, key_text);
 }
 
 #[cfg(test)]

@@ -65,22 +65,15 @@ pub(crate) struct RowChange<'a> {
     pub after: Option<&'a ImageText>,
 }
 
-/// An encoded record: its Kinesis partition key and bytes.
-pub(crate) struct Encoded {
-    pub partition_key: String,
-    pub data: Vec<u8>,
-}
-
-/// Encodes rows in one format, reusing its buffer from row to row.
+/// Encodes rows in one format into the record's buffers.
 pub(crate) struct Encoder {
     format: RecordFormat,
-    buf: Vec<u8>,
     key_text: String,
 }
 
 impl Encoder {
     pub(crate) fn new(format: RecordFormat) -> Self {
-        Self { format, buf: Vec::with_capacity(4096), key_text: String::new() }
+        Self { format, key_text: String::new() }
     }
 
     /// Whether an update that changes the primary key is written as a delete and an insert
@@ -89,13 +82,16 @@ impl Encoder {
         self.format == RecordFormat::Sameday
     }
 
-    pub(crate) fn encode(&mut self, change: &RowChange<'_>) -> Encoded {
-        self.buf.clear();
+    /// Writes the record of `change` into `data` and its Kinesis partition key into
+    /// `partition_key` (both emptied first, so a recycled record's buffers serve again).
+    pub(crate) fn encode(&mut self, change: &RowChange<'_>, data: &mut Vec<u8>, partition_key: &mut String) {
+        data.clear();
         match self.format {
-            RecordFormat::Sameday => envelope::encode(&mut self.buf, change, &mut self.key_text),
-            RecordFormat::Dms => dms::encode(&mut self.buf, change, &mut self.key_text),
+            RecordFormat::Sameday => envelope::encode(data, change, &mut self.key_text),
+            RecordFormat::Dms => dms::encode(data, change, &mut self.key_text),
         }
-        Encoded { partition_key: key::partition_key_of(change.schema, &self.key_text), data: self.buf.clone() }
+        partition_key.clear();
+        key::push_partition_key(partition_key, change.schema, &self.key_text);
     }
 }
 

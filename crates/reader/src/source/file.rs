@@ -65,6 +65,24 @@ pub fn replay_files(
     decoder: &mut Decoder,
     mut emit: impl FnMut(Output) -> Result<bool, ReaderError>,
 ) -> Result<(), ReaderError> {
+    replay_file_events(paths, range, decoder, |out| {
+        for o in out.drain(..) {
+            if !emit(o)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// [`replay_files`], handing the outputs of each event at once: what `emit` leaves in the
+/// vector is written and goes back to the decoder for reuse ([`Decoder::recycle`]).
+pub(crate) fn replay_file_events(
+    paths: &[PathBuf],
+    range: &FileRange,
+    decoder: &mut Decoder,
+    mut emit: impl FnMut(&mut Vec<Output>) -> Result<bool, ReaderError>,
+) -> Result<(), ReaderError> {
     let mut out = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let from = if i == 0 { range.from.unwrap_or(0) } else { 0 };
@@ -118,10 +136,13 @@ pub fn replay_files(
                 out.clear();
                 continue;
             }
-            for o in out.drain(..) {
-                if !emit(o)? {
-                    return Ok(());
-                }
+            if out.is_empty() {
+                continue;
+            }
+            let open = emit(&mut out)?;
+            decoder.recycle(&mut out);
+            if !open {
+                return Ok(());
             }
         }
     }

@@ -214,6 +214,7 @@ impl<H: Handoff> Source<'_, H> {
     /// Hands over what is left; the stream is done.
     async fn finish(&mut self) -> Ended {
         let _ = self.handoff.hand(&mut self.out).await;
+        self.decoder.recycle(&mut self.out);
         Ended::Done
     }
 
@@ -263,6 +264,8 @@ impl<H: Handoff> Source<'_, H> {
         if let Some(next) = commit {
             self.last_commit = Some(next);
         }
-        Ok(self.handoff.hand(&mut self.out).await)
+        let open = self.handoff.hand(&mut self.out).await;
+        self.decoder.recycle(&mut self.out);
+        Ok(open)
     }
 }
