@@ -47,7 +47,7 @@ pub use publisher::{PublishSummary, Publisher, PublisherConfig};
 pub use replay::{publisher_config, replay, FileReplay, ReplaySource};
 pub use run::{kinesis_sink, run_reader};
 pub use sink::{CountingSink, FaultySink, NullSink, RecordOutcome, RecordSink, SinkError, SinkRecord, StdoutSink};
-pub use source::file::{replay_files, FileRange};
+pub use source::file::{replay_file_events, replay_files, FileRange};
 pub use source::live::Start;
 pub use source::prepare::{prepare_source, resolve, resolve_start};
 pub use source::stream::SourceRun;

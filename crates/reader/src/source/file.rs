@@ -77,7 +77,7 @@ pub fn replay_files(
 
 /// [`replay_files`], handing the outputs of each event at once: what `emit` leaves in the
 /// vector is written and goes back to the decoder for reuse ([`Decoder::recycle`]).
-pub(crate) fn replay_file_events(
+pub fn replay_file_events(
     paths: &[PathBuf],
     range: &FileRange,
     decoder: &mut Decoder,
