@@ -12,6 +12,7 @@ pub const READER_TRANSACTIONS: &str = "sameday_reader_transactions";
 pub const READER_LAG_SECONDS: &str = "sameday_reader_lag_seconds";
 pub const READER_CHECKPOINT_AGE_SECONDS: &str = "sameday_reader_checkpoint_age_seconds";
 pub const READER_KEY_BACKLOG_MAX: &str = "sameday_reader_key_backlog_max";
+pub const READER_KEY_BACKLOG_DEEPEST: &str = "sameday_reader_key_backlog_deepest";
 pub const READER_RETENTION_HEADROOM_SECONDS: &str = "sameday_reader_binlog_retention_headroom_seconds";
 pub const READER_SCHEMA_CHANGES: &str = "sameday_reader_schema_changes";
 pub const READER_SKIPPED_ROWS: &str = "sameday_reader_skipped_rows";

@@ -24,6 +24,22 @@ pub struct Table {
     pub table: String,
 }
 
+/// A row, named without its values: its table and a digest of its partition key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RowDigest {
+    pub table: String,
+    pub key_digest: String,
+}
+
+impl RowDigest {
+    /// The row of partition key `db.table:key`.
+    pub fn of(partition_key: &str) -> Self {
+        let (table, _) = partition_key.split_once(':').unwrap_or((partition_key, ""));
+        let digest = sameday_core::envelope::fnv1a_128(partition_key.as_bytes()) as u32;
+        Self { table: table.to_owned(), key_digest: format!("{digest:08x}") }
+    }
+}
+
 #[derive(Clone)]
 pub struct ReaderMetrics {
     pub rows: Family<TableOp, Counter>,
@@ -33,6 +49,8 @@ pub struct ReaderMetrics {
     pub checkpoint_age_seconds: Gauge<f64, AtomicU64>,
     /// Undelivered records of the row with the most of them (a hot row's backlog).
     pub key_backlog_max: Gauge,
+    /// The same backlog, labelled with the row holding it (one series at most).
+    pub key_backlog_deepest: Family<RowDigest, Gauge>,
     pub retention_headroom_seconds: Gauge<f64, AtomicU64>,
     pub schema_changes: Family<Table, Counter>,
     pub dead_letters: Family<Table, Counter>,
@@ -53,6 +71,7 @@ impl ReaderMetrics {
             lag_seconds: Gauge::default(),
             checkpoint_age_seconds: Gauge::default(),
             key_backlog_max: Gauge::default(),
+            key_backlog_deepest: Family::default(),
             retention_headroom_seconds: Gauge::default(),
             schema_changes: Family::default(),
             dead_letters: Family::default(),
@@ -80,6 +99,11 @@ impl ReaderMetrics {
             names::READER_KEY_BACKLOG_MAX,
             "Undelivered records of the row (partition key) with the most of them; one row's records go out one at a time, in order",
             m.key_backlog_max.clone(),
+        );
+        registry.register(
+            names::READER_KEY_BACKLOG_DEEPEST,
+            "The deepest per-row backlog, labelled with the row holding it (table and a digest of its key, never its values); one series, for the current deepest row",
+            m.key_backlog_deepest.clone(),
         );
         registry.register(
             names::READER_RETENTION_HEADROOM_SECONDS,

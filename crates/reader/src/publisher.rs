@@ -35,7 +35,7 @@ use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::decoder::{Commit, Output, Record};
 use crate::error::ReaderError;
 use crate::kinesis::config::{MAX_BYTES_PER_REQUEST, MAX_RECORDS_PER_REQUEST};
-use crate::metrics::{Code, ReaderMetrics, Table, TableOp};
+use crate::metrics::{Code, ReaderMetrics, RowDigest, Table, TableOp};
 use crate::sink::{RecordOutcome, RecordSink, SinkRecord};
 
 /// How far into the queue a batch is looked for.
@@ -116,6 +116,8 @@ pub struct Publisher<S, C> {
     /// When the durable position last moved, and when the held-back warning was last given.
     durable_since: Instant,
     warned_at: Option<Instant>,
+    /// The row labelling `key_backlog_deepest` now.
+    deepest_row: Option<RowDigest>,
     summary: PublishSummary,
 }
 
@@ -141,6 +143,7 @@ impl<S: RecordSink> Publisher<S, NoCheckpoint> {
             last_save: Instant::now(),
             durable_since: Instant::now(),
             warned_at: None,
+            deepest_row: None,
             summary: PublishSummary::default(),
         }
     }
@@ -188,6 +191,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
             last_save: self.last_save,
             durable_since: self.durable_since,
             warned_at: self.warned_at,
+            deepest_row: self.deepest_row,
             summary: self.summary,
         }
     }
@@ -479,17 +483,26 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
     /// when it has not moved for `held_back_warn` (table and a digest of the key, never its
     /// values), at most once per that interval.
     fn watch_backlog(&mut self) {
-        let deepest = self.queue.deepest_key().map_or(0, |(_, n)| n);
-        self.metrics.key_backlog_max.set(deepest as i64);
+        let deepest = self.queue.deepest_key().filter(|(_, n)| *n > 0);
+        self.metrics.key_backlog_max.set(deepest.map_or(0, |(_, n)| n) as i64);
+        let row = deepest.map(|(key, n)| (RowDigest::of(key), n));
+        if let Some(old) = self.deepest_row.take() {
+            if row.as_ref().is_none_or(|(r, _)| *r != old) {
+                self.metrics.key_backlog_deepest.remove(&old);
+            }
+        }
+        if let Some((row, n)) = row {
+            self.metrics.key_backlog_deepest.get_or_create(&row).set(n as i64);
+            self.deepest_row = Some(row);
+        }
         let after = self.cfg.held_back_warn;
         if self.durable_since.elapsed() < after || self.warned_at.is_some_and(|t| t.elapsed() < after) {
             return;
         }
         if let Some(key) = self.queue.oldest_undelivered_key() {
-            let (table, _) = key.split_once(':').unwrap_or((key, ""));
-            let digest = format!("{:08x}", sameday_core::envelope::fnv1a_128(key.as_bytes()) as u32);
+            let row = RowDigest::of(key);
             tracing::warn!(
-                table, key_digest = %digest, backlog = self.queue.backlog_of(key),
+                table = %row.table, key_digest = %row.key_digest, backlog = self.queue.backlog_of(key),
                 held_s = self.durable_since.elapsed().as_secs(),
                 "one row's records hold the checkpoint back: they go out one at a time, in order"
             );

@@ -189,6 +189,11 @@ async fn a_hot_row_holding_the_checkpoint_back_is_measured_and_named() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     let backlog = metrics.key_backlog_max.get();
     assert!(backlog > 50, "the hot row's backlog is visible: {backlog}");
+    // The labelled series names the row (table and key digest, not its values).
+    let row = crate::metrics::RowDigest::of("db.t:1");
+    assert_eq!(row.table, "db.t");
+    let labelled = metrics.key_backlog_deepest.get_or_create(&row).get();
+    assert!(labelled > 50, "the row holding the backlog is named: {labelled}");
     drop(tx);
     let summary = run.await.unwrap().unwrap();
     assert_eq!(summary.delivered, 200);
