@@ -5,6 +5,7 @@
 //! every column type against a real server.
 
 pub mod binlog;
+pub mod json_check;
 pub mod json_text;
 pub mod sql;
 

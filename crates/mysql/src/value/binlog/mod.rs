@@ -206,7 +206,7 @@ fn write_json_text(b: &[u8], out: &mut Vec<u8>) -> bool {
         return false;
     }
     if !b.iter().any(|&c| c == b'\n' || c == b'\r') {
-        if serde_json::from_slice::<serde::de::IgnoredAny>(b).is_err() {
+        if !crate::value::json_check::is_json(b) {
             return false;
         }
         out.extend_from_slice(b);
