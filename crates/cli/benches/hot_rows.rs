@@ -63,8 +63,10 @@ use serde_json::{json, Value};
 const DEFINITION: &str = include_str!("../../../deploy/statemachine/schedule.asl.json");
 /// How long any one stage may take before the bench gives up.
 const STAGE_DEADLINE: Duration = Duration::from_secs(1800);
-/// Kinesis bills provisioned writes in PUT payload units of 25 KB.
+/// Kinesis bills provisioned writes in PUT payload units of 25 KB, and on-demand writes by
+/// volume with each record rounded up to 1 KB.
 const PUT_PAYLOAD_UNIT: usize = 25 * 1024;
+const ON_DEMAND_UNIT: usize = 1024;
 
 fn main() {
     run(bench);
@@ -273,7 +275,7 @@ state_machine_arn = "{sm}"
         let today_every = env_or("HOT_TODAY_EVERY", 100);
         match self.kind {
             Kind::Hot => (1, self.base + SignedDuration::from_mins([180, 190, 200][i % 3])),
-            Kind::Spread if (i + 1) % today_every == 0 => {
+            Kind::Spread if (i + 1).is_multiple_of(today_every) => {
                 (i + 1, self.base + SignedDuration::from_mins(120 + (i / today_every % 60) as i64))
             }
             Kind::Spread => (i + 1, self.base + SignedDuration::from_hours(26 + 24 * (i % 30) as i64)),
@@ -488,8 +490,8 @@ struct Stage {
     wall: Duration,
     cpu: Duration,
     calls: Calls,
-    /// Kinesis records and their PUT payload units (reader stage only).
-    kinesis_records: Option<(usize, usize)>,
+    /// Kinesis records, their PUT payload units and on-demand KB (reader stage only).
+    kinesis_records: Option<(usize, usize, usize)>,
     note: String,
 }
 
@@ -513,7 +515,7 @@ async fn reader_stage(stack: &Stack, lane: &Lane, w: &Written) -> Stage {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(ok, "replay of {} failed:\n{text}", lane.name);
     let records = stack.kinesalite.read_all(&lane.name).await;
-    let units = records.iter().map(|r| (r.2.len() + r.3.len()).div_ceil(PUT_PAYLOAD_UNIT)).sum();
+    let billed = |unit: usize| records.iter().map(|r| (r.2.len() + r.3.len()).div_ceil(unit)).sum::<usize>();
     Stage {
         kind: lane.kind,
         stage: "reader",
@@ -521,7 +523,7 @@ async fn reader_stage(stack: &Stack, lane: &Lane, w: &Written) -> Stage {
         wall,
         cpu,
         calls: stack.calls().since(&before),
-        kinesis_records: Some((records.len(), units)),
+        kinesis_records: Some((records.len(), billed(PUT_PAYLOAD_UNIT), billed(ON_DEMAND_UNIT))),
         note: String::new(),
     }
 }
@@ -743,8 +745,11 @@ fn report(n: usize, latency: Duration, results: &[Stage]) {
         println!("| {stage} | {:.2} | {:.2} |", rate(h) / rate(s), cpu(h) / cpu(s));
     }
     println!("\nPer 1,000 changes (N = {n} per workload):\n");
-    println!("| workload | run | Kinesis records | PUT payload units | SQS requests | Step Functions calls | of which StartExecution / StopExecution | DynamoDB requests |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| workload | run | Kinesis records | PUT payload units | on-demand KB written | SQS requests | Step Functions \
+         calls | of which StartExecution / StopExecution | DynamoDB requests |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let per_k = |v: u64| v as f64 * 1000.0 / n as f64;
     for kind in [Kind::Hot, Kind::Spread] {
         let of = |stage: &str| results.iter().find(|s| s.kind == kind && s.stage == stage).unwrap();
@@ -754,13 +759,15 @@ fn report(n: usize, latency: Duration, results: &[Stage]) {
                 *stages.0.entry(k.clone()).or_default() += v;
             }
         }
-        let (records, units) = of("reader").kinesis_records.unwrap();
+        let (records, units, kb) = of("reader").kinesis_records.unwrap();
         for (run, calls) in [("stages", &stages), ("end to end", &of("end to end").calls)] {
+            let kinesis = |v: usize| if run == "stages" { format!("{:.2}", per_k(v as u64)) } else { "-".into() };
             println!(
-                "| {} | {run} | {} | {} | {:.1} | {:.2} | {:.2} / {:.2} | {:.1} |",
+                "| {} | {run} | {} | {} | {} | {:.1} | {:.2} | {:.2} / {:.2} | {:.1} |",
                 label(kind),
-                if run == "stages" { format!("{:.2}", per_k(records as u64)) } else { "-".into() },
-                if run == "stages" { format!("{:.2}", per_k(units as u64)) } else { "-".into() },
+                kinesis(records),
+                kinesis(units),
+                kinesis(kb),
                 per_k(calls.of("sqs")),
                 per_k(calls.of("sfn")),
                 per_k(calls.get("sfn.StartExecution")),
