@@ -5,12 +5,18 @@
 //! Nth record is taken out of the request before it is forwarded and reported back as failed
 //! (`ProvisionedThroughputExceededException`) in its place in the response.
 //!
+//! It can also answer every call late by a fixed latency ([`ProxyOptions::latency`]), so a
+//! benchmark against the emulators pays an AWS round trip per call as a deployment does,
+//! and it counts the calls it answered by operation.
+//!
 //! It understands just enough HTTP/1.1 for the SDK's requests (headers + Content-Length
 //! body, keep-alive); each forwarded request goes upstream on its own connection with
 //! `Connection: close` and the whole response is relayed.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,6 +31,20 @@ pub struct Fault {
     /// HTTP status and the error `__type`, e.g. 400 / `ThrottlingException`.
     pub status: u16,
     pub error_type: String,
+}
+
+/// What a proxy does to the calls it answers; the default forwards every call at once.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyOptions {
+    /// Calls answered with an injected error instead of being forwarded.
+    pub fault: Option<Fault>,
+    /// Every `partial_every`-th record of the PutRecords calls that get through fails alone.
+    pub partial_every: Option<u64>,
+    /// How long every call waits before it is forwarded (or answered with its fault): a
+    /// round trip to AWS that loopback emulators do not have. Calls on one connection wait
+    /// one after the other, as an SDK's requests on one connection do; connections in
+    /// parallel wait in parallel.
+    pub latency: Duration,
 }
 
 pub struct FaultProxy {
@@ -42,6 +62,8 @@ struct Counts {
     failed_records: AtomicU64,
     /// PutRecords records seen, for `partial_every`.
     records_seen: AtomicU64,
+    /// Requests answered, by `X-Amz-Target` operation (`PutRecords`, `StartExecution`...).
+    by_operation: Mutex<BTreeMap<String, u64>>,
 }
 
 impl FaultProxy {
@@ -53,19 +75,30 @@ impl FaultProxy {
     /// [`FaultProxy::start`], and every `partial_every`-th record of the PutRecords calls
     /// that get through fails alone (taken out before forwarding, reported as failed).
     pub async fn start_with(upstream: &str, fault: Fault, partial_every: Option<u64>) -> Self {
+        Self::start_with_options(upstream, ProxyOptions { fault: Some(fault), partial_every, ..Default::default() })
+            .await
+    }
+
+    /// A proxy that injects nothing and forwards every call after `latency`.
+    pub async fn with_latency(upstream: &str, latency: Duration) -> Self {
+        Self::start_with_options(upstream, ProxyOptions { latency, ..Default::default() }).await
+    }
+
+    /// Listens on a free loopback port and forwards to `upstream` as `options` say.
+    pub async fn start_with_options(upstream: &str, options: ProxyOptions) -> Self {
         let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fault proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("local addr"));
         let injected = Arc::new(AtomicU64::new(0));
         let counts = Arc::new(Counts::default());
         let seen = Arc::new(AtomicU64::new(0));
-        let (inj, fault, all) = (injected.clone(), Arc::new(fault), counts.clone());
+        let (inj, options, all) = (injected.clone(), Arc::new(options), counts.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (upstream, fault, seen, inj, all) =
-                    (upstream.clone(), fault.clone(), seen.clone(), inj.clone(), all.clone());
+                let (upstream, options, seen, inj, all) =
+                    (upstream.clone(), options.clone(), seen.clone(), inj.clone(), all.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, &upstream, &fault, &seen, &inj, &all, partial_every).await;
+                    let _ = serve(conn, &upstream, &options, &seen, &inj, &all).await;
                 });
             }
         });
@@ -75,6 +108,17 @@ impl FaultProxy {
     /// Requests answered so far (forwarded or failed).
     pub fn requests(&self) -> u64 {
         self.counts.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered so far, by `X-Amz-Target` operation (e.g. `StartExecution`; requests
+    /// without one under `""`).
+    pub fn requests_by_operation(&self) -> BTreeMap<String, u64> {
+        self.counts.by_operation.lock().expect("counts").clone()
+    }
+
+    /// Requests of `operation` (e.g. `PutRecords`) answered so far.
+    pub fn requests_of(&self, operation: &str) -> u64 {
+        self.counts.by_operation.lock().expect("counts").get(operation).copied().unwrap_or(0)
     }
 
     /// PutRecords records failed one by one so far.
@@ -101,11 +145,10 @@ impl Drop for FaultProxy {
 async fn serve(
     conn: TcpStream,
     upstream: &str,
-    fault: &Fault,
+    options: &ProxyOptions,
     seen: &AtomicU64,
     injected: &AtomicU64,
     counts: &Counts,
-    partial_every: Option<u64>,
 ) -> std::io::Result<()> {
     let (read, mut write) = conn.into_split();
     let mut read = BufReader::new(read);
@@ -114,6 +157,7 @@ async fn serve(
         let mut head = Vec::new();
         let mut length = 0usize;
         let mut target = String::new();
+        let mut operation = String::new();
         loop {
             let mut line = String::new();
             if read.read_line(&mut line).await? == 0 {
@@ -125,6 +169,8 @@ async fn serve(
             }
             if let Some(v) = lower.strip_prefix("x-amz-target:") {
                 target = v.trim().to_owned();
+                let original = line[line.len() - v.len()..].trim();
+                operation = original.rsplit('.').next().unwrap_or_default().to_owned();
             }
             let end = line == "\r\n";
             if !lower.starts_with("connection:") && !end {
@@ -137,10 +183,16 @@ async fn serve(
         let mut body = vec![0; length];
         read.read_exact(&mut body).await?;
         counts.requests.fetch_add(1, Ordering::Relaxed);
+        *counts.by_operation.lock().expect("counts").entry(operation).or_default() += 1;
+        if !options.latency.is_zero() {
+            tokio::time::sleep(options.latency).await;
+        }
 
-        let op = fault.operation.to_ascii_lowercase();
-        if target.ends_with(&format!(".{op}")) && seen.fetch_add(1, Ordering::Relaxed) % fault.every == fault.every - 1
-        {
+        let faulted = options.fault.as_ref().filter(|fault| {
+            let op = fault.operation.to_ascii_lowercase();
+            target.ends_with(&format!(".{op}")) && seen.fetch_add(1, Ordering::Relaxed) % fault.every == fault.every - 1
+        });
+        if let Some(fault) = faulted {
             injected.fetch_add(1, Ordering::Relaxed);
             let payload =
                 format!(r#"{{"__type":"{}","message":"injected by sameday's fault proxy"}}"#, fault.error_type);
@@ -155,7 +207,7 @@ async fn serve(
             continue;
         }
 
-        let partial = partial_every.filter(|_| target.ends_with(".putrecords"));
+        let partial = options.partial_every.filter(|_| target.ends_with(".putrecords"));
         let (body, failed) = match partial {
             Some(every) => drop_records(&body, every, counts),
             None => (body, Vec::new()),
@@ -265,4 +317,70 @@ fn with_failed_records(response: &[u8], failed: &[usize]) -> Vec<u8> {
     bytes.extend_from_slice(b"\r\n");
     bytes.extend_from_slice(&body);
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// An upstream that answers every request `200 ok` and closes, as the proxy expects.
+    async fn upstream() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (read, mut write) = conn.into_split();
+                    let mut read = BufReader::new(read);
+                    let mut line = String::new();
+                    while read.read_line(&mut line).await.unwrap_or(0) > 0 && line != "\r\n" {
+                        line.clear();
+                    }
+                    let _ = write.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                });
+            }
+        });
+        endpoint
+    }
+
+    /// One request with `operation` on `conn`; its response body.
+    async fn call(conn: &mut BufReader<TcpStream>, operation: &str) -> String {
+        let request = format!(
+            "POST / HTTP/1.1\r\nhost: x\r\nx-amz-target: Kinesis_20131202.{operation}\r\ncontent-length: 2\r\n\r\n{{}}"
+        );
+        conn.get_mut().write_all(request.as_bytes()).await.unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            conn.read_line(&mut line).await.unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        conn.read_exact(&mut body).await.unwrap();
+        String::from_utf8(body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_forwarded_request_is_answered_no_sooner_than_the_latency() {
+        let latency = Duration::from_millis(300);
+        let proxy = FaultProxy::with_latency(&upstream().await, latency).await;
+        let addr = proxy.endpoint().trim_start_matches("http://").to_owned();
+        let mut conn = BufReader::new(TcpStream::connect(addr).await.unwrap());
+        for operation in ["PutRecords", "PutRecords", "ListShards"] {
+            let sent = Instant::now();
+            assert_eq!(call(&mut conn, operation).await, "ok", "forwarded and answered");
+            assert!(sent.elapsed() >= latency, "{operation} answered after {:?}, before {latency:?}", sent.elapsed());
+        }
+        assert_eq!(proxy.requests(), 3);
+        assert_eq!(proxy.requests_of("PutRecords"), 2);
+        assert_eq!(proxy.requests_by_operation().get("ListShards"), Some(&1));
+        assert_eq!(proxy.injected(), 0);
+    }
 }

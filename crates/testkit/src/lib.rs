@@ -35,7 +35,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use emulators::{aws_config, Fauxqs, Kinesalite, KinesisRecord, Moto};
-pub use fault_proxy::{Fault, FaultProxy};
+pub use fault_proxy::{Fault, FaultProxy, ProxyOptions};
 pub use mariadb::{MariaDb, MariaDbOptions};
 
 /// Installs rustls' `ring` provider as the process default, unless one is installed
