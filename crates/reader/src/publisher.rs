@@ -40,8 +40,12 @@ use crate::sink::{RecordOutcome, RecordSink, SinkRecord};
 
 /// How far into the queue a batch is looked for.
 const SCAN_WINDOW: usize = 20_000;
-/// Changes of one key in one aggregated Kinesis record at most.
-pub(crate) const MAX_RECORDS_PER_AGGREGATE: usize = 500;
+/// Changes of one key in one aggregated Kinesis record at most; the record size limit (1 MiB
+/// less the claim-check's margin) usually binds first. Only one record per key is in flight,
+/// so this bounds a hot row's changes per round trip: at 500, a row changed 100,000 times
+/// reached 0.44-0.49 of the throughput of 100,000 rows at 30 ms per call; at 2,000, 1.14
+/// (`docs/benchmarks.md`, hot rows).
+pub(crate) const MAX_RECORDS_PER_AGGREGATE: usize = 2_000;
 
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
