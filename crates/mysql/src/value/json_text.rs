@@ -30,6 +30,60 @@ fn word_needs_escape(w: u64) -> bool {
     (control | zero_byte(w ^ (ONES * u64::from(b'"'))) | zero_byte(w ^ (ONES * u64::from(b'\\')))) != 0
 }
 
+/// Whether `bytes` hold anything a JSON string must escape.
+fn needs_escape(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    words.any(|w| word_needs_escape(u64::from_le_bytes(w.try_into().expect("8 bytes"))))
+        || words.remainder().iter().any(|&b| ESCAPE[usize::from(b)] != 0)
+}
+
+/// Escapes, in place, the UTF-8 text `out[from..]` as the inside of a JSON string (what
+/// [`write_json_str`] writes between the quotes): the buffer grows by what the escapes add
+/// and the text moves back from its end, so nothing is copied elsewhere.
+pub fn escape_in_place(out: &mut Vec<u8>, from: usize) {
+    if !needs_escape(&out[from..]) {
+        return;
+    }
+    let extra: usize = out[from..]
+        .iter()
+        .map(|&b| match ESCAPE[usize::from(b)] {
+            0 => 0,
+            1 => 5,
+            _ => 1,
+        })
+        .sum();
+    let mut read = out.len();
+    out.resize(read + extra, 0);
+    let mut write = out.len();
+    while read > from {
+        read -= 1;
+        let b = out[read];
+        match ESCAPE[usize::from(b)] {
+            0 => {
+                write -= 1;
+                out[write] = b;
+            }
+            1 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                write -= 6;
+                out[write..write + 6].copy_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]);
+            }
+            esc => {
+                write -= 2;
+                out[write] = b'\\';
+                out[write + 1] = esc;
+            }
+        }
+    }
+}
+
 /// Appends `s` as a JSON string literal (quotes included). Runs of plain bytes are skipped
 /// eight at a time.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
@@ -213,6 +267,33 @@ mod tests {
                 word[at] = b;
                 assert_eq!(word_needs_escape(u64::from_le_bytes(word)), ESCAPE[usize::from(b)] != 0, "{b:#x} at {at}");
             }
+        }
+    }
+
+    #[test]
+    fn escaping_in_place_writes_what_write_json_str_writes() {
+        for s in ["", "plain", "title \"1\" café", "a\"b\\c\n\r\t\u{1}\u{8}\u{c}\u{1f}é😀", "\"\"\"\"\"\"\"\"\"\""]
+        {
+            let mut expected = b"prefix".to_vec();
+            write_json_str(&mut expected, s);
+            let mut out = b"prefix\"".to_vec();
+            let from = out.len();
+            out.extend_from_slice(s.as_bytes());
+            escape_in_place(&mut out, from);
+            out.push(b'"');
+            assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected).unwrap());
+        }
+    }
+
+    #[test]
+    fn needs_escape_sees_every_place() {
+        assert!(!needs_escape(b"plain text of more than eight bytes, caf\xc3\xa9"));
+        for at in 0..20 {
+            let mut text = vec![b'x'; 20];
+            text[at] = b'"';
+            assert!(needs_escape(&text), "{at}");
+            text[at] = 0x1f;
+            assert!(needs_escape(&text), "{at}");
         }
     }
 

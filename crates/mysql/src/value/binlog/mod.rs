@@ -20,7 +20,9 @@ use mysql_common::constants::ColumnType;
 pub use cell::{decode_cell, write_cell, Cell};
 
 use crate::schema::{ColumnInfo, TextKind};
-use crate::value::json_text::{write_base64, write_f32, write_f64, write_i64, write_json_str, write_u64};
+use crate::value::json_text::{
+    escape_in_place, write_base64, write_f32, write_f64, write_i64, write_json_str, write_u64,
+};
 
 fn cut_short(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, format!("{what} value cut short"))
@@ -191,11 +193,29 @@ fn write_text(col: &ColumnInfo, b: &[u8], out: &mut Vec<u8>) {
             Ok(s) => write_json_str(out, s),
             Err(_) => write_base64(out, b),
         },
-        TextKind::Encoded(enc) => match enc.decode_without_bom_handling_and_without_replacement(b) {
-            Some(s) => write_json_str(out, &s),
-            None => write_base64(out, b),
-        },
+        TextKind::Encoded(enc) => write_encoded(out, enc, b),
     }
+}
+
+/// Text in another character set (latin1, ...), converted to UTF-8 straight into `out`;
+/// base64 when it is not valid in its character set.
+fn write_encoded(out: &mut Vec<u8>, enc: &'static encoding_rs::Encoding, b: &[u8]) {
+    let mut decoder = enc.new_decoder_without_bom_handling();
+    let Some(room) = decoder.max_utf8_buffer_length_without_replacement(b.len()) else {
+        return write_base64(out, b);
+    };
+    let start = out.len();
+    out.push(b'"');
+    let text = out.len();
+    out.resize(text + room, 0);
+    let (result, _, written) = decoder.decode_to_utf8_without_replacement(b, &mut out[text..], true);
+    out.truncate(text + written);
+    if result != encoding_rs::DecoderResult::InputEmpty {
+        out.truncate(start);
+        return write_base64(out, b);
+    }
+    escape_in_place(out, text);
+    out.push(b'"');
 }
 
 /// A MariaDB JSON column (LONGTEXT + json_valid): validated without building a document and
