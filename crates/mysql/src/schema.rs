@@ -229,6 +229,11 @@ struct MapColumn {
 }
 
 impl TableSchema {
+    /// Whether the filter drops any of the table's columns from the images.
+    pub fn has_excluded_columns(&self) -> bool {
+        self.columns.iter().any(|c| c.excluded)
+    }
+
     /// Builds the schema of a table map event. `catalog` is the table's current definition,
     /// used only when the table map names no columns (and refused when it disagrees).
     /// `hints(name)` says, per column name, whether the filter excludes it and whether it is

@@ -155,13 +155,26 @@ pub fn write_f32(out: &mut Vec<u8>, f: f32) {
     }
 }
 
-/// `n` as exactly `width` decimal digits (the lowest ones, zero-padded).
+/// "00" to "99".
+static PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// `n` as exactly `width` decimal digits (the lowest ones, zero-padded), two at a time.
 pub fn push_digits(out: &mut Vec<u8>, mut n: u64, width: usize) {
     let start = out.len();
     out.resize(start + width, b'0');
-    for slot in out[start..].iter_mut().rev() {
-        *slot = b'0' + (n % 10) as u8;
-        n /= 10;
+    let mut at = start + width;
+    while at >= start + 2 {
+        let pair = (n % 100) as usize * 2;
+        out[at - 2..at].copy_from_slice(&PAIRS[pair..pair + 2]);
+        n /= 100;
+        at -= 2;
+    }
+    if at > start {
+        out[start] = b'0' + (n % 10) as u8;
     }
 }
 
@@ -315,6 +328,13 @@ mod tests {
         out.clear();
         push_date(&mut out, 0, 0, 0);
         assert_eq!(out, b"0000-00-00");
+        for (n, width, text) in
+            [(7u64, 1, "7"), (42, 3, "042"), (2024, 4, "2024"), (123_456, 6, "123456"), (5, 5, "00005")]
+        {
+            out.clear();
+            push_digits(&mut out, n, width);
+            assert_eq!(out, text.as_bytes());
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! One row image of a rows event, decoded column by column straight into its JSON text.
+//! One row image of a rows event, decoded column by column straight into its JSON text: the
+//! members of the image's JSON object, in column order.
 
 use mysql_common::io::ParseBuf;
 use mysql_common::misc::raw::int::LenEnc;
@@ -42,6 +43,12 @@ pub(super) fn decode_image(
         }
         let is_null = null_bytes[image_idx / 8] & (1 << (image_idx % 8)) != 0;
         image_idx += 1;
+        // The image's members as the envelope writes them (`"name":value`, comma-separated),
+        // so that an image without excluded columns is copied out in one piece.
+        if image_idx > 1 {
+            image.text.push(b',');
+        }
+        image.text.extend_from_slice(col.json_key.as_bytes());
         let start = image.text.len();
         if is_null {
             image.text.extend_from_slice(b"null");

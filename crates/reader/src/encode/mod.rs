@@ -16,9 +16,10 @@ use sameday_mysql::schema::TableSchema;
 
 use crate::kinesis::config::RecordFormat;
 
-/// One row image as JSON text: each value in the image written one after the other, and
-/// where each column's value sits. The decoder writes it straight from the event's bytes and
-/// reuses it from row to row; the encoders copy values out of it.
+/// One row image as JSON text: the members of its JSON object (`"name":value`, comma
+/// separated, every column in the image), and where each column's value sits. The decoder
+/// writes it straight from the event's bytes and reuses it from row to row; the encoders copy
+/// it out whole, or value by value when the filter excludes columns.
 #[derive(Debug, Default)]
 pub(crate) struct ImageText {
     pub text: Vec<u8>,
@@ -102,18 +103,22 @@ fn write_image(buf: &mut Vec<u8>, schema: &TableSchema, image: Option<&ImageText
         return;
     };
     buf.push(b'{');
-    let mut first = true;
-    for (i, col) in schema.columns.iter().enumerate() {
-        let Some(value) = image.value(i) else { continue };
-        if col.excluded {
-            continue;
+    if !schema.has_excluded_columns() {
+        buf.extend_from_slice(&image.text);
+    } else {
+        let mut first = true;
+        for (i, col) in schema.columns.iter().enumerate() {
+            let Some(value) = image.value(i) else { continue };
+            if col.excluded {
+                continue;
+            }
+            if !first {
+                buf.push(b',');
+            }
+            first = false;
+            buf.extend_from_slice(col.json_key.as_bytes());
+            buf.extend_from_slice(value);
         }
-        if !first {
-            buf.push(b',');
-        }
-        first = false;
-        buf.extend_from_slice(col.json_key.as_bytes());
-        buf.extend_from_slice(value);
     }
     buf.push(b'}');
 }
