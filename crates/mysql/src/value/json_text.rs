@@ -164,36 +164,48 @@ static PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 
 /// `n` as exactly `width` decimal digits (the lowest ones, zero-padded), two at a time.
 pub fn push_digits(out: &mut Vec<u8>, mut n: u64, width: usize) {
-    let start = out.len();
-    out.resize(start + width, b'0');
-    let mut at = start + width;
-    while at >= start + 2 {
+    let mut digits = [b'0'; 20];
+    let width = width.min(digits.len());
+    let mut at = width;
+    while at >= 2 {
         let pair = (n % 100) as usize * 2;
-        out[at - 2..at].copy_from_slice(&PAIRS[pair..pair + 2]);
+        digits[at - 2..at].copy_from_slice(&PAIRS[pair..pair + 2]);
         n /= 100;
         at -= 2;
     }
-    if at > start {
-        out[start] = b'0' + (n % 10) as u8;
+    if at == 1 {
+        digits[0] = b'0' + (n % 10) as u8;
     }
+    out.extend_from_slice(&digits[..width]);
+}
+
+/// The last two decimal digits of `n`.
+fn push2(out: &mut Vec<u8>, n: u32) {
+    let pair = (n % 100) as usize * 2;
+    out.extend_from_slice(&PAIRS[pair..pair + 2]);
 }
 
 /// `YYYY-MM-DD`.
 pub fn push_date(out: &mut Vec<u8>, y: u32, m: u32, d: u32) {
-    push_digits(out, u64::from(y), 4);
+    push2(out, y / 100);
+    push2(out, y);
     out.push(b'-');
-    push_digits(out, u64::from(m), 2);
+    push2(out, m);
     out.push(b'-');
-    push_digits(out, u64::from(d), 2);
+    push2(out, d);
 }
 
 /// `HH:MM:SS` (hours may take three digits, as TIME's do).
 pub fn push_clock(out: &mut Vec<u8>, h: u32, m: u32, s: u32) {
-    push_digits(out, u64::from(h), if h > 99 { 3 } else { 2 });
+    if h > 99 {
+        push_digits(out, u64::from(h), 3);
+    } else {
+        push2(out, h);
+    }
     out.push(b':');
-    push_digits(out, u64::from(m), 2);
+    push2(out, m);
     out.push(b':');
-    push_digits(out, u64::from(s), 2);
+    push2(out, s);
 }
 
 /// `.ffffff` cut to the column's `digits` of fractional seconds; nothing for 0.

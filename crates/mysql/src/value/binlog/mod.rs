@@ -200,6 +200,11 @@ fn write_text(col: &ColumnInfo, b: &[u8], out: &mut Vec<u8>) {
 /// Text in another character set (latin1, ...), converted to UTF-8 straight into `out`;
 /// base64 when it is not valid in its character set.
 fn write_encoded(out: &mut Vec<u8>, enc: &'static encoding_rs::Encoding, b: &[u8]) {
+    // ASCII reads the same in the ASCII-compatible character sets the server has (latin1,
+    // cp1250, ...), and is UTF-8 already.
+    if enc.is_ascii_compatible() && b.is_ascii() {
+        return write_json_str(out, std::str::from_utf8(b).unwrap_or_default());
+    }
     let mut decoder = enc.new_decoder_without_bom_handling();
     let Some(room) = decoder.max_utf8_buffer_length_without_replacement(b.len()) else {
         return write_base64(out, b);
