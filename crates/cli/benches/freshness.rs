@@ -142,20 +142,7 @@ async fn start_pipeline() -> Pipeline {
 
 /// The reader's, consumer's and worker's config files in `dir`.
 fn write_configs(dir: &Path, port: u16, queue: &str, sm: &str) -> [std::path::PathBuf; 3] {
-    let rule = format!(
-        r#"[[rule]]
-name = "fresh"
-db = "app"
-table = "schedule"
-key_columns = ["id"]
-due_column = "due_at"
-due_type = "datetime"
-time_zone = "UTC"
-batch_time = "00:00"
-input_columns = ["user_id", "action"]
-state_machine_arn = "{sm}"
-"#
-    );
+    let rule = sameday_testkit::bench::schedule_rule_toml("fresh", "app", "00:00", sm);
     let d = dir.display();
     let reader = format!(
         r#"start_position = "latest"

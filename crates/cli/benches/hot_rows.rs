@@ -246,20 +246,7 @@ impl Lane {
         // The window of the run that started an hour ago: everything in the next 23 hours is
         // "today", whatever the clock says when the bench runs.
         let batch = (base - SignedDuration::from_hours(1)).strftime("%H:%M");
-        let rule_toml = format!(
-            r#"[[rule]]
-name = "{name}"
-db = "{name}"
-table = "schedule"
-key_columns = ["id"]
-due_column = "due_at"
-due_type = "datetime"
-time_zone = "UTC"
-batch_time = "{batch}"
-input_columns = ["user_id", "action"]
-state_machine_arn = "{sm}"
-"#
-        );
+        let rule_toml = sameday_testkit::bench::schedule_rule_toml(name, name, &batch.to_string(), &sm);
         #[derive(serde::Deserialize)]
         struct Rules {
             rule: Vec<ScheduleRule>,

@@ -27,3 +27,22 @@ pub fn run<F: Future<Output = ()>>(bench: impl FnOnce() -> F) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(bench());
 }
+
+/// The `[[rule]]` the benchmarks schedule with: table `db.schedule`, key `id`, due at
+/// `due_at` (DATETIME, UTC), `user_id` and `action` as input, the nightly batch at `batch_time`.
+pub fn schedule_rule_toml(name: &str, db: &str, batch_time: &str, state_machine_arn: &str) -> String {
+    format!(
+        r#"[[rule]]
+name = "{name}"
+db = "{db}"
+table = "schedule"
+key_columns = ["id"]
+due_column = "due_at"
+due_type = "datetime"
+time_zone = "UTC"
+batch_time = "{batch_time}"
+input_columns = ["user_id", "action"]
+state_machine_arn = "{state_machine_arn}"
+"#
+    )
+}
