@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::decoder::Output;
 use crate::error::ReaderError;
 use crate::publisher::{PublishSummary, Publisher};
-use crate::sink::{RecordSink, SinkError};
+use crate::sink::{InOrderSink, RecordSink, SinkError};
 use crate::source::stream::{stream_source, SourceRun};
 
 /// Chunks buffered between the decoder and the publisher.
@@ -56,29 +56,34 @@ pub async fn run_pipeline<S: RecordSink, C: CheckpointStore + 'static>(
     Ok(summary)
 }
 
-/// Runs `source` straight into an in-order sink on this task (see [`RecordSink::in_order`]).
+/// Runs `source` straight into `sink` on this task; `None` when the sink is not in-order
+/// (see [`RecordSink::in_order`]).
 pub(crate) async fn run_inline<S: RecordSink>(
     source: SourceRun,
     sink: &S,
     shutdown: CancellationToken,
-) -> Result<PublishSummary, ReaderError> {
-    let mut writer = InlineWriter::new(sink);
+) -> Option<Result<PublishSummary, ReaderError>> {
+    let mut writer = InlineWriter::new(sink)?;
     let source_result = stream_source(source, &mut writer, shutdown, None).await;
-    writer.finish(source_result)
+    Some(writer.finish(source_result))
 }
 
 /// Writes decoded outputs into an in-order sink as they come: rows are delivered when
 /// written, dead letters are logged and counted, nothing is checkpointed (operator runs).
-pub(crate) struct InlineWriter<'s, S> {
-    sink: &'s S,
+pub(crate) struct InlineWriter<'s> {
+    target: &'s dyn InOrderSink,
+    /// The sink, as errors name it.
+    name: String,
     summary: PublishSummary,
     /// The sink's first error; writing stops there.
     error: Option<SinkError>,
 }
 
-impl<'s, S: RecordSink> InlineWriter<'s, S> {
-    pub(crate) fn new(sink: &'s S) -> Self {
-        Self { sink, summary: PublishSummary::default(), error: None }
+impl<'s> InlineWriter<'s> {
+    /// A writer into `sink`, if it takes records in order at once.
+    pub(crate) fn new<S: RecordSink>(sink: &'s S) -> Option<Self> {
+        let target = sink.in_order()?;
+        Some(Self { target, name: sink.describe(), summary: PublishSummary::default(), error: None })
     }
 
     /// Writes one output; `false` once the sink has failed.
@@ -86,9 +91,8 @@ impl<'s, S: RecordSink> InlineWriter<'s, S> {
         if self.error.is_some() {
             return false;
         }
-        let target = self.sink.in_order().expect("an inline writer needs an in-order sink");
         match output {
-            Output::Row(r) => match target.write(&r.partition_key, &r.data) {
+            Output::Row(r) => match self.target.write(&r.partition_key, &r.data) {
                 Ok(()) => self.summary.delivered += 1,
                 Err(e) => self.error = Some(e),
             },
@@ -109,7 +113,7 @@ impl<'s, S: RecordSink> InlineWriter<'s, S> {
     /// Flushes the sink at a hand-over; `false` once the sink has failed.
     pub(crate) fn flush(&mut self) -> bool {
         if self.error.is_none() {
-            if let Err(e) = self.sink.in_order().expect("in-order sink").flush() {
+            if let Err(e) = self.target.flush() {
                 self.error = Some(e);
             }
         }
@@ -120,14 +124,14 @@ impl<'s, S: RecordSink> InlineWriter<'s, S> {
     pub(crate) fn finish(mut self, source_result: Result<(), ReaderError>) -> Result<PublishSummary, ReaderError> {
         self.flush();
         if let Some(e) = self.error {
-            return Err(ReaderError::Sink { stream: self.sink.describe(), message: e.message });
+            return Err(ReaderError::Sink { stream: self.name, message: e.message });
         }
         source_result?;
         Ok(self.summary)
     }
 }
 
-impl<S: RecordSink> Handoff for InlineWriter<'_, S> {
+impl Handoff for InlineWriter<'_> {
     async fn hand(&mut self, chunk: &mut Vec<Output>) -> bool {
         chunk.iter().all(|o| self.write(o)) && self.flush()
     }

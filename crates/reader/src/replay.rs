@@ -69,7 +69,7 @@ pub async fn replay<S: RecordSink>(
 ) -> Result<PublishSummary, ReaderError> {
     let inline = sink.in_order().is_some();
     let summary = match source {
-        ReplaySource::Server(run) if inline => run_inline(run, &*sink, shutdown).await?,
+        ReplaySource::Server(run) if inline => run_inline(run, &*sink, shutdown).await.expect("an in-order sink")?,
         ReplaySource::Files(files) if inline => replay_files_inline(files, sink, shutdown).await?,
         ReplaySource::Server(run) => run_pipeline(run, Publisher::new(sink, cfg), shutdown).await?,
         ReplaySource::Files(files) => replay_from_files(files, Publisher::new(sink, cfg), shutdown).await?,
@@ -99,7 +99,7 @@ async fn replay_files_inline<S: RecordSink>(
     shutdown: CancellationToken,
 ) -> Result<PublishSummary, ReaderError> {
     let task = tokio::task::spawn_blocking(move || {
-        let mut writer = InlineWriter::new(&*sink);
+        let mut writer = InlineWriter::new(&*sink).expect("an in-order sink");
         let mut since_flush = 0usize;
         let filter = TableFilter::new(&replay.filter).map_err(ReaderError::Config)?;
         let mut decoder = Decoder::new(0, filter, "", None).with_format(replay.format);
