@@ -140,7 +140,19 @@ enum Command {
 fn main() -> ExitCode {
     sameday_core::logging::init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    // `tail` and `replay` into stdout or nowhere decode and write on one thread (the records
+    // never leave it); a second runtime thread would only add wake-ups between them.
+    let one_thread = match &cli.command {
+        Command::Tail(_) => true,
+        Command::Replay(args) => args.writes_in_order(),
+        _ => false,
+    };
+    let rt = if one_thread {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    }
+    .expect("tokio runtime");
     match rt.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {

@@ -132,6 +132,14 @@ pub(crate) struct ReplayArgs {
     dry_run: bool,
 }
 
+impl ReplayArgs {
+    /// Whether the records go to a sink that takes them in order on the decoder's thread
+    /// (stdout, null, `--dry-run`), not through the publisher to Kinesis.
+    pub(crate) fn writes_in_order(&self) -> bool {
+        self.dry_run || !matches!(self.sink, SinkKind::Kinesis)
+    }
+}
+
 /// The source and filter from `--source`/`--tables` or from a config file.
 fn source_of(args: &SourceArgs) -> anyhow::Result<(SourceConfig, FilterConfig, Option<ReaderConfig>)> {
     let server_id = args.server_id.context("the replica server id is chosen before the source is opened")?;

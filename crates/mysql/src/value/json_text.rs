@@ -22,7 +22,7 @@ static ESCAPE: [u8; 256] = {
 
 /// Whether any of the 8 bytes of `w` must be escaped: below 0x20, `"` or `\\` (exact as a
 /// whole: the classic "has a byte less than / equal to" word tricks).
-fn word_needs_escape(w: u64) -> bool {
+pub(crate) fn word_needs_escape(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
@@ -44,25 +44,26 @@ pub fn escape_in_place(out: &mut Vec<u8>, from: usize) {
     if !needs_escape(&out[from..]) {
         return;
     }
-    let extra: usize = out[from..]
-        .iter()
-        .map(|&b| match ESCAPE[usize::from(b)] {
-            0 => 0,
-            1 => 5,
-            _ => 1,
-        })
-        .sum();
+    let added = |b: u8| match ESCAPE[usize::from(b)] {
+        0 => 0,
+        1 => 5,
+        _ => 1,
+    };
+    let extra: usize = out[from..].iter().map(|&b| added(b)).sum();
     let mut read = out.len();
     out.resize(read + extra, 0);
     let mut write = out.len();
+    // From the end: move each run of plain bytes in one copy, then the escape before it.
     while read > from {
-        read -= 1;
-        let b = out[read];
+        let Some(at) = out[from..read].iter().rposition(|&b| ESCAPE[usize::from(b)] != 0).map(|i| from + i) else {
+            out.copy_within(from..read, write - (read - from));
+            break;
+        };
+        let run = read - at - 1;
+        out.copy_within(at + 1..read, write - run);
+        write -= run;
+        let b = out[at];
         match ESCAPE[usize::from(b)] {
-            0 => {
-                write -= 1;
-                out[write] = b;
-            }
             1 => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 write -= 6;
@@ -81,6 +82,7 @@ pub fn escape_in_place(out: &mut Vec<u8>, from: usize) {
                 out[write + 1] = esc;
             }
         }
+        read = at;
     }
 }
 
@@ -297,8 +299,16 @@ mod tests {
 
     #[test]
     fn escaping_in_place_writes_what_write_json_str_writes() {
-        for s in ["", "plain", "title \"1\" café", "a\"b\\c\n\r\t\u{1}\u{8}\u{c}\u{1f}é😀", "\"\"\"\"\"\"\"\"\"\""]
-        {
+        for s in [
+            "",
+            "plain",
+            "title \"1\" café",
+            "a\"b\\c\n\r\t\u{1}\u{8}\u{c}\u{1f}é😀",
+            "\"\"\"\"\"\"\"\"\"\"",
+            "\"at the start, and at the end\"",
+            "\u{1}",
+            "a long run of plain text with one \\ in the middle of it and more plain text after",
+        ] {
             let mut expected = b"prefix".to_vec();
             write_json_str(&mut expected, s);
             let mut out = b"prefix\"".to_vec();

@@ -144,7 +144,9 @@ pub fn write_value(col: &ColumnInfo, buf: &mut &[u8], partial: bool, out: &mut V
             let b = take_prefixed(buf, if max < 256 { 1 } else { 2 }, "string")?;
             write_text(col, b, out);
         }
-        MYSQL_TYPE_STRING if meta.len() >= 2 => {
+        // A type byte of 0 (never written by current servers) reads its length differently:
+        // left to mysql_common.
+        MYSQL_TYPE_STRING if meta.len() >= 2 && meta[0] != 0 => {
             let (byte0, byte1) = (usize::from(meta[0]), usize::from(meta[1]));
             // CHAR(n) of more than 255 bytes keeps the high bits of n in the type byte.
             let max = if byte0 & 0x30 != 0x30 { byte1 | ((byte0 & 0x30) ^ 0x30) << 4 } else { byte1 };
