@@ -14,10 +14,9 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 bash scripts/prereqs.sh
 echo "demo: building sameday and sameday-stack (release)"
-cargo build --release --locked -p sameday 2>&1 | tail -1
-cargo build --release --locked -p sameday-testkit --bin sameday-stack 2>&1 | tail -1
-BIN="$REPO/target/release/sameday"
-STACK_BIN="$REPO/target/release/sameday-stack"
+cargo build --release --locked -p sameday -p sameday-testkit --bin sameday --bin sameday-stack 2>&1 | tail -1
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/sameday"
+STACK_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/sameday-stack"
 PY="${SAMEDAY_CACHE:-$REPO/.cache}/venv/bin/python"
 # shellcheck source=scripts/lib.sh
 source "$REPO/scripts/lib.sh"
