@@ -220,6 +220,36 @@ pub fn push_fraction(out: &mut Vec<u8>, micros: u32, digits: u8) {
     push_digits(out, u64::from(micros) / 10u64.pow(6 - digits as u32), digits);
 }
 
+/// A DATETIME's text, `YYYY-MM-DDTHH:MM:SS[.f]` with `digits` of fraction.
+pub fn push_datetime(
+    out: &mut Vec<u8>,
+    (y, mo, d): (u32, u32, u32),
+    (h, mi, s): (u32, u32, u32),
+    micros: u32,
+    digits: u8,
+) {
+    push_date(out, y, mo, d);
+    out.push(b'T');
+    push_clock(out, h, mi, s);
+    push_fraction(out, micros, digits);
+}
+
+/// A TIME's text, `[-]HH:MM:SS[.f]` (hours past 24 as they are) with `digits` of fraction.
+pub fn push_time(out: &mut Vec<u8>, negative: bool, (h, mi, s): (u32, u32, u32), micros: u32, digits: u8) {
+    if negative {
+        out.push(b'-');
+    }
+    push_clock(out, h, mi, s);
+    push_fraction(out, micros, digits);
+}
+
+/// The text `f` writes (the temporal texts above, which are ASCII), as a `String`.
+pub fn ascii_string(f: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut out = Vec::with_capacity(32);
+    f(&mut out);
+    String::from_utf8(out).expect("temporal texts are ASCII")
+}
+
 /// A TIMESTAMP as UTC ISO-8601 with `Z`; the zero timestamp stays MySQL's zero date.
 pub fn push_timestamp(out: &mut Vec<u8>, secs: i64, micros: u32, digits: u8) {
     if secs == 0 && micros == 0 {
@@ -238,9 +268,7 @@ pub fn push_timestamp(out: &mut Vec<u8>, secs: i64, micros: u32, digits: u8) {
 
 /// [`push_timestamp`] as a `String`.
 pub fn format_timestamp(secs: i64, micros: u32, digits: u8) -> String {
-    let mut out = Vec::with_capacity(32);
-    push_timestamp(&mut out, secs, micros, digits);
-    String::from_utf8(out).expect("timestamps are ASCII")
+    ascii_string(|out| push_timestamp(out, secs, micros, digits))
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).

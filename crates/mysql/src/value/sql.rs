@@ -30,6 +30,8 @@ use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::{Column, Row, Value as SqlValue};
 use serde_json::{Map, Value};
 
+use crate::value::json_text::{ascii_string, push_date, push_datetime, push_time};
+
 /// The `binary` character set: bytes, not text.
 const BINARY_CHARSET: u16 = 63;
 /// DATETIME/TIMESTAMP/TIME carry at most 6 fraction digits; larger `decimals` means "not fixed".
@@ -151,31 +153,27 @@ fn cell(kind: &Kind, value: SqlValue) -> Value {
                 .collect(),
         ),
         (_, SqlValue::Bytes(b)) => utf8_or_base64(b),
-        (Kind::Timestamp { fsp }, SqlValue::Date(y, mo, d, h, mi, s, us)) => {
-            let mut out = datetime(y, mo, d, h, mi, s);
-            push_fraction(&mut out, us, *fsp);
-            out.push('Z');
-            Value::String(out)
+        (Kind::Timestamp { fsp }, SqlValue::Date(y, mo, d, h, mi, s, us)) => Value::String(ascii_string(|out| {
+            push_datetime(out, date(y, mo, d), clock(h, mi, s), us, *fsp);
+            out.push(b'Z');
+        })),
+        (Kind::Date, SqlValue::Date(y, mo, d, ..)) => {
+            Value::String(ascii_string(|out| push_date(out, u32::from(y), u32::from(mo), u32::from(d))))
         }
-        (Kind::Date, SqlValue::Date(y, mo, d, ..)) => Value::String(format!("{y:04}-{mo:02}-{d:02}")),
         (kind, SqlValue::Date(y, mo, d, h, mi, s, us)) => {
-            let mut out = datetime(y, mo, d, h, mi, s);
             let fsp = match kind {
                 Kind::DateTime { fsp } => *fsp,
                 _ => MAX_FSP,
             };
-            push_fraction(&mut out, us, fsp);
-            Value::String(out)
+            Value::String(ascii_string(|out| push_datetime(out, date(y, mo, d), clock(h, mi, s), us, fsp)))
         }
         (kind, SqlValue::Time(neg, days, h, m, s, us)) => {
-            let hours = u64::from(days) * 24 + u64::from(h);
-            let mut out = format!("{}{hours:02}:{m:02}:{s:02}", if neg { "-" } else { "" });
             let fsp = match kind {
                 Kind::Time { fsp } => *fsp,
                 _ => MAX_FSP,
             };
-            push_fraction(&mut out, us, fsp);
-            Value::String(out)
+            let (hours, m, s) = clock(h, m, s);
+            Value::String(ascii_string(|out| push_time(out, neg, (days * 24 + hours, m, s), us, fsp)))
         }
     }
 }
@@ -189,17 +187,12 @@ fn utf8_or_base64(b: Vec<u8>) -> Value {
     }
 }
 
-fn datetime(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8) -> String {
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}")
+fn date(y: u16, mo: u8, d: u8) -> (u32, u32, u32) {
+    (u32::from(y), u32::from(mo), u32::from(d))
 }
 
-fn push_fraction(out: &mut String, micros: u32, digits: u8) {
-    if digits == 0 {
-        return;
-    }
-    let text = format!("{micros:06}");
-    out.push('.');
-    out.push_str(&text[..usize::from(digits.min(MAX_FSP))]);
+fn clock(h: u8, mi: u8, s: u8) -> (u32, u32, u32) {
+    (u32::from(h), u32::from(mi), u32::from(s))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use mysql_common::value::Value;
 
 use crate::schema::{ColumnInfo, TextKind};
 use crate::value::json_text::{
-    push_clock, push_date, push_fraction, push_timestamp, write_base64, write_f32, write_f64, write_i64,
+    ascii_string, format_timestamp, push_date, push_datetime, push_time, write_base64, write_f32, write_f64, write_i64,
     write_json_str, write_u64,
 };
 
@@ -58,13 +58,6 @@ pub fn decode_cell(col: &ColumnInfo, buf: &mut ParseBuf<'_>, partial: bool) -> s
     })
 }
 
-/// A string cell written by `f` (the temporal texts, which are ASCII).
-fn ascii(f: impl FnOnce(&mut Vec<u8>)) -> Cell {
-    let mut out = Vec::with_capacity(32);
-    f(&mut out);
-    Cell::Str(String::from_utf8(out).unwrap_or_default())
-}
-
 fn convert(col: &ColumnInfo, v: Value) -> Cell {
     use ColumnType::*;
     match v {
@@ -74,26 +67,25 @@ fn convert(col: &ColumnInfo, v: Value) -> Cell {
         // back as 16777215): extend bit 23. Idempotent if the value is already negative.
         Value::Int(i) if col.ty == MYSQL_TYPE_INT24 && !col.unsigned => Cell::Int((i << 40) >> 40),
         // The pre-5.6 TIMESTAMP: seconds since the epoch.
-        Value::Int(i) if col.ty == MYSQL_TYPE_TIMESTAMP => ascii(|out| push_timestamp(out, i, 0, 0)),
+        Value::Int(i) if col.ty == MYSQL_TYPE_TIMESTAMP => Cell::Str(format_timestamp(i, 0, 0)),
         Value::Int(i) => Cell::Int(i),
         Value::UInt(u) => Cell::UInt(u),
         Value::Float(f) => Cell::Float(f),
         Value::Double(d) => Cell::Double(d),
-        Value::Date(y, mo, d, h, mi, s, us) => ascii(|out| {
-            push_date(out, u32::from(y), u32::from(mo), u32::from(d));
-            if !matches!(col.ty, MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE) {
-                out.push(b'T');
-                push_clock(out, u32::from(h), u32::from(mi), u32::from(s));
-                push_fraction(out, us, if col.ty == MYSQL_TYPE_DATETIME { 0 } else { 6 });
+        Value::Date(y, mo, d, h, mi, s, us) => Cell::Str(ascii_string(|out| {
+            let date = (u32::from(y), u32::from(mo), u32::from(d));
+            match col.ty {
+                MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => push_date(out, date.0, date.1, date.2),
+                _ => {
+                    let digits = if col.ty == MYSQL_TYPE_DATETIME { 0 } else { 6 };
+                    push_datetime(out, date, (u32::from(h), u32::from(mi), u32::from(s)), us, digits);
+                }
             }
-        }),
-        Value::Time(neg, days, h, m, s, us) => ascii(|out| {
-            if neg {
-                out.push(b'-');
-            }
-            push_clock(out, days * 24 + u32::from(h), u32::from(m), u32::from(s));
-            push_fraction(out, us, if col.ty == MYSQL_TYPE_TIME { 0 } else { 6 });
-        }),
+        })),
+        Value::Time(neg, days, h, m, s, us) => Cell::Str(ascii_string(|out| {
+            let digits = if col.ty == MYSQL_TYPE_TIME { 0 } else { 6 };
+            push_time(out, neg, (days * 24 + u32::from(h), u32::from(m), u32::from(s)), us, digits);
+        })),
     }
 }
 

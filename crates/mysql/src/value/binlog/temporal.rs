@@ -2,7 +2,7 @@
 //! envelope's text, following the server's own unpacking (`my_datetime_packed_from_binary`,
 //! `my_timestamp_from_binary`, `my_time_packed_from_binary` in MySQL's `my_time.cc`).
 
-use crate::value::json_text::{push_clock, push_date, push_fraction, push_timestamp};
+use crate::value::json_text::{push_date, push_datetime, push_time, push_timestamp};
 
 /// Bytes of the fractional part for `fsp` digits (0-6).
 pub(super) fn fraction_len(fsp: u8) -> usize {
@@ -40,10 +40,8 @@ pub(super) fn write_datetime2(out: &mut Vec<u8>, b: &[u8], fsp: u8) {
     let (ymd, hms) = ((int_part >> 17) as u64, (int_part % (1 << 17)) as u64);
     let ym = ymd >> 5;
     out.push(b'"');
-    push_date(out, (ym / 13) as u32, (ym % 13) as u32, (ymd % 32) as u32);
-    out.push(b'T');
-    push_clock(out, (hms >> 12) as u32, ((hms >> 6) % 64) as u32, (hms % 64) as u32);
-    push_fraction(out, micros, fsp);
+    let date = ((ym / 13) as u32, (ym % 13) as u32, (ymd % 32) as u32);
+    push_datetime(out, date, ((hms >> 12) as u32, ((hms >> 6) % 64) as u32, (hms % 64) as u32), micros, fsp);
     out.push(b'"');
 }
 
@@ -81,11 +79,8 @@ pub(super) fn write_time2(out: &mut Vec<u8>, bytes: &[u8], fsp: u8) {
     let hms = packed >> 24;
     let micros = (packed % (1 << 24)) as u32;
     out.push(b'"');
-    if neg {
-        out.push(b'-');
-    }
-    push_clock(out, ((hms >> 12) % (1 << 10)) as u32, ((hms >> 6) % (1 << 6)) as u32, (hms % (1 << 6)) as u32);
-    push_fraction(out, micros, fsp);
+    let clock = (((hms >> 12) % (1 << 10)) as u32, ((hms >> 6) % (1 << 6)) as u32, (hms % (1 << 6)) as u32);
+    push_time(out, neg, clock, micros, fsp);
     out.push(b'"');
 }
 
