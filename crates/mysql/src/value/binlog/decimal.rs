@@ -6,7 +6,7 @@
 //! a leading (integer) or trailing (fraction) partial group in the fewest bytes that hold its
 //! digits; the first bit is flipped, and a negative value has every bit inverted.
 
-use crate::value::json_text::push_digits;
+use crate::value::json_text::{push_digits, write_u64};
 
 const DIG_PER_DEC: usize = 9;
 const DIG_TO_BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
@@ -45,7 +45,7 @@ pub(super) fn write_decimal(out: &mut Vec<u8>, b: &[u8], precision: u8, scale: u
         if started {
             push_digits(out, v, digits);
         } else if v != 0 {
-            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+            write_u64(out, v);
             started = true;
         }
     };

@@ -40,12 +40,18 @@ fn take<'a>(buf: &mut &'a [u8], n: usize, what: &str) -> io::Result<&'a [u8]> {
 
 /// A little-endian length of `width` bytes, then that many bytes.
 fn take_prefixed<'a>(buf: &mut &'a [u8], width: usize, what: &str) -> io::Result<&'a [u8]> {
-    let len = take(buf, width, what)?.iter().rev().fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
+    let len = le(take(buf, width, what)?) as usize;
     take(buf, len, what)
 }
 
+/// An unsigned little-endian number of up to 8 bytes.
 fn le(bytes: &[u8]) -> u64 {
     bytes.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
+}
+
+/// An unsigned big-endian number of up to 8 bytes.
+fn be(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
 }
 
 /// Fractional-second digits the column declares (DATETIME(6) -> 6).
@@ -108,7 +114,7 @@ pub fn write_value(col: &ColumnInfo, buf: &mut &[u8], partial: bool, out: &mut V
         MYSQL_TYPE_BIT if meta.len() >= 2 => {
             let bits = usize::from(meta[1]) * 8 + usize::from(meta[0]);
             let b = take(buf, bits.div_ceil(8), "BIT")?;
-            write_u64(out, b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)));
+            write_u64(out, be(b));
         }
         MYSQL_TYPE_ENUM if meta.len() >= 2 => {
             let i = le(take(buf, usize::from(meta[1]), "ENUM")?);

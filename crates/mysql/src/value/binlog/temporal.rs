@@ -2,15 +2,12 @@
 //! envelope's text, following the server's own unpacking (`my_datetime_packed_from_binary`,
 //! `my_timestamp_from_binary`, `my_time_packed_from_binary` in MySQL's `my_time.cc`).
 
+use super::be;
 use crate::value::json_text::{push_date, push_datetime, push_time, push_timestamp};
 
 /// Bytes of the fractional part for `fsp` digits (0-6).
 pub(super) fn fraction_len(fsp: u8) -> usize {
     usize::from(fsp.min(6)).div_ceil(2)
-}
-
-fn be(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
 }
 
 /// The fraction in microseconds as stored after the integer part (big-endian, signed,
