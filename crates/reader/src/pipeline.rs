@@ -10,7 +10,7 @@ use sameday_core::checkpoint::CheckpointStore;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::decoder::Output;
+use crate::decoder::{log_schema_change, Output};
 use crate::error::ReaderError;
 use crate::publisher::{PublishSummary, Publisher};
 use crate::sink::{InOrderSink, RecordSink, SinkError};
@@ -102,8 +102,7 @@ impl<'s> InlineWriter<'s> {
                 tracing::error!(table = %d.table, position = %d.position, reason = %d.reason, "change dead-lettered; the stream continues");
             }
             Output::SchemaChange { db, kind, table, position } => {
-                let table = table.as_ref().map(|t| format!("{db}.{t}")).unwrap_or_default();
-                tracing::warn!(db = %db, table = %table, kind = %kind, %position, "schema change on a watched schema; the stream continues with the new table definition");
+                log_schema_change(db, kind, table.as_deref(), position);
             }
             Output::CaughtUp => {}
         }

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::claim_check::ClaimChecker;
 use crate::dead_letter::{DeadLetter, DeadLetters};
-use crate::decoder::{Commit, Output, Record};
+use crate::decoder::{log_schema_change, Commit, Output, Record};
 use crate::error::ReaderError;
 use crate::kinesis::config::{MAX_BYTES_PER_REQUEST, MAX_RECORDS_PER_REQUEST};
 use crate::metrics::{Code, ReaderMetrics, RowDigest, Table, TableOp};
@@ -283,8 +283,7 @@ impl<S: RecordSink, C: CheckpointStore + 'static> Publisher<S, C> {
                 }
                 Output::SchemaChange { db, kind, table, position } => {
                     self.metrics.schema_changes.get_or_create(&Table { table: db.clone() }).inc();
-                    let table = table.map(|t| format!("{db}.{t}")).unwrap_or_default();
-                    tracing::warn!(db = %db, table = %table, kind = %kind, %position, "schema change on a watched schema; the stream continues with the new table definition");
+                    log_schema_change(&db, &kind, table.as_deref(), &position);
                 }
             }
         }

@@ -101,9 +101,7 @@ async fn replay_files_inline<S: RecordSink>(
     let task = tokio::task::spawn_blocking(move || {
         let mut writer = InlineWriter::new(&*sink).expect("an in-order sink");
         let mut since_flush = 0usize;
-        let filter = TableFilter::new(&replay.filter).map_err(ReaderError::Config)?;
-        let mut decoder = Decoder::new(0, filter, "", None).with_format(replay.format);
-        decoder.set_json_columns(replay.json_columns);
+        let mut decoder = file_decoder(&replay)?;
         let read = replay_file_events(&replay.files, &replay.range, &mut decoder, |outputs| {
             let boundary = outputs.iter().any(|o| matches!(o, Output::Commit(_)));
             let mut open = outputs.iter().all(|o| writer.write(o)) && !shutdown.is_cancelled();
@@ -119,18 +117,18 @@ async fn replay_files_inline<S: RecordSink>(
     task.await.map_err(|e| ReaderError::File { path: "(file reader)".into(), message: format!("task failed: {e}") })?
 }
 
-/// Decodes the files of `replay`, handing every output to `emit` until it returns `false`.
-fn decode_files(replay: FileReplay, emit: impl FnMut(Output) -> Result<bool, ReaderError>) -> Result<(), ReaderError> {
+/// The decoder for the files of `replay`: its filter, format and JSON columns.
+fn file_decoder(replay: &FileReplay) -> Result<Decoder, ReaderError> {
     let filter = TableFilter::new(&replay.filter).map_err(ReaderError::Config)?;
     let mut decoder = Decoder::new(0, filter, "", None).with_format(replay.format);
-    decoder.set_json_columns(replay.json_columns);
-    replay_files(&replay.files, &replay.range, &mut decoder, emit)
+    decoder.set_json_columns(replay.json_columns.clone());
+    Ok(decoder)
 }
 
 fn read_files(replay: FileReplay, tx: mpsc::Sender<Vec<Output>>) -> Result<(), ReaderError> {
     let mut chunk = Vec::with_capacity(FILE_CHUNK);
     let mut open = true;
-    decode_files(replay, |o| {
+    replay_files(&replay.files, &replay.range, &mut file_decoder(&replay)?, |o| {
         let boundary = matches!(o, Output::Commit(_));
         chunk.push(o);
         if boundary || chunk.len() >= FILE_CHUNK {

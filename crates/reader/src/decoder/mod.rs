@@ -40,7 +40,7 @@ use catalog::{Catalogs, Drifted};
 pub(crate) use events::event_name;
 use events::*;
 use image::decode_image;
-pub(crate) use output::DeadLetter;
+pub(crate) use output::{log_schema_change, DeadLetter};
 pub use output::{Commit, Output, Record};
 use txn::Txn;
 

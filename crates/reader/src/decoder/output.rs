@@ -56,3 +56,9 @@ pub enum Output {
     /// The server sent a heartbeat: it has nothing newer, so replication lag is zero.
     CaughtUp,
 }
+
+/// Says that a watched schema changed: its kind and table, never the statement's text.
+pub(crate) fn log_schema_change(db: &str, kind: &str, table: Option<&str>, position: &BinlogPosition) {
+    let table = table.map(|t| format!("{db}.{t}")).unwrap_or_default();
+    tracing::warn!(db, table = %table, kind, %position, "schema change on a watched schema; the stream continues with the new table definition");
+}
