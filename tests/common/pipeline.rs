@@ -294,20 +294,7 @@ impl Pipeline {
                 list.iter()
                     .any(|l| &l.shard_id == shard && matches!(&l.checkpoint, ShardCheckpoint::Sequence(s) if s >= seq))
             });
-            let attrs = self
-                .sqs
-                .get_queue_attributes()
-                .queue_url(&self.queue_url)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-                .send()
-                .await
-                .unwrap();
-            let count = |a: QueueAttributeName| {
-                attrs.attributes().and_then(|m| m.get(&a)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1)
-            };
-            let empty = count(QueueAttributeName::ApproximateNumberOfMessages) == 0
-                && count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible) == 0;
+            let empty = sameday_testkit::queue_depth(&self.sqs, &self.queue_url).await == 0;
             if consumed && empty {
                 return;
             }

@@ -641,7 +641,7 @@ async fn wait_right(stack: &Stack, lane: &Lane, w: &Written, consumer_ports: &[u
         if !consumer_ports.iter().all(|p| consumer_done(&scrape(*p), lane.n)) {
             continue;
         }
-        if queue_depth(&sqs, &lane.queue).await > 0 {
+        if sameday_testkit::queue_depth(&sqs, &lane.queue).await > 0 {
             continue;
         }
         let waiting = waiting(&sfn, &lane.rule.state_machine_arn).await;
@@ -663,22 +663,6 @@ async fn wait_right(stack: &Stack, lane: &Lane, w: &Written, consumer_ports: &[u
         }
         return;
     }
-}
-
-async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue: &str) -> u64 {
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(queue)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap();
-    let count = |a: QueueAttributeName| {
-        attrs.attributes().and_then(|m| m.get(&a)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1)
-    };
-    count(QueueAttributeName::ApproximateNumberOfMessages)
-        + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
 }
 
 /// The RUNNING executions of `state_machine` (moto's record mode keeps them RUNNING).

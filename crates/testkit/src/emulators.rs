@@ -422,3 +422,22 @@ pub struct Fauxqs {
 }
 
 emulator_common!(Fauxqs, SHARED_FAUXQS, start_fauxqs(None));
+
+/// Messages in `queue_url`, visible and in flight. An attribute the answer lacks counts as
+/// one message, so a wait for an empty queue never ends early.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("GetQueueAttributes");
+    let count = |a: QueueAttributeName| {
+        attrs.attributes().and_then(|m| m.get(&a)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1)
+    };
+    count(QueueAttributeName::ApproximateNumberOfMessages)
+        + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+}

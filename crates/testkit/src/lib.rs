@@ -34,7 +34,7 @@ mod tls;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use emulators::{aws_config, Fauxqs, Kinesalite, KinesisRecord, Moto};
+pub use emulators::{aws_config, queue_depth, Fauxqs, Kinesalite, KinesisRecord, Moto};
 pub use fault_proxy::{Fault, FaultProxy, ProxyOptions};
 pub use mariadb::{MariaDb, MariaDbOptions};
 
